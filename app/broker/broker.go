@@ -1,0 +1,111 @@
+// Package broker is the message broker seen from Pushbridge: a consumer of the bound
+// queues and a publisher with confirms. RabbitMQ is the real one; Memory stands in for
+// it when no AMQP_URL is set.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Broker consumes the bound queues and publishes to the exchange.
+type Broker interface {
+	// Start connects, declares the topology and starts consuming into handle. A
+	// topology the broker holds with other arguments is an error; an unreachable
+	// broker is not (Start returns, Ready stays false and it keeps trying).
+	Start(ctx context.Context, handle Handler) error
+	// Publish sends one message to the exchange and returns once the broker has
+	// confirmed it: ErrUnroutable when no queue took it, ErrUnavailable while the
+	// broker cannot be reached.
+	Publish(ctx context.Context, p Publishing) error
+	// Ready reports whether the broker connection is up.
+	Ready() bool
+	// StopConsuming cancels the consumers and waits until every delivery already
+	// handed to Pushbridge has been handled and settled, or ctx ends.
+	StopConsuming(ctx context.Context)
+	// Close ends the connection.
+	Close() error
+}
+
+// Publishing is one message to publish.
+type Publishing struct {
+	RoutingKey string
+	Body       []byte
+	MessageID  string
+	Headers    map[string]any
+}
+
+// Delivery is one consumed message.
+type Delivery struct {
+	Queue       string
+	RoutingKey  string
+	Body        []byte
+	Headers     map[string]any
+	MessageID   string
+	Redelivered bool
+}
+
+// Outcome is what becomes of a delivery once handled.
+type Outcome int
+
+const (
+	Ack     Outcome = iota // handed off: remove it from the queue
+	Requeue                // could not be handled now (Redis down): put it back
+	Reject                 // can never be handled: drop it, or dead-letter it
+)
+
+// Handler handles one delivery. It is called from one goroutine per queue, so the
+// deliveries of a queue are handled in order.
+type Handler func(ctx context.Context, d Delivery) Outcome
+
+var (
+	ErrUnroutable  = errors.New("no queue is bound to that routing key")
+	ErrUnavailable = errors.New("the message broker is unavailable")
+)
+
+// Binding binds Queue to the exchange with Key.
+type Binding struct {
+	Queue string
+	Key   string
+}
+
+// ParseBindings reads "queue=key,queue=key".
+func ParseBindings(s string) ([]Binding, error) {
+	var out []Binding
+	seen := map[Binding]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		q, k, ok := strings.Cut(part, "=")
+		q, k = strings.TrimSpace(q), strings.TrimSpace(k)
+		if !ok || q == "" || k == "" {
+			return nil, fmt.Errorf("%q is not queue=routingkey", part)
+		}
+		b := Binding{Queue: q, Key: k}
+		if !seen[b] {
+			seen[b] = true
+			out = append(out, b)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no bindings")
+	}
+	return out, nil
+}
+
+// Queues lists the distinct queues of bs in order.
+func Queues(bs []Binding) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, b := range bs {
+		if !seen[b.Queue] {
+			seen[b.Queue] = true
+			out = append(out, b.Queue)
+		}
+	}
+	return out
+}

@@ -1,0 +1,144 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+var _ Broker = (*Memory)(nil)
+
+// requeuePause is how long a requeued delivery waits before it is handled again, so a
+// dependency that is down is not hammered in a hot loop.
+const requeuePause = time.Second
+
+// Memory is an in-process stand-in for RabbitMQ: a direct exchange with the configured
+// bindings and one FIFO per queue. It keeps nothing across restarts.
+type Memory struct {
+	bindings []Binding
+
+	mu       sync.Mutex
+	queues   map[string]*memQueue
+	stopping bool
+	wg       sync.WaitGroup
+}
+
+type memQueue struct {
+	mu    sync.Mutex
+	cond  *sync.Cond
+	items []Delivery
+	done  bool
+}
+
+// NewMemory returns an in-process broker with the given bindings.
+func NewMemory(bindings []Binding) *Memory {
+	m := &Memory{bindings: bindings, queues: make(map[string]*memQueue)}
+	for _, q := range Queues(bindings) {
+		mq := &memQueue{}
+		mq.cond = sync.NewCond(&mq.mu)
+		m.queues[q] = mq
+	}
+	return m
+}
+
+func (m *Memory) Start(ctx context.Context, handle Handler) error {
+	for name, q := range m.queues {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			for {
+				d, ok := q.pop()
+				if !ok {
+					return
+				}
+				d.Queue = name
+				switch handle(context.WithoutCancel(ctx), d) {
+				case Requeue:
+					time.Sleep(requeuePause)
+					d.Redelivered = true
+					q.pushFront(d)
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+func (m *Memory) Publish(_ context.Context, p Publishing) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopping {
+		return ErrUnavailable
+	}
+	routed := false
+	for _, b := range m.bindings {
+		if b.Key == p.RoutingKey {
+			m.queues[b.Queue].push(Delivery{RoutingKey: p.RoutingKey, Body: p.Body, Headers: p.Headers, MessageID: p.MessageID})
+			routed = true
+		}
+	}
+	if !routed {
+		return ErrUnroutable
+	}
+	return nil
+}
+
+func (m *Memory) Ready() bool { return true }
+
+// StopConsuming stops the consumers after the delivery each is handling; what is still
+// queued is lost with the process, as an in-process queue must.
+func (m *Memory) StopConsuming(ctx context.Context) {
+	m.mu.Lock()
+	m.stopping = true
+	m.mu.Unlock()
+	for _, q := range m.queues {
+		q.stop()
+	}
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+func (m *Memory) Close() error {
+	m.StopConsuming(context.Background())
+	return nil
+}
+
+func (q *memQueue) push(d Delivery) {
+	q.mu.Lock()
+	q.items = append(q.items, d)
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+func (q *memQueue) pushFront(d Delivery) {
+	q.mu.Lock()
+	q.items = append([]Delivery{d}, q.items...)
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+func (q *memQueue) pop() (Delivery, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.done {
+		q.cond.Wait()
+	}
+	if q.done {
+		return Delivery{}, false
+	}
+	d := q.items[0]
+	q.items[0] = Delivery{}
+	q.items = q.items[1:]
+	return d, true
+}
+
+func (q *memQueue) stop() {
+	q.mu.Lock()
+	q.done = true
+	q.mu.Unlock()
+	q.cond.Broadcast()
+}

@@ -1,0 +1,140 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// publisher publishes on one channel in confirm mode with the mandatory flag.
+//
+// RabbitMQ sends basic.return for an unroutable message before its basic.ack, and the
+// client library hands both to us in that order on unbuffered channels. One goroutine
+// reads both, so it always knows a message was returned by the time its ack arrives.
+type publisher struct {
+	ch       *amqp.Channel
+	exchange string
+
+	mu      sync.Mutex // orders publishes with their sequence numbers
+	pending map[uint64]*pendingPub
+	broken  error
+}
+
+type pendingPub struct {
+	id       string
+	returned bool
+	done     chan error
+}
+
+func newPublisher(conn *amqp.Connection, exchange string) (*publisher, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open publish channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		return nil, fmt.Errorf("confirm mode: %w", err)
+	}
+	p := &publisher{ch: ch, exchange: exchange, pending: make(map[uint64]*pendingPub)}
+	returns := ch.NotifyReturn(make(chan amqp.Return))
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation))
+	go p.loop(returns, confirms)
+	return p, nil
+}
+
+func (p *publisher) loop(returns <-chan amqp.Return, confirms <-chan amqp.Confirmation) {
+	returned := make(map[string]bool) // message ids returned and not yet confirmed
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			returned[r.MessageId] = true
+		case c, ok := <-confirms:
+			if !ok {
+				p.fail(ErrUnavailable)
+				return
+			}
+			p.mu.Lock()
+			pp := p.pending[c.DeliveryTag]
+			delete(p.pending, c.DeliveryTag)
+			p.mu.Unlock()
+			if pp == nil {
+				continue
+			}
+			switch {
+			case !c.Ack:
+				pp.done <- fmt.Errorf("the broker refused the message (nack)")
+			case returned[pp.id]:
+				pp.done <- ErrUnroutable
+			default:
+				pp.done <- nil
+			}
+			delete(returned, pp.id)
+		}
+	}
+}
+
+// fail ends every pending publish with err, and every later one.
+func (p *publisher) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.broken = err
+	for tag, pp := range p.pending {
+		pp.done <- err
+		delete(p.pending, tag)
+	}
+}
+
+// publishTimeout bounds the wait for a confirm when the caller set no deadline.
+const publishTimeout = 10 * time.Second
+
+func (p *publisher) publish(ctx context.Context, m Publishing) error {
+	if m.MessageID == "" {
+		return fmt.Errorf("publish: a message id is needed to match returns")
+	}
+	pp := &pendingPub{id: m.MessageID, done: make(chan error, 1)}
+	p.mu.Lock()
+	if p.broken != nil {
+		p.mu.Unlock()
+		return p.broken
+	}
+	tag := p.ch.GetNextPublishSeqNo()
+	p.pending[tag] = pp
+	err := p.ch.PublishWithContext(ctx, p.exchange, m.RoutingKey, true, false, amqp.Publishing{
+		Headers:      m.Headers,
+		ContentType:  contentType(m.Body),
+		DeliveryMode: amqp.Persistent,
+		MessageId:    m.MessageID,
+		Timestamp:    time.Now(),
+		Body:         m.Body,
+	})
+	if err != nil {
+		delete(p.pending, tag)
+		p.mu.Unlock()
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	p.mu.Unlock()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+	}
+	select {
+	case err := <-pp.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: no confirm: %v", ErrUnavailable, ctx.Err())
+	}
+}
+
+func contentType(body []byte) string {
+	if len(body) > 0 && (body[0] == '{' || body[0] == '[') {
+		return "application/json"
+	}
+	return "application/octet-stream"
+}

@@ -1,0 +1,132 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pushbridge/pushbridge/app/broker"
+	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// HTTP server limits.
+const (
+	// readHeaderTimeout stops a client that opens a connection and trickles headers.
+	readHeaderTimeout = 10 * time.Second
+	// maxHeaderBytes is ample for a token in a header or cookie and no more.
+	maxHeaderBytes = 32 << 10
+	// idleTimeout closes keep-alive connections nobody uses.
+	idleTimeout = 2 * time.Minute
+	// maxReconnectSpread is the widest window drained clients are spread over when
+	// they come back, so the surviving instances are not hit all at once.
+	maxReconnectSpread = 5 * time.Second
+)
+
+// serve runs the gateway until ctx ends or SIGINT/SIGTERM, then drains.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("instance", cfg.InstanceID)
+	if cfg.Dev {
+		log.Warn("DEV MODE: clients are NOT authenticated (user id from the path or ?user=) and any Origin is accepted unless BRIDGE_ALLOWED_ORIGINS is set; never run this in production")
+	}
+	if cfg.RedisURL != "" {
+		return errors.New("REDIS_URL: the Redis presence, relay and history are not built yet; unset it to run a single in-memory instance")
+	}
+	auth, err := newAuth(cfg)
+	if err != nil {
+		return err
+	}
+
+	hub := presence.NewHub()
+	history := presence.NewMemoryHistory(cfg.HistorySize, cfg.HistoryTTL)
+	directory := presence.NewMemoryDirectory()
+	router := NewRouter(hub, history, cfg.MaxMessageBytes, log)
+
+	var b broker.Broker
+	if cfg.AMQPURL == "" {
+		log.Info("no AMQP_URL: using the in-process queue")
+		b = broker.NewMemory(cfg.Bindings)
+	} else {
+		b = broker.NewRabbit(broker.RabbitConfig{
+			URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
+			DeadLetterExchange: cfg.DeadLetterExchange, Logger: log,
+		})
+	}
+	if err := b.Start(ctx, router.Handle); err != nil {
+		return err
+	}
+	defer b.Close()
+
+	var draining atomic.Bool
+	ready := func() error {
+		switch {
+		case draining.Load():
+			return errors.New("draining")
+		case !b.Ready():
+			return errors.New("message broker unreachable")
+		}
+		return nil
+	}
+	srv := handlers.NewServer(handlers.Deps{
+		Instance: cfg.InstanceID, Hub: hub, Directory: directory, Publisher: b, Router: router,
+		Inbound: cfg.Inbound, Auth: auth, Ready: ready, Log: log,
+		Limits:  handlers.Limits{MaxMessageBytes: cfg.MaxMessageBytes, SendQueue: cfg.SendQueue, Heartbeat: cfg.Heartbeat},
+		Metrics: newMetrics(hub, router, b),
+	})
+
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
+	if err != nil {
+		return fmt.Errorf("PORT: %w", err)
+	}
+	httpSrv := &http.Server{
+		Handler: srv, ReadHeaderTimeout: readHeaderTimeout, MaxHeaderBytes: maxHeaderBytes, IdleTimeout: idleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	port := ln.Addr().(*net.TCPAddr).Port
+	log.Info("listening", "port", port, "broker", brokerName(cfg), "inbound", cfg.Inbound)
+	fmt.Fprintf(stdout, "pushbridge listening on :%d\n", port)
+
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-sigCtx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+
+	// Drain: stop taking work, finish what was taken, send everyone elsewhere.
+	start := time.Now()
+	log.Info("draining")
+	draining.Store(true)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	b.StopConsuming(shutCtx)
+	hub.Drain(shutCtx, min(maxReconnectSpread, cfg.ShutdownTimeout/2))
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+		httpSrv.Close()
+	}
+	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func brokerName(cfg *Config) string {
+	if cfg.AMQPURL == "" {
+		return "in-process"
+	}
+	return "rabbitmq"
+}

@@ -1,0 +1,131 @@
+package handlers
+
+import (
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/labstack/echo/v4"
+)
+
+// tokenCookie is the cookie a token may come in, for pages on the same site.
+const tokenCookie = "bridge_token"
+
+// jwtLeeway absorbs clock skew between the token issuer and us.
+const jwtLeeway = 30 * time.Second
+
+// Auth decides who a request is and whether it may come in.
+type Auth struct {
+	Dev            bool     // ids from the path or ?user=, no token needed
+	Key            any      // []byte for HS256, or an RSA/ECDSA public key
+	Methods        []string // accepted alg values, pinned to the key's kind
+	APIKey         string   // bearer key of /api/publish and inspection; empty in dev: open
+	AllowedOrigins []string // "*" for any; empty: same origin (any in dev)
+}
+
+var (
+	errNoToken  = errors.New("no token: send Authorization: Bearer <jwt>, ?token=<jwt> or the bridge_token cookie")
+	errBadToken = errors.New("invalid token")
+)
+
+// Identify returns the user of a client request. pathUser is the id the compatibility
+// path names ("" on other routes).
+func (a *Auth) Identify(r *http.Request, pathUser string) (string, error) {
+	if a.Dev {
+		user := pathUser
+		if user == "" {
+			user = r.URL.Query().Get("user")
+		}
+		if user == "" {
+			return "", &Error{Status: http.StatusUnauthorized, Msg: "dev mode: name the user with ?user=ID"}
+		}
+		return user, nil
+	}
+	raw := TokenFrom(r)
+	if raw == "" {
+		return "", &Error{Status: http.StatusUnauthorized, Msg: errNoToken.Error()}
+	}
+	sub, err := a.verify(raw)
+	if err != nil {
+		return "", &Error{Status: http.StatusUnauthorized, Msg: err.Error()}
+	}
+	if pathUser != "" && pathUser != sub {
+		return "", &Error{Status: http.StatusForbidden, Msg: "the path's user id is not the token's subject"}
+	}
+	return sub, nil
+}
+
+func (a *Auth) verify(raw string) (string, error) {
+	tok, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return a.Key, nil },
+		jwt.WithValidMethods(a.Methods), jwt.WithExpirationRequired(), jwt.WithLeeway(jwtLeeway))
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errBadToken, err)
+	}
+	sub, err := tok.Claims.GetSubject()
+	if err != nil || sub == "" {
+		return "", fmt.Errorf("%w: no sub claim", errBadToken)
+	}
+	return sub, nil
+}
+
+// TokenFrom finds a bearer token: Authorization header, then ?token=, then the cookie.
+// Browsers cannot set headers on WebSocket or EventSource, hence the other two.
+func TokenFrom(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(tok)
+		}
+		return ""
+	}
+	if t := r.URL.Query().Get("token"); t != "" {
+		return t
+	}
+	if c, err := r.Cookie(tokenCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// CheckOrigin allows a browser request from an allowed origin. Requests without an
+// Origin header (servers, curl) are not cross-site and pass.
+func (a *Auth) CheckOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if slices.Contains(a.AllowedOrigins, "*") || slices.Contains(a.AllowedOrigins, origin) {
+		return true
+	}
+	if len(a.AllowedOrigins) == 0 {
+		if a.Dev {
+			return true
+		}
+		u, err := url.Parse(origin)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	return false
+}
+
+// RequireAPIKey guards backend and admin routes with Authorization: Bearer <api key>.
+func (a *Auth) RequireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if a.APIKey == "" {
+			if a.Dev {
+				return next(c)
+			}
+			return &Error{Status: http.StatusForbidden, Msg: "BRIDGE_API_KEY is not set, so this route is closed"}
+		}
+		h := c.Request().Header.Get("Authorization")
+		scheme, key, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(key)), []byte(a.APIKey)) != 1 {
+			return &Error{Status: http.StatusUnauthorized, Msg: "send Authorization: Bearer <BRIDGE_API_KEY>"}
+		}
+		return next(c)
+	}
+}

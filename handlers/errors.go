@@ -1,0 +1,59 @@
+package handlers
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/app/broker"
+)
+
+// Error is an error with the HTTP status it answers with.
+type Error struct {
+	Status     int
+	Msg        string
+	RetryAfter string // seconds, for 429 and 503
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// statusOf decides, in this one place, the HTTP answer to every error a handler returns.
+func statusOf(err error) *Error {
+	var he *Error
+	var ee *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+		return he
+	case errors.Is(err, broker.ErrUnroutable):
+		return &Error{Status: http.StatusNotFound, Msg: "unroutable: " + err.Error()}
+	case errors.Is(err, broker.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Msg: err.Error(), RetryAfter: "5"}
+	case errors.Is(err, errInboundOff):
+		return &Error{Status: http.StatusForbidden, Msg: err.Error()}
+	case errors.As(err, &ee):
+		msg := http.StatusText(ee.Code)
+		if s, ok := ee.Message.(string); ok {
+			msg = s
+		}
+		return &Error{Status: ee.Code, Msg: msg}
+	}
+	return &Error{Status: http.StatusInternalServerError, Msg: "internal error"}
+}
+
+// errorHandler renders every error as {"error": "..."} with its status.
+func errorHandler(log func(msg string, args ...any)) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		e := statusOf(err)
+		if e.Status >= 500 && e.Status != http.StatusServiceUnavailable {
+			log("request failed", "path", c.Path(), "err", err)
+		}
+		if e.RetryAfter != "" {
+			c.Response().Header().Set("Retry-After", e.RetryAfter)
+		}
+		_ = c.JSON(e.Status, map[string]string{"error": e.Msg})
+	}
+}

@@ -1,0 +1,52 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+
+	"github.com/pushbridge/pushbridge/app/broker"
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// defaultInboundKey is the routing key of what a client sends without naming one.
+const defaultInboundKey = "inbound"
+
+var errInboundOff = errors.New("sending is turned off on this server (BRIDGE_INBOUND=off)")
+
+// inbound carries what a client sends, as BRIDGE_INBOUND says.
+type inbound struct {
+	mode   string
+	pub    Publisher
+	router Router
+}
+
+// send handles data sent by user. The sender's id is always the authenticated one,
+// never one the client claims.
+func (in *inbound) send(ctx context.Context, user, routingKey string, data []byte) error {
+	if routingKey == "" {
+		routingKey = defaultInboundKey
+	}
+	switch in.mode {
+	case "broker":
+		return in.pub.Publish(ctx, broker.Publishing{
+			RoutingKey: routingKey,
+			Body:       data,
+			MessageID:  NewID(),
+			Headers:    map[string]any{"x-user-id": user},
+		})
+	case "broadcast":
+		body := make([]byte, 0, len(user)+3+len(data))
+		body = append(append(append(body, user...), " : "...), data...)
+		return in.router.Route(ctx, &presence.Message{RoutingKey: routingKey, Body: body})
+	}
+	return errInboundOff
+}
+
+// NewID returns a random id for a published message.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

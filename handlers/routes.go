@@ -1,0 +1,64 @@
+// Package handlers holds Pushbridge's HTTP API: every route is listed in NewServer.
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/app/broker"
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// Publisher publishes to the broker (broker.Broker satisfies it).
+type Publisher interface {
+	Publish(ctx context.Context, p broker.Publishing) error
+}
+
+// Router records and delivers a message (app.Router satisfies it).
+type Router interface {
+	Route(ctx context.Context, m *presence.Message) error
+}
+
+// Limits are the per-connection limits of every transport.
+type Limits struct {
+	MaxMessageBytes int           // largest inbound frame or body
+	SendQueue       int           // queued messages before a client counts as slow
+	Heartbeat       time.Duration // ping / heartbeat period
+}
+
+// Deps is what the routes need.
+type Deps struct {
+	Instance  string
+	Hub       *presence.Hub
+	Directory presence.Directory
+	Publisher Publisher
+	Router    Router
+	Inbound   string // broker | broadcast | off
+	Auth      *Auth
+	Limits    Limits
+	Ready     func() error // nil when this instance should get traffic
+	Metrics   http.Handler
+	Log       *slog.Logger
+}
+
+// NewServer returns the HTTP handler with every route of Pushbridge.
+func NewServer(d Deps) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(d.Log.Error)
+	in := &inbound{mode: d.Inbound, pub: d.Publisher, router: d.Router}
+
+	e.GET("/healthz", handleHealth())
+	e.GET("/readyz", handleReady(d.Ready))
+	e.GET("/metrics", echo.WrapHandler(d.Metrics))
+
+	e.GET("/ws", handleWS(d, in, false))
+	e.GET("/ws/yxd/:userId", handleWS(d, in, true))
+
+	e.POST("/api/publish", handlePublish(d.Publisher, d.Limits.MaxMessageBytes), d.Auth.RequireAPIKey)
+	return e
+}

@@ -1,0 +1,142 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// SubprotocolV1 selects JSON frames; without it a socket is in raw mode.
+const SubprotocolV1 = "bridge.v1"
+
+// handshakeTimeout bounds the WebSocket handshake, so a client that opens a TCP
+// connection and stalls does not hold it forever.
+const handshakeTimeout = 10 * time.Second
+
+// sendTimeout bounds how long one client frame may take to hand off (broker confirm).
+const sendTimeout = 10 * time.Second
+
+// writeBuffers are shared by every connection and held only while writing, so an idle
+// connection holds no write buffer.
+var writeBuffers sync.Pool
+
+type welcomeFrame struct {
+	Type     string `json:"type"`
+	User     string `json:"user"`
+	Instance string `json:"instance"`
+	Resumed  bool   `json:"resumed"`
+}
+
+type errorFrame struct {
+	Type  string `json:"type"`
+	Error string `json:"error"`
+}
+
+// clientFrame is what a bridge.v1 client sends.
+type clientFrame struct {
+	Type       string          `json:"type"`
+	RoutingKey string          `json:"routingKey"`
+	Data       json.RawMessage `json:"data"`
+	Topics     []string        `json:"topics"`
+}
+
+// handleWS serves /ws and, with compat, /ws/yxd/:userId (always raw mode).
+func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
+	up := websocket.Upgrader{
+		HandshakeTimeout: handshakeTimeout,
+		Subprotocols:     []string{SubprotocolV1},
+		CheckOrigin:      d.Auth.CheckOrigin,
+		WriteBufferPool:  &writeBuffers,
+		WriteBufferSize:  4096,
+	}
+	if compat {
+		up.Subprotocols = nil
+	}
+	return func(c echo.Context) error {
+		pathUser := ""
+		if compat {
+			pathUser = c.Param("userId")
+		}
+		user, err := d.Auth.Identify(c.Request(), pathUser)
+		if err != nil {
+			return err
+		}
+		if !d.Auth.CheckOrigin(c.Request()) {
+			return &Error{Status: 403, Msg: "origin not allowed: set BRIDGE_ALLOWED_ORIGINS"}
+		}
+		conn, err := up.Upgrade(c.Response(), c.Request(), nil)
+		if err != nil {
+			return nil // the upgrader has answered the client
+		}
+		v1 := conn.Subprotocol() == SubprotocolV1
+		ws := presence.NewWS(conn, user, presence.WSOptions{
+			V1:            v1,
+			QueueLen:      d.Limits.SendQueue,
+			PingPeriod:    d.Limits.Heartbeat,
+			MaxFrameBytes: int64(d.Limits.MaxMessageBytes),
+			Stats:         &d.Hub.Stats,
+		})
+		if v1 {
+			ws.SendJSON(welcomeFrame{Type: "welcome", User: user, Instance: d.Instance})
+		}
+		entry := presence.Entry{User: user, Instance: d.Instance, Transport: "ws", Since: ws.Since()}
+		ctx := context.WithoutCancel(c.Request().Context())
+		d.Hub.Add(ws)
+		if err := d.Directory.Add(ctx, entry); err != nil {
+			d.Log.Warn("presence add", "user", user, "err", err)
+		}
+		defer func() {
+			d.Hub.Remove(ws)
+			if err := d.Directory.Remove(ctx, entry); err != nil {
+				d.Log.Warn("presence remove", "user", user, "err", err)
+			}
+		}()
+		_ = ws.Serve(func(typ int, data []byte) {
+			if err := onClientFrame(ctx, in, user, v1, data); err != nil {
+				ws.SendJSON(errorFrame{Type: "error", Error: statusOf(err).Msg})
+			}
+		})
+		return nil
+	}
+}
+
+// onClientFrame handles one frame a client sent: in raw mode the whole frame is the
+// message; in bridge.v1 mode it is a JSON frame.
+func onClientFrame(ctx context.Context, in *inbound, user string, v1 bool, data []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	if !v1 {
+		return in.send(ctx, user, "", data)
+	}
+	var f clientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return &Error{Status: 400, Msg: "frame is not JSON: " + err.Error()}
+	}
+	switch f.Type {
+	case "send":
+		if len(f.Data) == 0 {
+			return &Error{Status: 422, Msg: "send frame without data"}
+		}
+		return in.send(ctx, user, f.RoutingKey, bodyOf(f.Data))
+	case "subscribe":
+		return &Error{Status: 422, Msg: "topics are not supported yet"}
+	}
+	return &Error{Status: 400, Msg: errors.New("unknown frame type " + `"` + f.Type + `"`).Error()}
+}
+
+// bodyOf turns a frame's data into a message body: a JSON string becomes its text,
+// anything else stays the JSON it is.
+func bodyOf(data json.RawMessage) []byte {
+	var s string
+	if len(data) > 0 && data[0] == '"' && json.Unmarshal(data, &s) == nil {
+		return []byte(s)
+	}
+	return data
+}

@@ -1,0 +1,119 @@
+package presence
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+var _ History = (*MemoryHistory)(nil)
+
+// MemoryHistory is the History of a single instance: per-user and broadcast rings,
+// each bounded by size and age.
+type MemoryHistory struct {
+	size int
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu      sync.Mutex
+	seq     uint64
+	streams map[string]*memStream // by user; "" is the broadcast stream
+}
+
+type memStream struct {
+	entries []memEntry
+	trimmed uint64 // highest sequence number dropped from this stream
+}
+
+type memEntry struct {
+	seq uint64
+	at  time.Time
+	m   *Message
+}
+
+// NewMemoryHistory keeps at most size messages per stream, for at most ttl.
+func NewMemoryHistory(size int, ttl time.Duration) *MemoryHistory {
+	return &MemoryHistory{size: size, ttl: ttl, now: time.Now, streams: make(map[string]*memStream)}
+}
+
+func (h *MemoryHistory) Append(_ context.Context, m *Message) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.seq++
+	m.ID = FormatCursor(h.seq)
+	s := h.streams[m.UserID]
+	if s == nil {
+		s = &memStream{}
+		h.streams[m.UserID] = s
+	}
+	s.entries = append(s.entries, memEntry{seq: h.seq, at: h.now(), m: m})
+	h.trim(s)
+	return nil
+}
+
+// trim drops what is over size or older than ttl from the front of s.
+func (h *MemoryHistory) trim(s *memStream) {
+	cut := 0
+	if over := len(s.entries) - h.size; over > 0 {
+		cut = over
+	}
+	oldest := h.now().Add(-h.ttl)
+	for cut < len(s.entries) && s.entries[cut].at.Before(oldest) {
+		cut++
+	}
+	if cut == 0 {
+		return
+	}
+	s.trimmed = s.entries[cut-1].seq
+	clear(s.entries[:cut])
+	s.entries = s.entries[cut:]
+}
+
+func (h *MemoryHistory) After(_ context.Context, user, cursor string, limit int) ([]*Message, bool, error) {
+	after, err := ParseCursor(cursor)
+	if err != nil {
+		return nil, false, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if after > h.seq {
+		return nil, false, ErrBadCursor
+	}
+	complete := true
+	var a, b []memEntry
+	for i, name := range []string{user, ""} {
+		s := h.streams[name]
+		if s == nil || (i == 0 && user == "") {
+			continue
+		}
+		h.trim(s)
+		if s.trimmed > after {
+			complete = false
+		}
+		es := s.entries
+		lo := 0
+		for lo < len(es) && es[lo].seq <= after {
+			lo++
+		}
+		if i == 0 {
+			a = es[lo:]
+		} else {
+			b = es[lo:]
+		}
+	}
+	out := make([]*Message, 0, min(limit, len(a)+len(b)))
+	for len(out) < limit && (len(a) > 0 || len(b) > 0) {
+		if len(b) == 0 || (len(a) > 0 && a[0].seq < b[0].seq) {
+			out, a = append(out, a[0].m), a[1:]
+		} else {
+			out, b = append(out, b[0].m), b[1:]
+		}
+	}
+	return out, complete, nil
+}
+
+func (h *MemoryHistory) Head(context.Context) (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return FormatCursor(h.seq), nil
+}
