@@ -66,16 +66,3 @@ func (c *WSClient) Next(t testing.TB, timeout time.Duration) Frame {
 	}
 	return Frame{}
 }
-
-// None fails the test if a frame arrives within d. Use it only after a positive
-// signal shows the message under test had its chance (it is not a wait).
-func (c *WSClient) None(t testing.TB, d time.Duration) {
-	t.Helper()
-	select {
-	case f, ok := <-c.Frames:
-		if ok {
-			t.Fatalf("unexpected frame: %s", f.Data)
-		}
-	case <-time.After(d):
-	}
-}
