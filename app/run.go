@@ -24,6 +24,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = gentoken(rest, getenv, stdout, stderr)
 	case "publish":
 		err = publish(ctx, rest, getenv, stdout, stderr)
+	case "bench":
+		err = bench(ctx, rest, getenv, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -43,6 +45,8 @@ Commands:
   serve      run the gateway (the default)
   publish    publish one message through RabbitMQ or the HTTP API
   gentoken   print a client token signed with the configured secret
+  bench      load generator: connections, publish rate, duration; prints
+             deliveries/s, latency percentiles, loss and duplicates
   help       this text
 
 Run "pushbridge COMMAND -h" for the flags of each. Every flag of serve mirrors an

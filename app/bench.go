@@ -1,0 +1,308 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// benchGrace is how long the bench waits after the last publish for deliveries in
+// flight before it counts the missing ones as lost.
+const benchGrace = 10 * time.Second
+
+type benchOpts struct {
+	url, amqpURL, exchange, key, apiKey string
+	conns, users, rate, size, sources   int
+	broadcastEvery                      int
+	duration                            time.Duration
+}
+
+// benchBody is what the bench publishes: who it is for, a per-user sequence number and
+// the publish time, so receivers can count loss, duplicates and latency.
+type benchBody struct {
+	User string `json:"receiveUserId,omitempty"`
+	Seq  int64  `json:"seq"`
+	T    int64  `json:"t"`
+	Pad  string `json:"pad,omitempty"`
+}
+
+// bench is the load generator: it connects clients, publishes at a rate, and reports
+// deliveries/s, latency percentiles, loss and duplicates.
+func bench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var o benchOpts
+	fs := flag.NewFlagSet("pushbridge bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.url, "url", "", "server to load, e.g. http://127.0.0.1:8080 (empty: start one in this process, -dev)")
+	fs.StringVar(&o.amqpURL, "amqp-url", "", "publish through RabbitMQ (empty: through the server's /api/publish)")
+	fs.StringVar(&o.exchange, "exchange", "exchange_test", "exchange to publish to with -amqp-url")
+	fs.StringVar(&o.key, "routing-key", "contract", "routing key to publish with")
+	fs.StringVar(&o.apiKey, "api-key", getenv("BRIDGE_API_KEY"), "API key for /api/publish")
+	fs.IntVar(&o.conns, "conns", 100, "WebSocket connections (raw mode, dev identities u0..)")
+	fs.IntVar(&o.users, "users", 0, "distinct users the connections belong to (0: one per connection)")
+	fs.IntVar(&o.rate, "rate", 1000, "messages published per second")
+	fs.IntVar(&o.size, "size", 0, "padding bytes added to each body")
+	fs.IntVar(&o.broadcastEvery, "broadcast-every", 0, "make every Nth message a broadcast (0: none)")
+	fs.IntVar(&o.sources, "sources", 1, "spread connections over this many source addresses 127.0.0.2..")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to publish")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.users <= 0 || o.users > o.conns {
+		o.users = o.conns
+	}
+	if o.conns <= 0 || o.rate <= 0 || o.sources < 1 || o.sources > 249 {
+		return errors.New("bench: -conns and -rate must be positive, -sources 1..249")
+	}
+	if o.url == "" {
+		s, stop, err := benchServer(ctx, o, getenv)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		o.url = s
+	}
+	return runBench(ctx, o, stdout)
+}
+
+// benchServer starts a dev server in this process and returns its URL.
+func benchServer(ctx context.Context, o benchOpts, getenv func(string) string) (string, func(), error) {
+	ctx, cancel := context.WithCancel(ctx)
+	pr, pw := io.Pipe()
+	env := map[string]string{"PORT": "0", "BRIDGE_DEV": "1", "AMQP_URL": o.amqpURL, "BRIDGE_EXCHANGE": o.exchange,
+		"BRIDGE_SEND_QUEUE": "4096"}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = Run(ctx, []string{"pushbridge", "serve"}, func(k string) string {
+			if v, ok := env[k]; ok {
+				return v
+			}
+			return getenv(k)
+		}, pw, io.Discard)
+		pw.Close()
+	}()
+	buf := make([]byte, 256)
+	n, err := pr.Read(buf)
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	stop := func() { cancel(); <-done }
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("bench: in-process server did not start: %w", err)
+	}
+	line := string(buf[:n])
+	i := strings.LastIndex(line, ":")
+	return "http://127.0.0.1:" + strings.TrimSpace(line[i+1:]), stop, nil
+}
+
+type benchClient struct {
+	user     string
+	lastSeq  map[string]int64 // by sender stream: user or "*" for broadcasts
+	received int64
+	dups     int64
+	lat      []time.Duration
+}
+
+func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
+	u, err := url.Parse(o.url)
+	if err != nil {
+		return fmt.Errorf("bench: -url: %w", err)
+	}
+	clients := make([]*benchClient, o.conns)
+	conns := make([]*websocket.Conn, o.conns)
+	connsOf := make(map[string]int)
+	fmt.Fprintf(stdout, "connecting %d clients (%d users) to %s ...\n", o.conns, o.users, o.url)
+	for i := range o.conns {
+		user := fmt.Sprintf("u%d", i%o.users)
+		d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 256}
+		if o.sources > 1 {
+			src := net.IPv4(127, 0, 0, byte(2+i%o.sources))
+			d.NetDial = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}).Dial
+		}
+		c, _, err := d.DialContext(ctx, "ws://"+u.Host+"/ws/yxd/"+user, nil)
+		if err != nil {
+			return fmt.Errorf("bench: connection %d: %w", i, err)
+		}
+		conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
+		connsOf[user]++
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			readBench(c, clients[i], &got)
+		}()
+	}
+
+	pub, closePub, err := benchPublisher(o)
+	if err != nil {
+		return err
+	}
+	defer closePub()
+	fmt.Fprintf(stdout, "publishing %d msg/s for %s ...\n", o.rate, o.duration)
+	var expected, sent int64
+	seq := map[string]int64{}
+	pad := strings.Repeat("x", o.size)
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Since(start) < o.duration {
+		<-tick.C
+		due := int64(time.Since(start).Seconds()*float64(o.rate)) - sent
+		for range due {
+			b := benchBody{T: time.Now().UnixNano(), Pad: pad}
+			stream := "*"
+			if o.broadcastEvery > 0 && (sent+1)%int64(o.broadcastEvery) == 0 {
+				expected += int64(o.conns)
+			} else {
+				b.User = fmt.Sprintf("u%d", sent%int64(o.users))
+				stream = b.User
+				expected += int64(connsOf[b.User])
+			}
+			seq[stream]++
+			b.Seq = seq[stream]
+			body, _ := json.Marshal(b)
+			if err := pub(ctx, body); err != nil {
+				return fmt.Errorf("bench: publish: %w", err)
+			}
+			sent++
+		}
+	}
+	pubDone := time.Since(start)
+	deadline := time.Now().Add(benchGrace)
+	for got.Load() < expected && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	for _, c := range conns {
+		c.Close()
+	}
+	wg.Wait()
+	return benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
+}
+
+func readBench(c *websocket.Conn, bc *benchClient, got *atomic.Int64) {
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			return
+		}
+		now := time.Now().UnixNano()
+		var b benchBody
+		if json.Unmarshal(data, &b) != nil {
+			continue
+		}
+		stream := b.User
+		if stream == "" {
+			stream = "*"
+		}
+		if b.Seq <= bc.lastSeq[stream] {
+			bc.dups++
+			continue
+		}
+		bc.lastSeq[stream] = b.Seq
+		bc.received++
+		bc.lat = append(bc.lat, time.Duration(now-b.T))
+		got.Add(1)
+	}
+}
+
+func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expected int64, pubDone, elapsed time.Duration) error {
+	var received, dups int64
+	var lat []time.Duration
+	for _, c := range clients {
+		received += c.received
+		dups += c.dups
+		lat = append(lat, c.lat...)
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
+	}
+	fmt.Fprintf(w, "published     %d messages in %s (%.0f msg/s)\n", sent, pubDone.Round(time.Millisecond), float64(sent)/pubDone.Seconds())
+	fmt.Fprintf(w, "deliveries    %d of %d expected, %.0f/s\n", received, expected, float64(received)/elapsed.Seconds())
+	fmt.Fprintf(w, "lost          %d\nduplicates    %d\n", expected-received, dups)
+	fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s\n", pct(0.5).Round(time.Microsecond),
+		pct(0.9).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
+	if expected != received || dups > 0 {
+		return fmt.Errorf("bench: %d lost, %d duplicated", expected-received, dups)
+	}
+	return nil
+}
+
+// benchPublisher publishes through RabbitMQ (confirms checked at the end) or the API.
+func benchPublisher(o benchOpts) (func(context.Context, []byte) error, func(), error) {
+	if o.amqpURL == "" {
+		client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		return func(ctx context.Context, body []byte) error {
+			req, _ := json.Marshal(map[string]any{"routingKey": o.key, "data": json.RawMessage(body)})
+			r, _ := http.NewRequestWithContext(ctx, http.MethodPost, o.url+"/api/publish", strings.NewReader(string(req)))
+			if o.apiKey != "" {
+				r.Header.Set("Authorization", "Bearer "+o.apiKey)
+			}
+			resp, err := client.Do(r)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				return fmt.Errorf("publish API answered %s", resp.Status)
+			}
+			return nil
+		}, func() {}, nil
+	}
+	conn, err := amqp.Dial(o.amqpURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err == nil {
+		err = ch.Confirm(false)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("bench: %w", err)
+	}
+	var pending []*amqp.DeferredConfirmation
+	pubFn := func(ctx context.Context, body []byte) error {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, o.exchange, o.key, true, false, amqp.Publishing{Body: body})
+		if err == nil {
+			pending = append(pending, dc)
+		}
+		return err
+	}
+	return pubFn, func() {
+		for _, dc := range pending {
+			if !dc.Wait() {
+				fmt.Fprintln(os.Stderr, "bench: a publish was nacked by the broker")
+				break
+			}
+		}
+		conn.Close()
+	}, nil
+}
