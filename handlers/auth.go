@@ -140,7 +140,8 @@ func (a *Auth) CheckOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	if slices.Contains(a.AllowedOrigins, "*") || slices.Contains(a.AllowedOrigins, origin) {
+	// Scheme and host are case-insensitive, and an operator may type them either way.
+	if slices.ContainsFunc(a.AllowedOrigins, func(o string) bool { return o == "*" || strings.EqualFold(o, origin) }) {
 		return true
 	}
 	if len(a.AllowedOrigins) == 0 {
