@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushbridge/pushbridge/app/broker"
 	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // gentoken prints an HS256 token for a user, for trying things out.
@@ -26,6 +27,8 @@ func gentoken(args []string, getenv func(string) string, stdout, stderr io.Write
 	user := fs.String("user", "", "the user id (the token's sub); required")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	secret := fs.String("jwt-secret", getenv("BRIDGE_JWT_SECRET"), "HS256 secret; env BRIDGE_JWT_SECRET")
+	aud := fs.String("aud", getenv("BRIDGE_JWT_AUDIENCE"), "aud claim, for a server that checks it; env BRIDGE_JWT_AUDIENCE")
+	iss := fs.String("iss", getenv("BRIDGE_JWT_ISSUER"), "iss claim, for a server that checks it; env BRIDGE_JWT_ISSUER")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,10 +40,17 @@ func gentoken(args []string, getenv func(string) string, stdout, stderr io.Write
 	case *ttl <= 0:
 		return errors.New("gentoken: -ttl must be positive")
 	}
+	if err := presence.CheckUserID(*user); err != nil {
+		return fmt.Errorf("gentoken: -user: %w", err)
+	}
 	now := time.Now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject: *user, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(*ttl)),
-	}).SignedString([]byte(*secret))
+	claims := jwt.RegisteredClaims{
+		Subject: *user, Issuer: *iss, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(*ttl)),
+	}
+	if *aud != "" {
+		claims.Audience = jwt.ClaimStrings{*aud}
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(*secret))
 	if err != nil {
 		return err
 	}

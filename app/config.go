@@ -27,6 +27,8 @@ type Config struct {
 	Prefetch           int
 	JWTSecret          string
 	JWTPublicKeyFile   string
+	JWTAudience        string // empty: aud not checked
+	JWTIssuer          string // empty: iss not checked
 	APIKey             string
 	AllowedOrigins     []string // empty: same origin only (any origin in dev mode)
 	Dev                bool
@@ -37,6 +39,13 @@ type Config struct {
 	Heartbeat          time.Duration
 	SendQueue          int
 	MaxMessageBytes    int
+	MaxHeaderBytes     int
+	MaxQueryBytes      int
+	HandshakeTimeout   time.Duration
+	MessageRate        int // client messages per second, per connection
+	MessageBurst       int
+	MaxConnsPerUser    int // on this instance
+	MaxConns           int // on this instance
 	MaxConnectionAge   time.Duration
 	Inbound            string // broker | broadcast | off
 	DeadLetterExchange string
@@ -91,6 +100,8 @@ var settings = []setting{
 		c.JWTPublicKeyFile = v
 		return nil
 	}},
+	{"BRIDGE_JWT_AUDIENCE", "jwt-audience", "", "required aud of client tokens (unset: not checked)", func(c *Config, v string) error { c.JWTAudience = v; return nil }},
+	{"BRIDGE_JWT_ISSUER", "jwt-issuer", "", "required iss of client tokens (unset: not checked)", func(c *Config, v string) error { c.JWTIssuer = v; return nil }},
 	{"BRIDGE_API_KEY", "api-key", "", "bearer key for /api/publish and the inspection routes", func(c *Config, v string) error { c.APIKey = v; return nil }},
 	{"BRIDGE_ALLOWED_ORIGINS", "allowed-origins", "", "origins allowed to connect, comma separated, * for any (unset: same origin; any in -dev)", func(c *Config, v string) error {
 		c.AllowedOrigins = nil
@@ -116,6 +127,13 @@ var settings = []setting{
 	{"BRIDGE_HEARTBEAT", "heartbeat", "25s", "WebSocket ping and SSE comment period", durTo(func(c *Config) *time.Duration { return &c.Heartbeat }, 100*time.Millisecond)},
 	{"BRIDGE_SEND_QUEUE", "send-queue", "256", "messages queued per connection before it counts as slow and is closed", intTo(func(c *Config) *int { return &c.SendQueue }, 1, 1_000_000)},
 	{"BRIDGE_MAX_MESSAGE_BYTES", "max-message-bytes", "65536", "largest message a client may send, and largest body delivered", intTo(func(c *Config) *int { return &c.MaxMessageBytes }, 64, 64<<20)},
+	{"BRIDGE_MAX_HEADER_BYTES", "max-header-bytes", "32768", "largest request line plus headers (answered 431)", intTo(func(c *Config) *int { return &c.MaxHeaderBytes }, 4096, 1<<20)},
+	{"BRIDGE_MAX_QUERY_BYTES", "max-query-bytes", "8192", "largest query string (answered 414)", intTo(func(c *Config) *int { return &c.MaxQueryBytes }, 256, 1<<20)},
+	{"BRIDGE_HANDSHAKE_TIMEOUT", "handshake-timeout", "10s", "time a client has to send its request headers and finish a WebSocket handshake", durTo(func(c *Config) *time.Duration { return &c.HandshakeTimeout }, 100*time.Millisecond)},
+	{"BRIDGE_MESSAGE_RATE", "message-rate", "20", "messages per second a client may send on one connection (WebSocket close 1008 / HTTP 429 beyond)", intTo(func(c *Config) *int { return &c.MessageRate }, 1, 1_000_000)},
+	{"BRIDGE_MESSAGE_BURST", "message-burst", "50", "messages a client may send at once before BRIDGE_MESSAGE_RATE applies", intTo(func(c *Config) *int { return &c.MessageBurst }, 1, 1_000_000)},
+	{"BRIDGE_MAX_CONNS_PER_USER", "max-conns-per-user", "32", "connections one user may hold on this instance (503 beyond)", intTo(func(c *Config) *int { return &c.MaxConnsPerUser }, 1, 1_000_000)},
+	{"BRIDGE_MAX_CONNS", "max-conns", "50000", "connections this instance holds (503 beyond)", intTo(func(c *Config) *int { return &c.MaxConns }, 1, 10_000_000)},
 	{"BRIDGE_MAX_CONNECTION_AGE", "max-connection-age", "55m", "streams end themselves (with a reconnect hint) before this age", durTo(func(c *Config) *time.Duration { return &c.MaxConnectionAge }, time.Second)},
 	{"BRIDGE_INBOUND", "inbound", "broker", "what a client sends: broker | broadcast | off", func(c *Config, v string) error {
 		switch v {

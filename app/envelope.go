@@ -4,16 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // HeaderUserID is the AMQP header naming the recipient (and, on what clients send, the
 // sender). It wins over the body's receiveUserId.
 const HeaderUserID = "x-user-id"
-
-// maxUserIDLen bounds a user id: ids are keys in memory and in Redis.
-const maxUserIDLen = 256
 
 var errNoTarget = errors.New("body is not a JSON object and there is no x-user-id header, so the recipient is unknown")
 
@@ -67,12 +65,13 @@ func headerString(v any) (string, error) {
 	return "", fmt.Errorf("want a string, got %T", v)
 }
 
+// checkUserID passes a usable id through; "" stays "", a broadcast.
 func checkUserID(id string) (string, error) {
-	if len(id) > maxUserIDLen {
-		return "", fmt.Errorf("user id longer than %d bytes", maxUserIDLen)
+	if id == "" {
+		return "", nil
 	}
-	if strconv.Quote(id) != `"`+id+`"` {
-		return "", errors.New("user id has control or non-UTF-8 characters")
+	if err := presence.CheckUserID(id); err != nil {
+		return "", err
 	}
 	return id, nil
 }

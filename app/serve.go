@@ -20,10 +20,6 @@ import (
 
 // HTTP server limits.
 const (
-	// readHeaderTimeout stops a client that opens a connection and trickles headers.
-	readHeaderTimeout = 10 * time.Second
-	// maxHeaderBytes is ample for a token in a header or cookie and no more.
-	maxHeaderBytes = 32 << 10
 	// idleTimeout closes keep-alive connections nobody uses.
 	idleTimeout = 2 * time.Minute
 	// maxReconnectSpread is the widest window drained clients are spread over when
@@ -82,7 +78,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: directory, Publisher: b, Router: router,
 		Inbound: cfg.Inbound, Auth: auth, Ready: ready, Log: log,
-		Limits:  handlers.Limits{MaxMessageBytes: cfg.MaxMessageBytes, SendQueue: cfg.SendQueue, Heartbeat: cfg.Heartbeat},
+		Limits:  limitsOf(cfg),
 		Metrics: newMetrics(hub, router, b),
 	})
 
@@ -91,7 +87,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("PORT: %w", err)
 	}
 	httpSrv := &http.Server{
-		Handler: srv, ReadHeaderTimeout: readHeaderTimeout, MaxHeaderBytes: maxHeaderBytes, IdleTimeout: idleTimeout,
+		// ReadHeaderTimeout stops a client that opens a connection and trickles headers.
+		Handler: srv, ReadHeaderTimeout: cfg.HandshakeTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes, IdleTimeout: idleTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	serveErr := make(chan error, 1)

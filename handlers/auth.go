@@ -12,6 +12,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // tokenCookie is the cookie a token may come in, for pages on the same site.
@@ -20,11 +22,17 @@ const tokenCookie = "bridge_token"
 // jwtLeeway absorbs clock skew between the token issuer and us.
 const jwtLeeway = 30 * time.Second
 
+// maxTokenBytes is far above any real token (an RS256 token with a few claims is under
+// 1 KiB) and stops us from base64-decoding and parsing whatever a client piles up.
+const maxTokenBytes = 8 << 10
+
 // Auth decides who a request is and whether it may come in.
 type Auth struct {
 	Dev            bool     // ids from the path or ?user=, no token needed
 	Key            any      // []byte for HS256, or an RSA/ECDSA public key
 	Methods        []string // accepted alg values, pinned to the key's kind
+	Audience       string   // required aud claim; empty: not checked
+	Issuer         string   // required iss claim; empty: not checked
 	APIKey         string   // bearer key of /api/publish and inspection; empty in dev: open
 	AllowedOrigins []string // "*" for any; empty: same origin (any in dev)
 }
@@ -33,6 +41,17 @@ var (
 	errNoToken  = errors.New("no token: send Authorization: Bearer <jwt>, ?token=<jwt> or the bridge_token cookie")
 	errBadToken = errors.New("invalid token")
 )
+
+// Admit decides whether a client request of any transport may come in, and as whom:
+// the Origin first (a foreign page is refused whatever credentials the browser
+// attaches, which is what stops cross-site WebSocket hijacking with a cookie), then the
+// identity. pathUser is the id the compatibility path names ("" on other routes).
+func (a *Auth) Admit(r *http.Request, pathUser string) (string, error) {
+	if !a.CheckOrigin(r) {
+		return "", &Error{Status: http.StatusForbidden, Msg: "origin not allowed: set BRIDGE_ALLOWED_ORIGINS"}
+	}
+	return a.Identify(r, pathUser)
+}
 
 // Identify returns the user of a client request. pathUser is the id the compatibility
 // path names ("" on other routes).
@@ -44,6 +63,9 @@ func (a *Auth) Identify(r *http.Request, pathUser string) (string, error) {
 		}
 		if user == "" {
 			return "", &Error{Status: http.StatusUnauthorized, Msg: "dev mode: name the user with ?user=ID"}
+		}
+		if err := presence.CheckUserID(user); err != nil {
+			return "", &Error{Status: http.StatusBadRequest, Msg: err.Error()}
 		}
 		return user, nil
 	}
@@ -61,27 +83,46 @@ func (a *Auth) Identify(r *http.Request, pathUser string) (string, error) {
 	return sub, nil
 }
 
+// verify checks a token's signature with the configured key, accepting only the
+// configured algorithm (so neither "none" nor an HS256 token keyed with our public key
+// gets in), and its exp, aud and iss; it returns the sub.
 func (a *Auth) verify(raw string) (string, error) {
-	tok, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return a.Key, nil },
-		jwt.WithValidMethods(a.Methods), jwt.WithExpirationRequired(), jwt.WithLeeway(jwtLeeway))
+	if len(raw) > maxTokenBytes {
+		return "", fmt.Errorf("%w: longer than %d bytes", errBadToken, maxTokenBytes)
+	}
+	if a.Key == nil || len(a.Methods) == 0 {
+		return "", fmt.Errorf("%w: no token key is configured", errBadToken)
+	}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(a.Methods), jwt.WithExpirationRequired(), jwt.WithLeeway(jwtLeeway)}
+	if a.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.Audience))
+	}
+	if a.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.Issuer))
+	}
+	tok, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return a.Key, nil }, opts...)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", errBadToken, err)
+		return "", fmt.Errorf("%w: %w", errBadToken, err)
 	}
 	sub, err := tok.Claims.GetSubject()
 	if err != nil || sub == "" {
 		return "", fmt.Errorf("%w: no sub claim", errBadToken)
 	}
+	if err := presence.CheckUserID(sub); err != nil {
+		return "", fmt.Errorf("%w: sub: %w", errBadToken, err)
+	}
 	return sub, nil
 }
 
 // TokenFrom finds a bearer token: Authorization header, then ?token=, then the cookie.
-// Browsers cannot set headers on WebSocket or EventSource, hence the other two.
+// Browsers cannot set headers on WebSocket or EventSource, hence the other two. An
+// Authorization header of another scheme (a proxy's Basic auth) is not ours and is
+// passed over.
 func TokenFrom(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
+	if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		if tok = strings.TrimSpace(tok); tok != "" {
+			return tok
 		}
-		return ""
 	}
 	if t := r.URL.Query().Get("token"); t != "" {
 		return t
@@ -99,7 +140,8 @@ func (a *Auth) CheckOrigin(r *http.Request) bool {
 	if origin == "" {
 		return true
 	}
-	if slices.Contains(a.AllowedOrigins, "*") || slices.Contains(a.AllowedOrigins, origin) {
+	// Scheme and host are case-insensitive, and an operator may type them either way.
+	if slices.ContainsFunc(a.AllowedOrigins, func(o string) bool { return o == "*" || strings.EqualFold(o, origin) }) {
 		return true
 	}
 	if len(a.AllowedOrigins) == 0 {

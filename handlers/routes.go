@@ -28,6 +28,13 @@ type Limits struct {
 	MaxMessageBytes int           // largest inbound frame or body
 	SendQueue       int           // queued messages before a client counts as slow
 	Heartbeat       time.Duration // ping / heartbeat period
+
+	MessageRate      int           // inbound messages per second per connection (per user on HTTP); 0: unlimited
+	MessageBurst     int           // inbound messages at once before MessageRate applies
+	MaxConns         int           // connections on this instance, every transport; 0: unlimited
+	MaxConnsPerUser  int           // connections of one user on this instance; 0: unlimited
+	MaxQueryBytes    int           // longest query string; 0: unlimited
+	HandshakeTimeout time.Duration // WebSocket handshake; 0: handshakeTimeout
 }
 
 // Deps is what the routes need.
@@ -43,6 +50,9 @@ type Deps struct {
 	Ready     func() error // nil when this instance should get traffic
 	Metrics   http.Handler
 	Log       *slog.Logger
+
+	slots *connSlots // connection accounting of every transport, made by NewServer
+	rates *userRates // inbound rate of HTTP routes, made by NewServer
 }
 
 // NewServer returns the HTTP handler with every route of Pushbridge.
@@ -51,6 +61,9 @@ func NewServer(d Deps) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log.Error)
 	in := &inbound{mode: d.Inbound, pub: d.Publisher, router: d.Router}
+	d.slots = newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser)
+	d.rates = newUserRates(d.Limits)
+	e.Use(limitQuery(d.Limits.MaxQueryBytes))
 
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(d.Ready))

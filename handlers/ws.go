@@ -1,9 +1,8 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"sync"
 	"time"
 
@@ -39,18 +38,10 @@ type errorFrame struct {
 	Error string `json:"error"`
 }
 
-// clientFrame is what a bridge.v1 client sends.
-type clientFrame struct {
-	Type       string          `json:"type"`
-	RoutingKey string          `json:"routingKey"`
-	Data       json.RawMessage `json:"data"`
-	Topics     []string        `json:"topics"`
-}
-
 // handleWS serves /ws and, with compat, /ws/yxd/:userId (always raw mode).
 func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 	up := websocket.Upgrader{
-		HandshakeTimeout: handshakeTimeout,
+		HandshakeTimeout: cmp.Or(d.Limits.HandshakeTimeout, handshakeTimeout),
 		Subprotocols:     []string{SubprotocolV1},
 		CheckOrigin:      d.Auth.CheckOrigin,
 		WriteBufferPool:  &writeBuffers,
@@ -64,13 +55,15 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		if compat {
 			pathUser = c.Param("userId")
 		}
-		user, err := d.Auth.Identify(c.Request(), pathUser)
+		user, err := d.Auth.Admit(c.Request(), pathUser)
 		if err != nil {
 			return err
 		}
-		if !d.Auth.CheckOrigin(c.Request()) {
-			return &Error{Status: 403, Msg: "origin not allowed: set BRIDGE_ALLOWED_ORIGINS"}
+		release, err := d.slots.acquire(user)
+		if err != nil {
+			return err
 		}
+		defer release()
 		conn, err := up.Upgrade(c.Response(), c.Request(), nil)
 		if err != nil {
 			return nil // the upgrader has answered the client
@@ -98,7 +91,11 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 				d.Log.Warn("presence remove", "user", user, "err", err)
 			}
 		}()
+		allow := floodGuard(d.Limits, ws)
 		_ = ws.Serve(func(typ int, data []byte) {
+			if !allow() {
+				return
+			}
 			if err := onClientFrame(ctx, in, user, v1, data); err != nil {
 				ws.SendJSON(errorFrame{Type: "error", Error: statusOf(err).Msg})
 			}
@@ -113,30 +110,20 @@ func onClientFrame(ctx context.Context, in *inbound, user string, v1 bool, data 
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	if !v1 {
+		if len(data) == 0 {
+			return errEmptyMessage
+		}
 		return in.send(ctx, user, "", data)
 	}
-	var f clientFrame
-	if err := json.Unmarshal(data, &f); err != nil {
-		return &Error{Status: 400, Msg: "frame is not JSON: " + err.Error()}
+	f, err := decodeClientFrame(data)
+	if err != nil {
+		return err
 	}
 	switch f.Type {
-	case "send":
-		if len(f.Data) == 0 {
-			return &Error{Status: 422, Msg: "send frame without data"}
-		}
-		return in.send(ctx, user, f.RoutingKey, bodyOf(f.Data))
-	case "subscribe":
-		return &Error{Status: 422, Msg: "topics are not supported yet"}
+	case frameSend:
+		return in.send(ctx, user, f.RoutingKey, f.Body)
+	case frameSubscribe:
+		return errTopics
 	}
-	return &Error{Status: 400, Msg: errors.New("unknown frame type " + `"` + f.Type + `"`).Error()}
-}
-
-// bodyOf turns a frame's data into a message body: a JSON string becomes its text,
-// anything else stays the JSON it is.
-func bodyOf(data json.RawMessage) []byte {
-	var s string
-	if len(data) > 0 && data[0] == '"' && json.Unmarshal(data, &s) == nil {
-		return []byte(s)
-	}
-	return data
+	return nil
 }

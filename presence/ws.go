@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -61,6 +62,8 @@ type WS struct {
 	ping  *time.Timer
 	done  chan struct{} // closed when Serve returns
 
+	refused atomic.Bool // CloseWith was called: what the client sends is discarded
+
 	mu      sync.Mutex
 	queue   []wsItem
 	queued  int  // bytes in queue
@@ -73,6 +76,7 @@ type wsItem struct {
 	m         *Message // a message frame, or:
 	text      []byte   // a control text frame of our own (welcome, error, reconnect), or:
 	closeCode int      // a close frame, after which the socket is shut
+	reason    string   // the close frame's reason
 }
 
 // NewWS wraps an upgraded connection of user. Call Serve to run it.
@@ -168,7 +172,7 @@ func (c *WS) write(batch []wsItem, ping bool) error {
 		case it.text != nil:
 			err = c.conn.WriteMessage(websocket.TextMessage, it.text)
 		default:
-			_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(it.closeCode, "service restart"))
+			_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(it.closeCode, it.reason))
 			return errClosedAfterGrace(c)
 		}
 		if err != nil {
@@ -232,12 +236,28 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 			return err
 		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(pongWait))
+		if c.refused.Load() {
+			continue // read on only to see the client's close frame
+		}
 		onFrame(typ, data)
 	}
 }
 
 // Close cuts the connection at once.
 func (c *WS) Close() { c.conn.Close() }
+
+// CloseWith ends the connection because of what the client did (1008 for a flood):
+// from now on its frames are discarded, our close frame goes out after what is already
+// queued, and the socket is cut when the client answers or after closeGrace.
+func (c *WS) CloseWith(code int, reason string) {
+	if c.refused.Swap(true) {
+		return
+	}
+	c.push(wsItem{closeCode: code, reason: reason}, 0)
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+}
 
 // Reconnect is the bridge.v1 frame sent before a drain closes the connection.
 type Reconnect struct {
@@ -252,7 +272,7 @@ func (c *WS) Drain(ctx context.Context, after time.Duration) {
 	if c.opts.V1 {
 		c.SendJSON(Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()})
 	}
-	c.push(wsItem{closeCode: CloseServiceRestart}, 0)
+	c.push(wsItem{closeCode: CloseServiceRestart, reason: "service restart"}, 0)
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()

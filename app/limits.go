@@ -1,0 +1,18 @@
+package app
+
+import "github.com/pushbridge/pushbridge/handlers"
+
+// limitsOf hands the configured per-connection limits to the routes.
+func limitsOf(cfg *Config) handlers.Limits {
+	return handlers.Limits{
+		MaxMessageBytes:  cfg.MaxMessageBytes,
+		SendQueue:        cfg.SendQueue,
+		Heartbeat:        cfg.Heartbeat,
+		MessageRate:      cfg.MessageRate,
+		MessageBurst:     cfg.MessageBurst,
+		MaxConns:         cfg.MaxConns,
+		MaxConnsPerUser:  cfg.MaxConnsPerUser,
+		MaxQueryBytes:    cfg.MaxQueryBytes,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+	}
+}

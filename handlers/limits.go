@@ -1,0 +1,107 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// connRetryAfter is the Retry-After of a connection refused for a full instance or
+// user: long enough that a reconnect loop does not hammer us, short enough that a
+// client whose other tab just closed is soon back.
+const connRetryAfter = 5 * time.Second
+
+// Reasons sent in close frames; each stays under the 123 bytes a close frame allows.
+const (
+	reasonRate = "message rate limit exceeded"
+)
+
+// connSlots counts the connections of every transport on this instance, in total and
+// per user, so that a limit is enforced before a connection is upgraded or a stream
+// starts. Counting here rather than asking the hub makes "check and take" one step,
+// so a burst of concurrent handshakes cannot overshoot.
+type connSlots struct {
+	maxTotal, maxUser int
+
+	mu    sync.Mutex
+	total int
+	users map[string]int
+}
+
+func newConnSlots(maxTotal, maxUser int) *connSlots {
+	return &connSlots{maxTotal: maxTotal, maxUser: maxUser, users: make(map[string]int)}
+}
+
+// acquire takes a slot for one connection of user, or answers 503 with Retry-After.
+// The returned release gives it back; calling it more than once is harmless.
+func (s *connSlots) acquire(user string) (release func(), err error) {
+	if s == nil { // a Deps not made by NewServer: nothing is counted
+		return func() {}, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.maxTotal > 0 && s.total >= s.maxTotal:
+		return nil, tooManyConns("this instance is at BRIDGE_MAX_CONNS")
+	case s.maxUser > 0 && s.users[user] >= s.maxUser:
+		return nil, tooManyConns("this user is at BRIDGE_MAX_CONNS_PER_USER on this instance")
+	}
+	s.total++
+	s.users[user]++
+	var once sync.Once
+	return func() { once.Do(func() { s.release(user) }) }, nil
+}
+
+func (s *connSlots) release(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.users[user]--; s.users[user] <= 0 {
+		delete(s.users, user)
+	}
+}
+
+func tooManyConns(msg string) *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Msg: "too many connections: " + msg,
+		RetryAfter: strconv.Itoa(int(connRetryAfter / time.Second))}
+}
+
+// newFrameLimiter is the token bucket of one connection's inbound messages.
+func (l Limits) newFrameLimiter() *rate.Limiter {
+	if l.MessageRate <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(l.MessageRate), max(l.MessageBurst, 1))
+}
+
+// floodGuard returns the check a WebSocket's reader makes before handling a frame:
+// within the rate it says yes; beyond it the connection is closed with 1008.
+func floodGuard(l Limits, ws *presence.WS) (allow func() bool) {
+	lim := l.newFrameLimiter()
+	return func() bool {
+		if lim.Allow() {
+			return true
+		}
+		ws.CloseWith(websocket.ClosePolicyViolation, reasonRate)
+		return false
+	}
+}
+
+// limitQuery answers 414 to a query string over max bytes, before any handler parses it.
+func limitQuery(max int) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if max > 0 && len(c.Request().URL.RawQuery) > max {
+				return &Error{Status: http.StatusRequestURITooLong, Msg: "query string is over BRIDGE_MAX_QUERY_BYTES"}
+			}
+			return next(c)
+		}
+	}
+}
