@@ -16,26 +16,7 @@ func TestRedisHistoryAcrossInstances(t *testing.T) {
 	h1, h2 := NewRedisHistory(rdb, opts), NewRedisHistory(rdb, opts)
 
 	const perInstance = 50
-	sent := make([][]*Message, 2)
-	var wg sync.WaitGroup
-	for i, h := range []*RedisHistory{h1, h2} {
-		wg.Go(func() {
-			for n := range perInstance {
-				user := "u"
-				if n%5 == 0 {
-					user = "" // a broadcast every fifth message
-				}
-				m := &Message{UserID: user, RoutingKey: "k", Body: []byte{byte(i), byte(n)}}
-				if err := h.Append(ctx, m); err != nil {
-					t.Errorf("append: %v", err)
-					return
-				}
-				sent[i] = append(sent[i], m)
-			}
-		})
-	}
-	wg.Wait()
-
+	sent := appendConcurrently(t, perInstance, h1, h2)
 	all, complete, err := h1.After(ctx, "u", "0", 1000)
 	if err != nil || !complete || len(all) != 2*perInstance {
 		t.Fatalf("after 0 on h1: %d messages, complete %v, err %v; want %d, true, nil", len(all), complete, err, 2*perInstance)
@@ -58,7 +39,7 @@ func TestRedisHistoryAcrossInstances(t *testing.T) {
 		}
 	}
 
-	// Resume at every point of h1's view on h2: the same tail, oldest first.
+	// Resume at points all along h1's view, on h2: the same tail, oldest first.
 	for i := 0; i < len(all); i += 7 {
 		got, complete, err := h2.After(ctx, "u", all[i].ID, 1000)
 		if err != nil || !complete {
@@ -101,4 +82,31 @@ func TestRedisHistoryPrevChain(t *testing.T) {
 		}
 		*want = m.ID
 	}
+}
+
+// appendConcurrently appends n messages through each history at once, a broadcast
+// every fifth, and returns what each appended.
+func appendConcurrently(t *testing.T, n int, hs ...*RedisHistory) [][]*Message {
+	t.Helper()
+	ctx := testCtx(t)
+	sent := make([][]*Message, len(hs))
+	var wg sync.WaitGroup
+	for i, h := range hs {
+		wg.Go(func() {
+			for k := range n {
+				user := "u"
+				if k%5 == 0 {
+					user = ""
+				}
+				m := &Message{UserID: user, RoutingKey: "k", Body: []byte{byte(i), byte(k)}}
+				if err := h.Append(ctx, m); err != nil {
+					t.Errorf("append: %v", err)
+					return
+				}
+				sent[i] = append(sent[i], m)
+			}
+		})
+	}
+	wg.Wait()
+	return sent
 }

@@ -59,7 +59,8 @@ func (o RedisOptions) withDefaults() RedisOptions {
 
 // NewRedisClient connects to url (redis://[user:password@]host:port/db, or rediss://
 // for TLS) and checks that Redis answers, so a bad REDIS_URL stops the start with one
-// clear error instead of failing every delivery later.
+// clear error instead of failing every delivery later. Commands are not retried by
+// the client (unless the URL sets max_retries).
 func NewRedisClient(ctx context.Context, url string) (*redis.Client, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
@@ -73,6 +74,12 @@ func NewRedisClient(ctx context.Context, url string) (*redis.Client, error) {
 	}
 	if opt.WriteTimeout == 0 {
 		opt.WriteTimeout = redisIOTimeout
+	}
+	if opt.MaxRetries == 0 {
+		// go-redis would resend a command whose reply timed out; for the history's
+		// append script that numbers the message a second time. The caller retries
+		// (a delivery is requeued) and knows what it is retrying.
+		opt.MaxRetries = -1
 	}
 	rdb := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)

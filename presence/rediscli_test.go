@@ -37,7 +37,25 @@ func TestRedisCLIDocs(t *testing.T) {
 	fx := newCLIFixture(t, ctx, opts, rdb)
 	expand := strings.NewReplacer("redis-cli", "redis-cli -u "+testRedisURL(), "bridge:", opts.Prefix).Replace
 
-	checks := []func(t *testing.T, out string){
+	checks := cliChecks(opts, fx)
+	if len(cmds) != len(checks)+1 {
+		t.Fatalf("docs/redis.md has %d commands, this test checks %d: update both together", len(cmds), len(checks)+1)
+	}
+	for i, check := range checks {
+		c := expand(cmds[i])
+		out, err := exec.CommandContext(ctx, "bash", "-c", c).Output()
+		if err != nil && i != 2 { // the loop's status is that of its last [ -n ] test
+			t.Fatalf("%s: %v", c, err)
+		}
+		t.Logf("$ %s\n%s", c, out)
+		check(t, string(out))
+	}
+	watchBroadcasts(t, ctx, expand(cmds[len(cmds)-1]), fx)
+}
+
+// cliChecks are, in the document's order, what each command must show.
+func cliChecks(opts RedisOptions, fx *cliFixture) []func(t *testing.T, out string) {
+	return []func(t *testing.T, out string){
 		func(t *testing.T, out string) { // live instances
 			got := strings.Fields(out)
 			slices.Sort(got)
@@ -87,19 +105,6 @@ func TestRedisCLIDocs(t *testing.T) {
 			}
 		},
 	}
-	if len(cmds) != len(checks)+1 {
-		t.Fatalf("docs/redis.md has %d commands, this test checks %d: update both together", len(cmds), len(checks)+1)
-	}
-	for i, check := range checks {
-		c := expand(cmds[i])
-		out, err := exec.CommandContext(ctx, "bash", "-c", c).Output()
-		if err != nil && i != 2 { // the loop's status is that of its last [ -n ] test
-			t.Fatalf("%s: %v", c, err)
-		}
-		t.Logf("$ %s\n%s", c, out)
-		check(t, string(out))
-	}
-	watchBroadcasts(t, ctx, expand(cmds[len(cmds)-1]), fx)
 }
 
 // cliFixture is what TestRedisCLIDocs set up for the commands to show.

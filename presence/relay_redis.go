@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +18,7 @@ var _ Relay = (*RedisRelay)(nil)
 const (
 	// relayPingEvery is how long a silent subscription waits before it pings, and then
 	// how long it waits for the pong: a Redis that vanished without closing the socket
-	// is noticed within twice this.
+	// is noticed within about twice this.
 	relayPingEvery = 5 * time.Second
 	// relayRetryPause spaces the attempts to subscribe again while Redis is down, so
 	// an outage costs a few dials a second, not a hot loop.
@@ -32,6 +32,7 @@ type RedisRelay struct {
 	keys     redisKeys
 	instance string
 	log      *slog.Logger
+	ping     time.Duration // relayPingEvery; shorter in tests
 
 	Subscribes  atomic.Int64 // times the subscription was (re)established
 	Undecodable atomic.Int64 // payloads that were not relayed messages, dropped
@@ -44,7 +45,7 @@ func NewRedisRelay(rdb redis.UniversalClient, opts RedisOptions, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &RedisRelay{rdb: rdb, keys: redisKeys(opts.Prefix), instance: opts.Instance, log: log}
+	return &RedisRelay{rdb: rdb, keys: redisKeys(opts.Prefix), instance: opts.Instance, log: log, ping: relayPingEvery}
 }
 
 func (r *RedisRelay) Send(ctx context.Context, instance string, m *Message) error {
@@ -102,23 +103,22 @@ func (r *RedisRelay) session(ctx context.Context, deliver func(*Message), subscr
 	if err := ps.Subscribe(ctx, chans...); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	pinged := false
+	var heard atomic.Int64 // when the connection last said anything, unix ns
+	heard.Store(time.Now().UnixNano())
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(done)
+	wg.Go(func() { r.watch(ctx, ps, &heard, done) })
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, relayPingEvery)
+		msg, err := ps.Receive(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			if pinged || !isTimeout(err) {
-				return fmt.Errorf("receive: %w", err)
-			}
-			if err := ps.Ping(ctx); err != nil {
-				return fmt.Errorf("ping: %w", err)
-			}
-			pinged = true
-			continue
+			return fmt.Errorf("receive: %w", err)
 		}
-		pinged = false
+		heard.Store(time.Now().UnixNano())
 		switch x := msg.(type) {
 		case *redis.Subscription:
 			if x.Kind == "subscribe" && x.Count == len(chans) {
@@ -126,21 +126,45 @@ func (r *RedisRelay) session(ctx context.Context, deliver func(*Message), subscr
 				subscribed()
 			}
 		case *redis.Message:
-			m, from, err := decodeRelay([]byte(x.Payload))
-			if err != nil {
-				r.Undecodable.Add(1)
-				r.log.Warn("relay: dropped a payload that is not a relayed message", "channel", x.Channel, "bytes", len(x.Payload))
-				continue
-			}
-			if x.Channel == bcast && from == r.instance {
-				continue // our own broadcast: the sender delivered it already
-			}
-			deliver(m)
+			r.handle(x, bcast, deliver)
 		}
 	}
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+// watch pings a subscription that has been silent for r.ping, and closes it (ending
+// its session) when the pong has not come within another r.ping:
+// a Redis that vanished without closing the socket is noticed. It returns when done
+// is closed.
+func (r *RedisRelay) watch(ctx context.Context, ps *redis.PubSub, heard *atomic.Int64, done <-chan struct{}) {
+	t := time.NewTicker(r.ping / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		switch silent := time.Since(time.Unix(0, heard.Load())); {
+		case silent > 2*r.ping:
+			r.log.Warn("relay subscription silent; closing it", "silent", silent.Round(time.Millisecond))
+			ps.Close()
+			return
+		case silent > r.ping:
+			_ = ps.Ping(ctx) // a failed write surfaces in Receive
+		}
+	}
+}
+
+// handle decodes one payload and delivers it, unless it is our own broadcast.
+func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func(*Message)) {
+	m, from, err := decodeRelay([]byte(x.Payload))
+	if err != nil {
+		r.Undecodable.Add(1)
+		r.log.Warn("relay: dropped a payload that is not a relayed message", "channel", x.Channel, "bytes", len(x.Payload))
+		return
+	}
+	if x.Channel == bcast && from == r.instance {
+		return // the sender delivered it already
+	}
+	deliver(m)
 }

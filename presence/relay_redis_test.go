@@ -3,8 +3,12 @@ package presence
 import (
 	"bufio"
 	"context"
+	"io"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -102,4 +106,105 @@ func killClients(t *testing.T, rdb *redis.Client, name string) int {
 		}
 	}
 	return n
+}
+
+// TestRedisRelaySilentRedis: when Redis stops answering without closing the socket (a
+// network that drops packets), the relay notices by its unanswered ping and subscribes
+// again on a fresh connection.
+func TestRedisRelaySilentRedis(t *testing.T) {
+	ctx := testCtx(t)
+	rdb, opts := newTestRedis(t)
+	px := newBlackHoleProxy(t, rdb.Options().Addr)
+	rcv := redis.NewClient(&redis.Options{Addr: px.addr(), DB: rdb.Options().DB})
+	t.Cleanup(func() { rcv.Close() })
+	opts.Instance = "B"
+	b := NewRedisRelay(rcv, opts, nil)
+	b.ping = 100 * time.Millisecond
+	pb := startRelay(t, b)
+
+	px.swallowCurrent()
+	pb.waitSubscribed(t)
+	a := NewRedisRelay(rdb, RedisOptions{Prefix: opts.Prefix, Instance: "A"}, nil)
+	if err := a.Send(ctx, "B", &Message{ID: "5"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pb.next(t); got.ID != "5" {
+		t.Fatalf("after the silent connection was replaced: got %s, want 5", got.ID)
+	}
+}
+
+// blackHoleProxy forwards TCP to target until told to swallow: from then on the
+// connections open at that moment pass nothing in either direction but stay open.
+type blackHoleProxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	gen    int // connections of an older generation are swallowed
+	closed []net.Conn
+}
+
+func newBlackHoleProxy(t *testing.T, target string) *blackHoleProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &blackHoleProxy{ln: ln}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.closed {
+			c.Close()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			gen := p.gen
+			p.closed = append(p.closed, c, up)
+			p.mu.Unlock()
+			wg.Go(func() { p.pipe(up, c, gen) })
+			wg.Go(func() { p.pipe(c, up, gen) })
+		}
+	})
+	return p
+}
+
+func (p *blackHoleProxy) addr() string { return p.ln.Addr().String() }
+
+// swallowCurrent makes the connections open now go silent.
+func (p *blackHoleProxy) swallowCurrent() {
+	p.mu.Lock()
+	p.gen++
+	p.mu.Unlock()
+}
+
+// pipe copies src to dst while gen is current, then reads and drops.
+func (p *blackHoleProxy) pipe(dst io.Writer, src io.Reader, gen int) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		live := p.gen == gen
+		p.mu.Unlock()
+		if live {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
 }
