@@ -18,8 +18,8 @@ type Instance struct {
 type Instances interface {
 	// Beat records inst as live for one more TTL.
 	Beat(ctx context.Context, inst Instance) error
-	// Leave removes the instance at once, with its connections in the directory: a
-	// clean stop.
+	// Leave removes the instance at once: a clean stop. The Redis registry also
+	// deletes the instance's connections from the directory, which share its life.
 	Leave(ctx context.Context, id string) error
 	// List returns the live instances ordered by ID.
 	List(ctx context.Context) ([]Instance, error)
@@ -30,7 +30,7 @@ type Instances interface {
 // onError and retried at the next tick. Call beat once yourself before Heartbeat, so
 // the instance is registered before it takes connections.
 func Heartbeat(ctx context.Context, ttl time.Duration, beat func(context.Context) error, onError func(error)) {
-	every := ttl / 3
+	every := max(ttl/3, time.Millisecond) // a ticker needs a positive period
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

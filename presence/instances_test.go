@@ -54,6 +54,7 @@ func TestInstancesExpire(t *testing.T) {
 	const ttl = time.Second
 	for name, mk := range instanceImpls {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			ctx := testCtx(t)
 			reg := mk(t, ttl)
 			live := Instance{ID: "live", Started: time.Now()}
