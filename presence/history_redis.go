@@ -40,7 +40,8 @@ func NewRedisHistory(rdb redis.UniversalClient, opts RedisOptions) *RedisHistory
 	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, step: step}
 }
 
-// historyLua is shared by the scripts: id parsing, Redis time, and the clock bound.
+// historyLua is shared by the scripts: id parsing, Redis time, the clock bound, and
+// appendEntry, which numbers a message and adds it to its stream.
 const historyLua = `
 local function num(id) return tonumber(string.match(id, '^(%d+)')) end
 local function nowms()
@@ -53,41 +54,45 @@ local function lostBound(clock, t, head)
   if #s == 0 then return head end
   return tonumber(s[1][2][2]) - 1
 end
+-- appendEntry numbers a message, adds it to stream trimmed to size and expiring after
+-- ttl, and samples the clock. When it trims, or recreates a stream that expired, it
+-- records in max-deleted-entry-id how far back the stream is incomplete. Returns the
+-- number and the previous number in the stream ('' if none).
+local function appendEntry(seqk, stream, clock, size, ttl, step, rk, body)
+  local seq = redis.call('INCR', seqk)
+  local now = nowms()
+  local lost, prev = 0, ''
+  local len = redis.call('XLEN', stream)
+  if len == 0 then
+    lost = lostBound(clock, now - ttl, seq - 1)
+  else
+    prev = string.format('%d', num(redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1]))
+    if len >= size then
+      local cut = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - size + 1)
+      lost = num(cut[#cut][1])
+    end
+  end
+  local id = string.format('%d-0', seq)
+  redis.call('XADD', stream, 'MAXLEN', size, id, 'routingKey', rk, 'body', body)
+  if lost > 0 then
+    redis.call('XSETID', stream, id, 'MAXDELETEDID', string.format('%d-0', lost))
+  end
+  redis.call('PEXPIRE', stream, ttl)
+  local last = redis.call('XREVRANGE', clock, '+', '-', 'COUNT', 1)
+  if #last == 0 or now - num(last[1][1]) >= step then
+    redis.call('XADD', clock, '*', 'seq', seq)
+    redis.call('XTRIM', clock, 'MINID', string.format('%d', now - 2 * ttl))
+    redis.call('PEXPIRE', clock, 2 * ttl)
+  end
+  return seq, prev
+end
 `
 
-// appendScript numbers a message, adds it to its stream and trims the stream, in one
-// step so ids enter every stream in order. When it trims, or recreates a stream that
-// expired, it records in max-deleted-entry-id how far back the stream is incomplete.
-// KEYS: seq, stream, clock. ARGV: size, ttl ms, routing key, body, clock step ms.
+// appendScript records one message, in one step so ids enter every stream in order.
+// KEYS: seq, stream, clock. ARGV: size, ttl ms, clock step ms, routing key, body.
 // Returns the new number and the previous one in the stream ("" if none).
 var appendScript = redis.NewScript(historyLua + `
-local size, ttl, step = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
-local seq = redis.call('INCR', KEYS[1])
-local now = nowms()
-local lost, prev = 0, ''
-local len = redis.call('XLEN', KEYS[2])
-if len == 0 then
-  lost = lostBound(KEYS[3], now - ttl, seq - 1)
-else
-  prev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1][1]
-  prev = string.format('%d', num(prev))
-  if len >= size then
-    local cut = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', len - size + 1)
-    lost = num(cut[#cut][1])
-  end
-end
-local id = string.format('%d-0', seq)
-redis.call('XADD', KEYS[2], 'MAXLEN', size, id, 'routingKey', ARGV[3], 'body', ARGV[4])
-if lost > 0 then
-  redis.call('XSETID', KEYS[2], id, 'MAXDELETEDID', string.format('%d-0', lost))
-end
-redis.call('PEXPIRE', KEYS[2], ttl)
-local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
-if #last == 0 or now - num(last[1][1]) >= step then
-  redis.call('XADD', KEYS[3], '*', 'seq', seq)
-  redis.call('XTRIM', KEYS[3], 'MINID', string.format('%d', now - 2 * ttl))
-  redis.call('PEXPIRE', KEYS[3], 2 * ttl)
-end
+local seq, prev = appendEntry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5])
 return {seq, prev}
 `)
 
@@ -125,14 +130,17 @@ func (h *RedisHistory) stream(user string) string {
 func (h *RedisHistory) Append(ctx context.Context, m *Message) error {
 	vals, err := appendScript.Run(ctx, h.rdb,
 		[]string{h.keys.seq(), h.stream(m.UserID), h.keys.clock()},
-		h.size, h.ttl.Milliseconds(), m.RoutingKey, m.Body, h.step.Milliseconds(),
+		h.size, h.ttl.Milliseconds(), h.step.Milliseconds(), m.RoutingKey, m.Body,
 	).Slice()
 	if err != nil {
 		return fmt.Errorf("history append: %w", err)
 	}
+	if len(vals) != 2 {
+		return fmt.Errorf("history append: unexpected reply %v", vals)
+	}
 	seq, ok1 := vals[0].(int64)
 	prev, ok2 := vals[1].(string)
-	if len(vals) != 2 || !ok1 || !ok2 {
+	if !ok1 || !ok2 {
 		return fmt.Errorf("history append: unexpected reply %v", vals)
 	}
 	m.ID, m.Prev = FormatCursor(uint64(seq)), prev

@@ -1,30 +1,37 @@
 package presence
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Relay carries messages between instances: to the instance that holds a user's
 // connections, or to every instance for a broadcast.
 //
+// Routing goes through a Dispatcher, which publishes on the relay's channels in id
+// order; Send and Broadcast hand over a message from Go, in no order relative to
+// other senders.
+//
 // It is a fast path, not a guarantee: a message sent while the receiver is not
 // listening (it is resubscribing, or gone) is lost to the live stream. The history is
-// what makes that harmless. A receiver keeps, per user and for the broadcasts, the ID
-// of the last message it handed to its connections; a relayed message whose Prev is
-// later than that reveals a gap, which History.After fills. And each time Run calls
-// subscribed, everything sent before may have been missed: the receiver reads the
-// history after its last IDs at once rather than wait for the next message.
+// what makes that harmless. Each time Run calls subscribed, everything sent before
+// may have been missed: the receiver reads History.After(user, cursor) for each of
+// its connections before it goes on. A connection's cursor is the last ID it was
+// given; since dispatched messages arrive in ID order, one whose Prev is above that
+// cursor also reveals a gap.
 type Relay interface {
 	// Send hands m to instance. A message to an instance that is not listening is
 	// dropped without an error.
 	Send(ctx context.Context, instance string, m *Message) error
 	// Broadcast hands m to every other instance; the sender delivers its own copy.
+	// (A dispatched broadcast reaches every instance, the dispatching one included.)
 	Broadcast(ctx context.Context, m *Message) error
 	// Run hands to deliver, one at a time and in arrival order, each message sent to
-	// this instance or broadcast by another, until ctx ends. It calls subscribed each
+	// this instance or broadcast, until ctx ends. Call it once per instance. It calls subscribed each
 	// time it starts listening, first and after every reconnect, before the messages
 	// that follow.
 	Run(ctx context.Context, deliver func(*Message), subscribed func()) error
@@ -34,11 +41,16 @@ type Relay interface {
 // than misread while old and new instances run side by side.
 const relayVersion = 1
 
+// maxRelayHeader bounds the header line: five decimal numbers of at most 20 digits.
+const maxRelayHeader = 1 + 5*21
+
 // errBadRelay is returned for a payload that is not a relayed message.
 var errBadRelay = errors.New("malformed relay payload")
 
-// encodeRelay writes m compactly: version, id, prev, sender, user and routing key,
-// then the body as the rest. Bodies may be binary; nothing is escaped.
+// encodeRelay writes m compactly: a header line "\x01<id> <prev> <len from> <len user>
+// <len routing key>\n" (ids 0 when absent), then sender, user, routing key and body
+// back to back. Bodies may be binary; nothing is escaped. The header is text so the
+// dispatch script (Lua) can write it too.
 func encodeRelay(from string, m *Message) ([]byte, error) {
 	id, err := cursorOrZero(m.ID)
 	if err != nil {
@@ -48,15 +60,27 @@ func encodeRelay(from string, m *Message) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: message prev: %w", err)
 	}
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+3*binary.MaxVarintLen32+len(from)+len(m.UserID)+len(m.RoutingKey)+len(m.Body))
+	b := make([]byte, 0, maxRelayHeader+len(from)+len(m.UserID)+len(m.RoutingKey)+len(m.Body))
 	b = append(b, relayVersion)
-	b = binary.AppendUvarint(b, id)
-	b = binary.AppendUvarint(b, prev)
-	for _, s := range []string{from, m.UserID, m.RoutingKey} {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, prev, 10)
+	b = append(b, relayTail(from, m)...)
 	return append(b, m.Body...), nil
+}
+
+// relayTail is the part of the payload after the ids, up to the body: the rest of
+// the header line, then sender, user and routing key.
+func relayTail(from string, m *Message) []byte {
+	b := make([]byte, 0, 3*21+len(from)+len(m.UserID)+len(m.RoutingKey))
+	for _, s := range []string{from, m.UserID, m.RoutingKey} {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+	}
+	b = append(b, '\n')
+	b = append(b, from...)
+	b = append(b, m.UserID...)
+	return append(b, m.RoutingKey...)
 }
 
 // decodeRelay reads what encodeRelay wrote, and who sent it.
@@ -64,24 +88,29 @@ func decodeRelay(b []byte) (m *Message, from string, err error) {
 	if len(b) == 0 || b[0] != relayVersion {
 		return nil, "", errBadRelay
 	}
-	b = b[1:]
-	var nums [2]uint64
-	for i := range nums {
-		n, k := binary.Uvarint(b)
-		if k <= 0 {
+	end := bytes.IndexByte(b[:min(len(b), maxRelayHeader+1)], '\n')
+	if end < 0 {
+		return nil, "", errBadRelay
+	}
+	f := strings.Split(string(b[1:end]), " ")
+	if len(f) != 5 {
+		return nil, "", errBadRelay
+	}
+	var n [5]uint64
+	for i, s := range f {
+		if n[i], err = strconv.ParseUint(s, 10, 64); err != nil {
 			return nil, "", errBadRelay
 		}
-		nums[i], b = n, b[k:]
 	}
+	rest := b[end+1:]
 	var strs [3]string
-	for i := range strs {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k) {
+	for i, l := range n[2:] {
+		if l > uint64(len(rest)) {
 			return nil, "", errBadRelay
 		}
-		strs[i], b = string(b[k:k+int(n)]), b[k+int(n):]
+		strs[i], rest = string(rest[:l]), rest[l:]
 	}
-	m = &Message{ID: zeroOrCursor(nums[0]), Prev: zeroOrCursor(nums[1]), UserID: strs[1], RoutingKey: strs[2], Body: append([]byte(nil), b...)}
+	m = &Message{ID: zeroOrCursor(n[0]), Prev: zeroOrCursor(n[1]), UserID: strs[1], RoutingKey: strs[2], Body: append([]byte(nil), rest...)}
 	return m, strs[0], nil
 }
 

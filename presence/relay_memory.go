@@ -40,21 +40,31 @@ type MemoryRelay struct {
 }
 
 func (r *MemoryRelay) Send(ctx context.Context, instance string, m *Message) error {
-	r.bus.mu.Lock()
-	s := r.bus.subs[instance]
-	r.bus.mu.Unlock()
-	return s.put(ctx, m)
+	return r.bus.send(ctx, instance, m)
 }
 
 func (r *MemoryRelay) Broadcast(ctx context.Context, m *Message) error {
-	r.bus.mu.Lock()
-	subs := make([]*memSub, 0, len(r.bus.subs))
-	for id, s := range r.bus.subs {
-		if id != r.instance {
+	return r.bus.broadcast(ctx, r.instance, m)
+}
+
+// send queues m to instance, if it listens.
+func (b *MemoryBus) send(ctx context.Context, instance string, m *Message) error {
+	b.mu.Lock()
+	s := b.subs[instance]
+	b.mu.Unlock()
+	return s.put(ctx, m)
+}
+
+// broadcast queues m to every listening instance but except.
+func (b *MemoryBus) broadcast(ctx context.Context, except string, m *Message) error {
+	b.mu.Lock()
+	subs := make([]*memSub, 0, len(b.subs))
+	for id, s := range b.subs {
+		if id != except {
 			subs = append(subs, s)
 		}
 	}
-	r.bus.mu.Unlock()
+	b.mu.Unlock()
 	for _, s := range subs {
 		if err := s.put(ctx, m); err != nil {
 			return err
