@@ -31,7 +31,7 @@ func NewRedisDispatcher(rdb redis.UniversalClient, opts RedisOptions) *RedisDisp
 func (k redisKeys) dedupe(key string) string { return string(k) + "dedupe:" + key }
 
 // dispatchScript: KEYS: seq, stream, clock, instances set, [dedupe key].
-// ARGV: size, ttl ms, clock step ms, routing key, body, user (” for a broadcast),
+// ARGV: size, ttl ms, clock step ms, routing key, body, user (empty for a broadcast),
 // payload tail (relayTail), conns key prefix, instance key prefix, instance channel
 // prefix, broadcast channel, dedupe window ms.
 // Returns number, previous number in the stream, 1 if it was a duplicate.
