@@ -27,9 +27,6 @@ func NewRedisDispatcher(rdb redis.UniversalClient, opts RedisOptions) *RedisDisp
 	return &RedisDispatcher{rdb: rdb, keys: redisKeys(opts.Prefix), h: NewRedisHistory(rdb, opts)}
 }
 
-// dedupe remembers a dispatched message's key, holding its id.
-func (k redisKeys) dedupe(key string) string { return string(k) + "dedupe:" + key }
-
 // dispatchScript: KEYS: seq, stream, clock, instances set, [dedupe key].
 // ARGV: size, ttl ms, clock step ms, routing key, body, user (empty for a broadcast),
 // payload tail (relayTail), conns key prefix, instance key prefix, instance channel

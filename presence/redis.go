@@ -116,6 +116,9 @@ func (k redisKeys) userStream(user string) string { return string(k) + "history:
 // broadcastStream is the history of broadcasts.
 func (k redisKeys) broadcastStream() string { return string(k) + "history:broadcast" }
 
+// dedupe remembers a dispatched message's key (its AMQP message id), holding its id.
+func (k redisKeys) dedupe(key string) string { return string(k) + "dedupe:" + key }
+
 // relayInstance is the pub/sub channel of one instance.
 func (k redisKeys) relayInstance(id string) string { return string(k) + "relay:instance:" + id }
 
