@@ -26,14 +26,7 @@ func (d *MemoryDirectory) Add(_ context.Context, e Entry) error {
 func (d *MemoryDirectory) Remove(_ context.Context, e Entry) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	es := d.users[e.User]
-	for i, x := range es {
-		if x == e {
-			es = append(es[:i], es[i+1:]...)
-			break
-		}
-	}
-	if len(es) == 0 {
+	if es := removeEntry(d.users[e.User], e); len(es) == 0 {
 		delete(d.users, e.User)
 	} else {
 		d.users[e.User] = es
@@ -41,8 +34,36 @@ func (d *MemoryDirectory) Remove(_ context.Context, e Entry) error {
 	return nil
 }
 
+// removeEntry drops the first connection of es that is e.
+func removeEntry(es []Entry, e Entry) []Entry {
+	for i, x := range es {
+		if x.same(e) {
+			return append(es[:i], es[i+1:]...)
+		}
+	}
+	return es
+}
+
 func (d *MemoryDirectory) Lookup(_ context.Context, user string) ([]Entry, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]Entry(nil), d.users[user]...), nil
+	out := append([]Entry(nil), d.users[user]...)
+	sortEntries(out)
+	return out, nil
+}
+
+func (d *MemoryDirectory) Users(context.Context) (map[string]int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]int)
+	for _, es := range d.users {
+		seen := make(map[string]bool, 1)
+		for _, e := range es {
+			if !seen[e.Instance] {
+				seen[e.Instance] = true
+				out[e.Instance]++
+			}
+		}
+	}
+	return out, nil
 }

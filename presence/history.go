@@ -10,7 +10,8 @@ import (
 // that comes back with the id of the last message it saw (its cursor) gets exactly what
 // it missed.
 type History interface {
-	// Append records m and sets m.ID, a cursor greater than every earlier one.
+	// Append records m and sets m.ID, a cursor greater than every earlier one, and
+	// m.Prev, the ID of the newest message kept in the same stream before it.
 	Append(ctx context.Context, m *Message) error
 	// After returns what user's connections should have read after cursor — the
 	// user's messages and the broadcasts — oldest first, at most limit of them.

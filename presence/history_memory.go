@@ -46,6 +46,11 @@ func (h *MemoryHistory) Append(_ context.Context, m *Message) error {
 		s = &memStream{}
 		h.streams[m.UserID] = s
 	}
+	h.trim(s)
+	m.Prev = ""
+	if n := len(s.entries); n > 0 {
+		m.Prev = FormatCursor(s.entries[n-1].seq)
+	}
 	s.entries = append(s.entries, memEntry{seq: h.seq, at: h.now(), m: m})
 	h.trim(s)
 	return nil

@@ -12,7 +12,13 @@ import (
 // format and the bytes are shared by every recipient, so a broadcast to N connections
 // costs one encoding, not N.
 type Message struct {
-	ID         string // history cursor; empty when the message was not recorded
+	ID string // history cursor; empty when the message was not recorded
+	// Prev is the ID of the message before this one in the same history stream (the
+	// user's, or the broadcasts'), "" when none is kept. History.Append sets it. An
+	// instance that has handed Prev (or a later message of that stream) to its
+	// connections has missed nothing in between; one that has not has a gap that
+	// History.After fills. Relayed messages carry it for that check.
+	Prev       string
 	UserID     string // recipient; empty means every connection
 	RoutingKey string
 	Body       []byte

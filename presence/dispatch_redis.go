@@ -1,0 +1,84 @@
+package presence
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var _ Dispatcher = (*RedisDispatcher)(nil)
+
+// RedisDispatcher dispatches with one Lua script: number and record the message,
+// find the live instances holding the user, and PUBLISH to each (or to the broadcast
+// channel). Redis runs scripts one at a time and hands each subscriber what was
+// published in that order, so every instance receives messages in id order, whoever
+// consumed them; and a message is published only once it is in the history.
+type RedisDispatcher struct {
+	rdb  redis.UniversalClient
+	keys redisKeys
+	h    *RedisHistory
+}
+
+// NewRedisDispatcher records in the history of opts and publishes on its relay
+// channels, for the directory under the same prefix.
+func NewRedisDispatcher(rdb redis.UniversalClient, opts RedisOptions) *RedisDispatcher {
+	opts = opts.withDefaults()
+	return &RedisDispatcher{rdb: rdb, keys: redisKeys(opts.Prefix), h: NewRedisHistory(rdb, opts)}
+}
+
+// dispatchScript: KEYS: seq, stream, clock, instances set, [dedupe key].
+// ARGV: size, ttl ms, clock step ms, routing key, body, user (empty for a broadcast),
+// payload tail (relayTail), conns key prefix, instance key prefix, instance channel
+// prefix, broadcast channel, dedupe window ms.
+// Returns number, previous number in the stream, 1 if it was a duplicate.
+var dispatchScript = redis.NewScript(historyLua + `
+if #KEYS == 5 then
+  local old = redis.call('GET', KEYS[5])
+  if old then return {tonumber(old), '', 1} end
+end
+local seq, prev = appendEntry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5])
+if #KEYS == 5 then redis.call('SET', KEYS[5], seq, 'PX', ARGV[12]) end
+local p = prev
+if p == '' then p = '0' end
+local payload = '\1' .. string.format('%d', seq) .. ' ' .. p .. ARGV[7] .. ARGV[5]
+local user = ARGV[6]
+if user == '' then
+  redis.call('PUBLISH', ARGV[11], payload)
+else
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+    if redis.call('HEXISTS', ARGV[8] .. id, user) == 1 and redis.call('EXISTS', ARGV[9] .. id) == 1 then
+      redis.call('PUBLISH', ARGV[10] .. id, payload)
+    end
+  end
+end
+return {seq, prev, 0}
+`)
+
+func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
+	keys := []string{d.keys.seq(), d.h.stream(m.UserID), d.keys.clock(), d.keys.instances()}
+	if key != "" {
+		keys = append(keys, d.keys.dedupe(key))
+	}
+	// The sender is left empty: a dispatched broadcast goes to every instance,
+	// the dispatching one included.
+	vals, err := dispatchScript.Run(ctx, d.rdb, keys,
+		d.h.size, d.h.ttl.Milliseconds(), d.h.step.Milliseconds(), m.RoutingKey, m.Body,
+		m.UserID, relayTail("", m), d.keys.conns(""), d.keys.instance(""),
+		d.keys.relayInstance(""), d.keys.relayBroadcast(), DedupeWindow.Milliseconds(),
+	).Slice()
+	if err != nil {
+		return false, fmt.Errorf("dispatch: %w", err)
+	}
+	if len(vals) != 3 {
+		return false, fmt.Errorf("dispatch: unexpected reply %v", vals)
+	}
+	seq, ok1 := vals[0].(int64)
+	prev, ok2 := vals[1].(string)
+	dup, ok3 := vals[2].(int64)
+	if !ok1 || !ok2 || !ok3 {
+		return false, fmt.Errorf("dispatch: unexpected reply %v", vals)
+	}
+	m.ID, m.Prev = FormatCursor(uint64(seq)), prev
+	return dup == 1, nil
+}

@@ -1,0 +1,166 @@
+package presence
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// dispatchRig is a backend shared by instances A, B and C, with two dispatchers (two
+// instances consuming from the broker).
+type dispatchRig struct {
+	disp    [2]Dispatcher
+	relay   func(instance string) Relay
+	connect func(e Entry)
+	history History
+}
+
+var dispatchImpls = map[string]func(t *testing.T) *dispatchRig{
+	"memory": func(t *testing.T) *dispatchRig {
+		h, d, bus := NewMemoryHistory(1000, time.Hour), NewMemoryDirectory(), NewMemoryBus()
+		disp := NewMemoryDispatcher(h, d, bus)
+		return &dispatchRig{
+			disp:    [2]Dispatcher{disp, disp},
+			relay:   func(id string) Relay { return bus.Relay(id) },
+			connect: func(e Entry) { _ = d.Add(context.Background(), e) },
+			history: h,
+		}
+	},
+	"redis": func(t *testing.T) *dispatchRig {
+		rdb, opts := newTestRedis(t)
+		reg := NewRedisInstances(rdb, opts)
+		dirs := map[string]*RedisDirectory{}
+		for _, id := range []string{"A", "B", "C"} {
+			if err := reg.Beat(context.Background(), Instance{ID: id, Started: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			o := opts
+			o.Instance = id
+			dirs[id] = NewRedisDirectory(rdb, o)
+		}
+		return &dispatchRig{
+			disp: [2]Dispatcher{NewRedisDispatcher(rdb, opts), NewRedisDispatcher(rdb, opts)},
+			relay: func(id string) Relay {
+				o := opts
+				o.Instance = id
+				return NewRedisRelay(rdb, o, nil)
+			},
+			connect: func(e Entry) {
+				if err := dirs[e.Instance].Add(context.Background(), e); err != nil {
+					t.Fatal(err)
+				}
+			},
+			history: NewRedisHistory(rdb, opts),
+		}
+	},
+}
+
+func dispatch(t *testing.T, d Dispatcher, m *Message, key string) bool {
+	t.Helper()
+	dup, err := d.Dispatch(context.Background(), m, key)
+	if err != nil {
+		t.Fatalf("dispatch: %v", err)
+	}
+	return dup
+}
+
+func TestDispatcherContract(t *testing.T) {
+	for name, mk := range dispatchImpls {
+		t.Run(name, func(t *testing.T) {
+			rig := mk(t)
+			pa, pb, pc := startRelay(t, rig.relay("A")), startRelay(t, rig.relay("B")), startRelay(t, rig.relay("C"))
+			now := time.Now()
+			for _, e := range []Entry{
+				{User: "u", Instance: "A", Transport: "ws", Since: now},
+				{User: "u", Instance: "A", Transport: "sse", Since: now.Add(time.Second)},
+				{User: "u", Instance: "B", Transport: "ws", Since: now},
+				{User: "w", Instance: "C", Transport: "ws", Since: now},
+			} {
+				rig.connect(e)
+			}
+
+			m := &Message{UserID: "u", RoutingKey: "contract", Body: []byte{0, 0xff, 'x'}}
+			dispatch(t, rig.disp[0], m, "")
+			if m.ID == "" {
+				t.Fatal("dispatch did not set the id")
+			}
+			sameRelayed(t, pa.next(t), m)
+			sameRelayed(t, pb.next(t), m)
+			w := &Message{UserID: "w", RoutingKey: "k", Body: []byte("for w")}
+			dispatch(t, rig.disp[1], w, "")
+			sameRelayed(t, pc.next(t), w) // C had nothing for u before this
+
+			b := &Message{RoutingKey: "news", Body: []byte("all")}
+			dispatch(t, rig.disp[1], b, "")
+			for _, p := range []*relayProbe{pa, pb, pc} {
+				sameRelayed(t, p.next(t), b) // A got one copy of m: the broadcast is next
+			}
+
+			nobody := &Message{UserID: "nobody", Body: []byte("kept for later")}
+			dispatch(t, rig.disp[0], nobody, "")
+			wantAfter(t, rig.history, "nobody", b.ID, 10, true, nobody)
+
+			k1 := &Message{UserID: "u", RoutingKey: "k", Body: []byte("once")}
+			if dispatch(t, rig.disp[0], k1, "amqp-id-1") {
+				t.Fatal("first dispatch of a key reported a duplicate")
+			}
+			again := &Message{UserID: "u", RoutingKey: "k", Body: []byte("once")}
+			if !dispatch(t, rig.disp[1], again, "amqp-id-1") || again.ID != k1.ID {
+				t.Fatalf("second dispatch of a key: id %s, want a duplicate of %s", again.ID, k1.ID)
+			}
+			after := &Message{UserID: "u", Body: []byte("after")}
+			dispatch(t, rig.disp[0], after, "amqp-id-2")
+			sameRelayed(t, pa.next(t), k1)
+			sameRelayed(t, pa.next(t), after)
+			wantAfter(t, rig.history, "u", b.ID, 10, true, k1, after)
+		})
+	}
+}
+
+// TestDispatcherOrder: two consumers dispatch at once; each instance receives every
+// message meant for it exactly once and in id order.
+func TestDispatcherOrder(t *testing.T) {
+	for name, mk := range dispatchImpls {
+		t.Run(name, func(t *testing.T) {
+			rig := mk(t)
+			pa, pc := startRelay(t, rig.relay("A")), startRelay(t, rig.relay("C"))
+			rig.connect(Entry{User: "u", Instance: "A", Transport: "ws", Since: time.Now()})
+			const per = 150
+			var wg sync.WaitGroup
+			for i := range rig.disp {
+				wg.Go(func() {
+					for n := range per {
+						m := &Message{UserID: "u", Body: []byte{byte(i), byte(n)}}
+						if n%10 == 0 {
+							m.UserID = ""
+						}
+						if _, err := rig.disp[i].Dispatch(context.Background(), m, ""); err != nil {
+							t.Errorf("dispatch: %v", err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			last := uint64(0)
+			for range 2 * per {
+				id := mustCursor(t, pa.next(t).ID)
+				if id <= last {
+					t.Fatalf("A received %d after %d", id, last)
+				}
+				last = id
+			}
+			for range 2 * per / 10 {
+				if m := pc.next(t); m.UserID != "" {
+					t.Fatalf("C received %s's message %s", m.UserID, m.ID)
+				}
+			}
+			// Nothing more came: the next message anyone gets is this one.
+			end := &Message{RoutingKey: "end"}
+			dispatch(t, rig.disp[0], end, "")
+			sameRelayed(t, pa.next(t), end)
+			sameRelayed(t, pc.next(t), end)
+		})
+	}
+}

@@ -1,0 +1,50 @@
+package presence
+
+import (
+	"context"
+	"time"
+)
+
+// Instance is one running Pushbridge process as the registry knows it.
+type Instance struct {
+	ID      string    `json:"id"`
+	Started time.Time `json:"started"`
+	Conns   int       `json:"conns"` // connections it held at its last heartbeat
+}
+
+// Instances is the registry of live instances. An instance beats every TTL/3 (see
+// Heartbeat); one that stops beating — it crashed, or lost Redis — drops out of List
+// within the TTL with nobody cleaning up after it.
+type Instances interface {
+	// Beat records inst as live for one more TTL.
+	Beat(ctx context.Context, inst Instance) error
+	// Leave removes the instance at once: a clean stop. The Redis registry also
+	// deletes the instance's connections from the directory, which share its life.
+	Leave(ctx context.Context, id string) error
+	// List returns the live instances ordered by ID.
+	List(ctx context.Context) ([]Instance, error)
+}
+
+// Heartbeat calls beat every ttl/3 until ctx ends, so one lost beat (a slow Redis, a
+// pause) does not yet make the instance look dead. A failed beat is handed to
+// onError and retried at the next tick. Call beat once yourself before Heartbeat, so
+// the instance is registered before it takes connections.
+func Heartbeat(ctx context.Context, ttl time.Duration, beat func(context.Context) error, onError func(error)) {
+	every := max(ttl/3, time.Millisecond) // a ticker needs a positive period
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// A beat that takes longer than a tick is already late; give up on it.
+		bctx, cancel := context.WithTimeout(ctx, every)
+		err := beat(bctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			onError(err)
+		}
+	}
+}

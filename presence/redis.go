@@ -1,0 +1,126 @@
+package presence
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultPrefix starts every Redis key and channel, so Pushbridge can share a Redis
+// with other programs and a person can find its keys with one pattern.
+const DefaultPrefix = "bridge:"
+
+// Defaults of RedisOptions; they match the configuration defaults in app/config.go.
+const (
+	defaultPresenceTTL = 10 * time.Second
+	defaultHistorySize = 1000
+	defaultHistoryTTL  = time.Hour
+)
+
+// Redis client limits.
+const (
+	// redisDialTimeout keeps a start against an unreachable Redis short, so the
+	// process fails (or retries) instead of hanging.
+	redisDialTimeout = 3 * time.Second
+	// redisIOTimeout bounds one command: Redis answers in microseconds, so a second
+	// means it is gone, and the caller (a delivery, a heartbeat) should fail and retry.
+	redisIOTimeout = time.Second
+	// redisPingTimeout bounds the reachability check done when connecting.
+	redisPingTimeout = 3 * time.Second
+)
+
+// RedisOptions configure the Redis-backed Instances, Directory, History and Relay.
+// Zero values are the defaults named beside each field.
+type RedisOptions struct {
+	Prefix      string        // starts every key and channel ("bridge:")
+	Instance    string        // this process's instance id (required by Directory and Relay)
+	PresenceTTL time.Duration // how long a silent instance stays live (10s)
+	HistorySize int           // messages kept per stream (1000)
+	HistoryTTL  time.Duration // a stream with no new message for this long is deleted (1h)
+}
+
+func (o RedisOptions) withDefaults() RedisOptions {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.PresenceTTL <= 0 {
+		o.PresenceTTL = defaultPresenceTTL
+	}
+	if o.HistorySize <= 0 {
+		o.HistorySize = defaultHistorySize
+	}
+	if o.HistoryTTL <= 0 {
+		o.HistoryTTL = defaultHistoryTTL
+	}
+	return o
+}
+
+// NewRedisClient connects to url (redis://[user:password@]host:port/db, or rediss://
+// for TLS) and checks that Redis answers, so a bad REDIS_URL stops the start with one
+// clear error instead of failing every delivery later. Commands are not retried by
+// the client (unless the URL sets max_retries).
+func NewRedisClient(ctx context.Context, url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if opt.DialTimeout == 0 {
+		opt.DialTimeout = redisDialTimeout
+	}
+	if opt.ReadTimeout == 0 {
+		opt.ReadTimeout = redisIOTimeout
+	}
+	if opt.WriteTimeout == 0 {
+		opt.WriteTimeout = redisIOTimeout
+	}
+	if opt.MaxRetries == 0 {
+		// go-redis would resend a command whose reply timed out; for the history's
+		// append script that numbers the message a second time. The caller retries
+		// (a delivery is requeued) and knows what it is retrying.
+		opt.MaxRetries = -1
+	}
+	rdb := redis.NewClient(opt)
+	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("REDIS_URL: redis at %s does not answer: %w", opt.Addr, err)
+	}
+	return rdb, nil
+}
+
+// redisKeys names every key and channel under one prefix. docs/redis.md lists them.
+type redisKeys string
+
+// instances is the set of instance ids that have beaten recently.
+func (k redisKeys) instances() string { return string(k) + "instances" }
+
+// instance is one instance's heartbeat hash; it expires when the instance stops beating.
+func (k redisKeys) instance(id string) string { return string(k) + "instance:" + id }
+
+// conns is one instance's connections: user id -> JSON list of {transport, since}.
+func (k redisKeys) conns(id string) string { return string(k) + "conns:" + id }
+
+// seq is the counter every history id is taken from.
+func (k redisKeys) seq() string { return string(k) + "history:seq" }
+
+// clock samples the sequence number about once a second, so a cursor's age can be
+// bounded after the stream it came from has expired.
+func (k redisKeys) clock() string { return string(k) + "history:clock" }
+
+// userStream is a user's message history.
+func (k redisKeys) userStream(user string) string { return string(k) + "history:user:" + user }
+
+// broadcastStream is the history of broadcasts.
+func (k redisKeys) broadcastStream() string { return string(k) + "history:broadcast" }
+
+// dedupe remembers a dispatched message's key (its AMQP message id), holding its id.
+func (k redisKeys) dedupe(key string) string { return string(k) + "dedupe:" + key }
+
+// relayInstance is the pub/sub channel of one instance.
+func (k redisKeys) relayInstance(id string) string { return string(k) + "relay:instance:" + id }
+
+// relayBroadcast is the pub/sub channel every instance listens to.
+func (k redisKeys) relayBroadcast() string { return string(k) + "relay:broadcast" }

@@ -1,0 +1,114 @@
+package presence
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+var _ Relay = (*MemoryRelay)(nil)
+
+// memRelayQueue is how many messages wait for a receiver before a sender blocks: in
+// one process nothing is lost, and the queue absorbs a burst.
+const memRelayQueue = 1024
+
+// MemoryBus connects the MemoryRelays of the instances in one process (tests, and
+// the single instance, where it carries nothing).
+type MemoryBus struct {
+	mu   sync.Mutex
+	subs map[string]*memSub
+}
+
+type memSub struct {
+	ch   chan *Message
+	done chan struct{}
+}
+
+// NewMemoryBus returns a bus with nobody listening.
+func NewMemoryBus() *MemoryBus { return &MemoryBus{subs: make(map[string]*memSub)} }
+
+// Relay returns the relay of instance on b.
+func (b *MemoryBus) Relay(instance string) *MemoryRelay {
+	return &MemoryRelay{bus: b, instance: instance}
+}
+
+// MemoryRelay is one instance's end of a MemoryBus. The same *Message reaches every
+// receiver, so it is encoded once for all of them.
+type MemoryRelay struct {
+	bus      *MemoryBus
+	instance string
+}
+
+func (r *MemoryRelay) Send(ctx context.Context, instance string, m *Message) error {
+	return r.bus.send(ctx, instance, m)
+}
+
+func (r *MemoryRelay) Broadcast(ctx context.Context, m *Message) error {
+	return r.bus.broadcast(ctx, r.instance, m)
+}
+
+// send queues m to instance, if it listens.
+func (b *MemoryBus) send(ctx context.Context, instance string, m *Message) error {
+	b.mu.Lock()
+	s := b.subs[instance]
+	b.mu.Unlock()
+	return s.put(ctx, m)
+}
+
+// broadcast queues m to every listening instance but except.
+func (b *MemoryBus) broadcast(ctx context.Context, except string, m *Message) error {
+	b.mu.Lock()
+	subs := make([]*memSub, 0, len(b.subs))
+	for id, s := range b.subs {
+		if id != except {
+			subs = append(subs, s)
+		}
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		if err := s.put(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// put queues m unless nobody listens (s is nil or done).
+func (s *memSub) put(ctx context.Context, m *Message) error {
+	if s == nil {
+		return nil
+	}
+	select {
+	case s.ch <- m:
+	case <-s.done:
+	case <-ctx.Done():
+		return fmt.Errorf("relay: %w", ctx.Err())
+	}
+	return nil
+}
+
+func (r *MemoryRelay) Run(ctx context.Context, deliver func(*Message), subscribed func()) error {
+	s := &memSub{ch: make(chan *Message, memRelayQueue), done: make(chan struct{})}
+	r.bus.mu.Lock()
+	if r.bus.subs[r.instance] != nil {
+		r.bus.mu.Unlock()
+		return fmt.Errorf("relay: instance %s is already listening", r.instance)
+	}
+	r.bus.subs[r.instance] = s
+	r.bus.mu.Unlock()
+	defer func() {
+		r.bus.mu.Lock()
+		delete(r.bus.subs, r.instance)
+		r.bus.mu.Unlock()
+		close(s.done)
+	}()
+	subscribed()
+	for {
+		select {
+		case m := <-s.ch:
+			deliver(m)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
