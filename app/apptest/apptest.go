@@ -188,6 +188,7 @@ func Start(t testing.TB, env map[string]string, args ...string) *Server {
 		t.Fatalf("server did not report its port within 15s\n%s", s.Stderr.String())
 	}
 	t.Cleanup(func() { s.Stop(t) })
+	register(t, s)
 	Eventually(t, 10*time.Second, "server healthy", func() bool {
 		resp, err := http.Get(s.URL + "/healthz")
 		if err != nil {
@@ -197,6 +198,25 @@ func Start(t testing.TB, env map[string]string, args ...string) *Server {
 		return resp.StatusCode == 200
 	})
 	return s
+}
+
+// running maps each test to the server it started last, so helpers that reach the
+// in-process queue (only possible through the server's API) can find it.
+var running sync.Map // testing.TB -> *Server
+
+func register(t testing.TB, s *Server) {
+	running.Store(t, s)
+	t.Cleanup(func() { running.CompareAndDelete(t, s) })
+}
+
+// ServerOf returns the server t started last with Start, failing the test if none.
+func ServerOf(t testing.TB) *Server {
+	t.Helper()
+	s, ok := running.Load(t)
+	if !ok {
+		t.Fatalf("this test started no server with apptest.Start")
+	}
+	return s.(*Server)
 }
 
 // WSURL is the ws:// address of path on s.
