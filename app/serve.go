@@ -90,10 +90,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("PORT: %w", err)
 	}
+	fresh := newFreshConns()
 	httpSrv := &http.Server{
 		Handler: srv, ReadHeaderTimeout: readHeaderTimeout, MaxHeaderBytes: maxHeaderBytes, IdleTimeout: idleTimeout,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ConnState: fresh.track,
 	}
+	httpSrv.RegisterOnShutdown(fresh.closeAll)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	port := ln.Addr().(*net.TCPAddr).Port
