@@ -66,7 +66,8 @@ func (m *brokerMode) publish(t *testing.T, key string, body []byte, user string)
 		m.tp.Publish(t, key, body, h)
 		return
 	}
-	if err := apptest.ServerOf(t).PublishAPI("", key, body, user); err != nil {
+	s := apptest.ServerOf(t)
+	if err := s.PublishAPI(s.Env["BRIDGE_API_KEY"], key, body, user); err != nil {
 		t.Fatalf("publish through the API: %v", err)
 	}
 }

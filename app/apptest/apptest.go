@@ -139,8 +139,9 @@ func QueueReady(t testing.TB, q string) int {
 
 // Server is a Pushbridge server running in this test process through app.Run.
 type Server struct {
-	Addr   string // 127.0.0.1:port
-	URL    string // http://127.0.0.1:port
+	Env    map[string]string // the environment it was started with
+	Addr   string            // 127.0.0.1:port
+	URL    string            // http://127.0.0.1:port
 	Stderr *syncBuffer
 
 	cancel context.CancelFunc
@@ -160,7 +161,7 @@ func Start(t testing.TB, env map[string]string, args ...string) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &Server{cancel: cancel, done: make(chan error, 1), Stderr: &syncBuffer{}}
+	s := &Server{Env: env2, cancel: cancel, done: make(chan error, 1), Stderr: &syncBuffer{}}
 	go func() {
 		err := app.Run(ctx, append([]string{"pushbridge", "serve"}, args...), func(k string) string { return env2[k] }, pw, s.Stderr)
 		pw.Close()
