@@ -81,7 +81,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: directory, Publisher: b, Router: router,
-		Inbound: cfg.Inbound, Auth: auth, Ready: ready, Log: log,
+		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Log: log,
 		Limits:  handlers.Limits{MaxMessageBytes: cfg.MaxMessageBytes, SendQueue: cfg.SendQueue, Heartbeat: cfg.Heartbeat},
 		Metrics: newMetrics(hub, router, b),
 	})
@@ -124,6 +124,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+func bindingKeys(bs []broker.Binding) []string {
+	keys := make([]string, len(bs))
+	for i, b := range bs {
+		keys[i] = b.Key
+	}
+	return keys
 }
 
 func brokerName(cfg *Config) string {

@@ -43,6 +43,10 @@ type Deps struct {
 	Ready     func() error // nil when this instance should get traffic
 	Metrics   http.Handler
 	Log       *slog.Logger
+
+	// ConsumedKeys are the routing keys our own queues are bound with; clients may not
+	// publish to them (see inbound).
+	ConsumedKeys []string
 }
 
 // NewServer returns the HTTP handler with every route of Pushbridge.
@@ -50,7 +54,7 @@ func NewServer(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log.Error)
-	in := &inbound{mode: d.Inbound, pub: d.Publisher, router: d.Router}
+	in := newInbound(d)
 
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(d.Ready))
