@@ -223,11 +223,23 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 		r.inflight.Add(1)
 		go func() {
 			defer r.inflight.Done()
-			for d := range ds {
-				r.settle(d, handle(context.WithoutCancel(ctx), Delivery{
-					Queue: q, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
-					MessageID: d.MessageId, Redelivered: d.Redelivered,
-				}))
+			for {
+				// A stop ends the loop after the delivery in hand, whichever session
+				// this is: one that connected while the stop began may never have had
+				// its consumers cancelled. What the library still buffers stays
+				// unacknowledged and the broker hands it to another consumer.
+				select {
+				case <-r.stop:
+					return
+				case d, ok := <-ds:
+					if !ok {
+						return
+					}
+					r.settle(d, handle(context.WithoutCancel(ctx), Delivery{
+						Queue: q, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
+						MessageID: d.MessageId, Redelivered: d.Redelivered,
+					}))
+				}
 			}
 		}()
 	}
@@ -244,6 +256,7 @@ func (r *Rabbit) settle(d amqp.Delivery, o Outcome) {
 	case Requeue:
 		select { // a pause, so a dependency that is down is not hammered
 		case <-time.After(requeuePause):
+		case <-r.stop:
 		case <-r.closed:
 		}
 		err = d.Nack(false, true)
@@ -263,8 +276,10 @@ func (r *Rabbit) StopConsuming(ctx context.Context) {
 	s := r.sess
 	r.mu.Unlock()
 	if s != nil {
+		// So the broker sends what is queued to other instances from now on. No wait
+		// for cancel-ok: on a half-dead connection it could outlast the drain.
 		for _, tag := range s.tags {
-			if err := s.consume.Cancel(tag, false); err != nil {
+			if err := s.consume.Cancel(tag, true); err != nil {
 				r.log.Warn("cancel consumer", "tag", tag, "err", err)
 			}
 		}
