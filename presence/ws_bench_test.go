@@ -2,43 +2,12 @@ package presence
 
 import (
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/gorilla/websocket"
 )
-
-// wsServer serves WebSockets whose server side is a WS of user ?user= registered in hub.
-func wsServer(tb testing.TB, hub *Hub, opts WSOptions) *httptest.Server {
-	tb.Helper()
-	up := websocket.Upgrader{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		ws := NewWS(conn, r.URL.Query().Get("user"), opts)
-		hub.Add(ws)
-		defer hub.Remove(ws)
-		_ = ws.Serve(func(int, []byte) {})
-	}))
-	tb.Cleanup(srv.Close)
-	return srv
-}
-
-func dialUser(tb testing.TB, srv *httptest.Server, user string) *websocket.Conn {
-	tb.Helper()
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/?user="+user, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
 
 // BenchmarkWSDeliver measures messages/s from Hub.Deliver to frames read by clients
 // over loopback: targeted messages spread over conns users, in raw and bridge.v1 mode.
