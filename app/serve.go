@@ -117,8 +117,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	b.StopConsuming(shutCtx)
+	// Stop accepting before telling clients to reconnect, so none comes back here.
+	// Shutdown closes the listener at once, then waits for requests that the hub
+	// drain below ends (streams) or that finish by themselves.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Shutdown(shutCtx) }()
 	hub.Drain(shutCtx, min(maxReconnectSpread, cfg.ShutdownTimeout/2))
-	if err := httpSrv.Shutdown(shutCtx); err != nil {
+	if err := <-httpDone; err != nil {
 		log.Warn("http shutdown", "err", err)
 		httpSrv.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +167,51 @@ func drainQueue(t *testing.T, q string) map[int]bool {
 			t.Errorf("message %d is in the queue twice", b.N)
 		}
 		left[b.N] = true
+	}
+}
+
+// A client told to reconnect may come straight back; a draining instance must not
+// take it in, or must close it too: nothing connected survives the drain.
+func TestDrainLeavesNoConnectionBehind(t *testing.T) {
+	s := apptest.Start(t, map[string]string{"BRIDGE_DEV": "1", "BRIDGE_SHUTDOWN_TIMEOUT": "5s"})
+	apptest.DialStalled(t, s.WSURL("/ws/yxd/stalled"), "") // holds the drain open for the close grace
+	apptest.Eventually(t, 5*time.Second, "registered", func() bool { return connCount(t, s) == 1 })
+
+	stopped := make(chan struct{})
+	go func() { s.Stop(t); close(stopped) }()
+	apptest.Eventually(t, 5*time.Second, "draining", func() bool {
+		resp, err := http.Get(s.URL + "/readyz")
+		if err != nil {
+			return true // already refusing connections
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	var late []*websocket.Conn
+	for attempts := 0; ; attempts++ {
+		select {
+		case <-stopped:
+		default:
+			d := websocket.Dialer{HandshakeTimeout: 2 * time.Second}
+			if c, _, err := d.Dial(s.WSURL("/ws/yxd/late"), nil); err == nil {
+				late = append(late, c)
+				t.Cleanup(func() { c.Close() })
+			}
+			continue
+		}
+		break
+	}
+	for i, c := range late {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			_, _, err := c.ReadMessage()
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("connection %d of %d, opened during the drain, is still open after Run returned", i+1, len(late))
+			}
+			if err != nil {
+				break
+			}
+		}
 	}
 }
