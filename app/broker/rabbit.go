@@ -207,10 +207,7 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 		return fmt.Errorf("set prefetch: %w", err)
 	}
 	s.consume = ch
-	r.mu.Lock()
-	stopping := r.stopping
-	r.mu.Unlock()
-	if stopping { // draining: publish, but take no new deliveries
+	if r.isStopping() { // draining: publish, but take no new deliveries
 		return nil
 	}
 	for i, q := range Queues(r.cfg.Bindings) {
@@ -220,7 +217,14 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 			return fmt.Errorf("consume %s: %w", q, err)
 		}
 		s.tags = append(s.tags, tag)
+		// Checked with the Add as one step, so no Add can race StopConsuming's Wait.
+		r.mu.Lock()
+		if r.stopping {
+			r.mu.Unlock()
+			return nil
+		}
 		r.inflight.Add(1)
+		r.mu.Unlock()
 		go func() {
 			defer r.inflight.Done()
 			for {
@@ -244,6 +248,12 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 		}()
 	}
 	return nil
+}
+
+func (r *Rabbit) isStopping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopping
 }
 
 func (r *Rabbit) settle(d amqp.Delivery, o Outcome) {
