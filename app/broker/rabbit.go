@@ -135,6 +135,7 @@ type session struct {
 	consume *amqp.Channel
 	pub     *publisher
 	tags    []string
+	cancels chan string // consumer tags the broker cancelled (their queue was deleted)
 	closed  chan *amqp.Error
 }
 
@@ -159,7 +160,32 @@ func (r *Rabbit) connect(ctx context.Context, handle Handler) (*session, error) 
 		conn.Close()
 		return nil, err
 	}
+	go r.watch(s)
 	return s, nil
+}
+
+// watch ends the session when part of it fails while the connection stays up: a
+// channel closed by a broker error (our exchange deleted: every publish would fail)
+// or a consumer the broker cancelled (our queue deleted: nothing would consume it).
+// Closing the connection makes the loop reconnect and declare the topology again.
+// It returns when the connection closes, since that closes the channels too.
+func (r *Rabbit) watch(s *session) {
+	pubClosed := s.pub.ch.NotifyClose(make(chan *amqp.Error, 1))
+	conClosed := s.consume.NotifyClose(make(chan *amqp.Error, 1))
+	var reason any
+	select {
+	case err := <-pubClosed:
+		reason = err
+	case err := <-conClosed:
+		reason = err
+	case tag := <-s.cancels:
+		reason = "the broker cancelled consumer " + tag + " (its queue was deleted?)"
+	}
+	if s.conn.IsClosed() {
+		return
+	}
+	r.log.Warn("RabbitMQ session broken; reconnecting to declare the topology again", "reason", reason)
+	s.conn.Close()
 }
 
 // declare declares the exchange, the queues and their bindings. A declaration that
@@ -207,6 +233,7 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 		return fmt.Errorf("set prefetch: %w", err)
 	}
 	s.consume = ch
+	s.cancels = ch.NotifyCancel(make(chan string, len(r.cfg.Bindings)))
 	if r.isStopping() { // draining: publish, but take no new deliveries
 		return nil
 	}
