@@ -117,8 +117,10 @@ var settings = []setting{
 			c.Dev = false
 			return nil
 		}
-		c.Dev, err = strconv.ParseBool(v)
-		return err
+		if c.Dev, err = strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("%q is not 1 or 0 (true or false)", v)
+		}
+		return nil
 	}},
 	{"BRIDGE_HISTORY_SIZE", "history-size", "1000", "messages kept per user (and for broadcasts) to resume from", intTo(func(c *Config) *int { return &c.HistorySize }, 1, 10_000_000)},
 	{"BRIDGE_HISTORY_TTL", "history-ttl", "1h", "how long a message stays resumable", durTo(func(c *Config) *time.Duration { return &c.HistoryTTL }, time.Second)},
@@ -203,12 +205,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	fs.Visit(func(f *flag.Flag) { // -dev, when given, beats BRIDGE_DEV either way
+		if f.Name == "dev" {
+			v := strconv.FormatBool(*dev)
+			vals["BRIDGE_DEV"] = &v
+		}
+	})
 	c, err := resolve(vals, getenv)
 	if err != nil {
 		return nil, err
-	}
-	if *dev {
-		c.Dev = true
 	}
 	if c.InstanceID == "" {
 		c.InstanceID = defaultInstanceID(getenv)

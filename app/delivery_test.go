@@ -10,14 +10,10 @@ import (
 )
 
 // brokerModes runs a delivery test against the real RabbitMQ and the in-process queue.
+// publish sends a body with a routing key as a backend would (see brokerMode.publish).
 func brokerModes(t *testing.T, run func(t *testing.T, env map[string]string, publish func(t *testing.T, key string, body []byte))) {
-	t.Run("rabbitmq", func(t *testing.T) {
-		tp := apptest.NewTopology(t, "contract", "transaction")
-		env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": apptest.AMQPURL()}
-		for k, v := range tp.Env {
-			env[k] = v
-		}
-		run(t, env, func(t *testing.T, key string, body []byte) { tp.Publish(t, key, body, nil) })
+	forEachMode(t, func(t *testing.T, m *brokerMode) {
+		run(t, m.env, func(t *testing.T, key string, body []byte) { m.publish(t, key, body, "") })
 	})
 }
 

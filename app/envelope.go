@@ -9,31 +9,55 @@ import (
 	"github.com/pushbridge/pushbridge/presence"
 )
 
-// HeaderUserID is the AMQP header naming the recipient (and, on what clients send, the
-// sender). It wins over the body's receiveUserId.
+// HeaderUserID is the AMQP header naming the recipient when the body does not (and, on
+// what clients send, the sender).
 const HeaderUserID = "x-user-id"
+
+// sniffBytes is how far into a body we look for the "{" that makes it a JSON object.
+const sniffBytes = 64
 
 var errNoTarget = errors.New("body is not a JSON object and there is no x-user-id header, so the recipient is unknown")
 
-// Target decodes a delivery's recipient: header x-user-id, else the JSON body's
-// receiveUserId (string or number). "" means broadcast. A body that is not a JSON
-// object can only be delivered with the header.
+// Target decodes a delivery's recipient: the JSON body's receiveUserId (string or
+// number), else header x-user-id. "" means broadcast. A body that is not a JSON object
+// can only be delivered with the header; so can a malformed one, whose bytes are then
+// passed on as they are.
 func Target(body []byte, headers map[string]any) (string, error) {
-	if v, ok := headers[HeaderUserID]; ok {
-		id, err := headerString(v)
+	if !looksLikeObject(body) {
+		hdr, err := headerTarget(headers)
 		if err != nil {
-			return "", fmt.Errorf("header %s: %w", HeaderUserID, err)
+			return "", err
 		}
-		if id != "" {
-			return checkUserID(id)
+		if hdr == "" {
+			return "", errNoTarget
 		}
+		return checkUserID(hdr)
 	}
+	id, bodyErr := bodyTarget(body)
+	if bodyErr == nil && id != "" {
+		return checkUserID(id)
+	}
+	hdr, err := headerTarget(headers)
+	if err != nil {
+		return "", err
+	}
+	if bodyErr != nil && hdr == "" {
+		return "", bodyErr
+	}
+	if hdr == "" {
+		return "", nil
+	}
+	return checkUserID(hdr)
+}
+
+func looksLikeObject(body []byte) bool {
+	return strings.HasPrefix(strings.TrimLeft(string(body[:min(len(body), sniffBytes)]), " \t\r\n"), "{")
+}
+
+// bodyTarget reads receiveUserId from a JSON object body; "" when absent or null.
+func bodyTarget(body []byte) (string, error) {
 	var env struct {
 		ReceiveUserID json.RawMessage `json:"receiveUserId"`
-	}
-	trimmed := strings.TrimLeft(string(body[:min(len(body), 64)]), " \t\r\n")
-	if !strings.HasPrefix(trimmed, "{") {
-		return "", errNoTarget
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
 		return "", fmt.Errorf("malformed JSON body: %w", err)
@@ -44,13 +68,26 @@ func Target(body []byte, headers map[string]any) (string, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err == nil {
-		return checkUserID(s)
+		return s, nil
 	}
 	var n json.Number
 	if err := json.Unmarshal(raw, &n); err == nil {
-		return checkUserID(n.String())
+		return n.String(), nil
 	}
 	return "", fmt.Errorf("receiveUserId must be a string or a number, not %s", raw)
+}
+
+// headerTarget reads header x-user-id; "" when absent or empty.
+func headerTarget(headers map[string]any) (string, error) {
+	v, ok := headers[HeaderUserID]
+	if !ok {
+		return "", nil
+	}
+	id, err := headerString(v)
+	if err != nil {
+		return "", fmt.Errorf("header %s: %w", HeaderUserID, err)
+	}
+	return id, nil
 }
 
 func headerString(v any) (string, error) {

@@ -77,7 +77,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: directory, Publisher: b, Router: router,
-		Inbound: cfg.Inbound, Auth: auth, Ready: ready, Log: log,
+		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Log: log,
 		Limits:  limitsOf(cfg),
 		Metrics: newMetrics(hub, router, b),
 	})
@@ -86,11 +86,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("PORT: %w", err)
 	}
+	fresh := newFreshConns()
 	httpSrv := &http.Server{
 		// ReadHeaderTimeout stops a client that opens a connection and trickles headers.
 		Handler: srv, ReadHeaderTimeout: cfg.HandshakeTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes, IdleTimeout: idleTimeout,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ConnState: fresh.track,
 	}
+	httpSrv.RegisterOnShutdown(fresh.closeAll)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	port := ln.Addr().(*net.TCPAddr).Port
@@ -112,13 +114,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	b.StopConsuming(shutCtx)
+	// Stop accepting before telling clients to reconnect, so none comes back here.
+	// Shutdown closes the listener at once, then waits for requests that the hub
+	// drain below ends (streams) or that finish by themselves.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Shutdown(shutCtx) }()
 	hub.Drain(shutCtx, min(maxReconnectSpread, cfg.ShutdownTimeout/2))
-	if err := httpSrv.Shutdown(shutCtx); err != nil {
+	if err := <-httpDone; err != nil {
 		log.Warn("http shutdown", "err", err)
 		httpSrv.Close()
 	}
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+func bindingKeys(bs []broker.Binding) []string {
+	keys := make([]string, len(bs))
+	for i, b := range bs {
+		keys[i] = b.Key
+	}
+	return keys
 }
 
 func brokerName(cfg *Config) string {

@@ -29,7 +29,7 @@ func statusOf(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Msg: "unroutable: " + err.Error()}
 	case errors.Is(err, broker.ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Msg: err.Error(), RetryAfter: "5"}
-	case errors.Is(err, errInboundOff):
+	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved):
 		return &Error{Status: http.StatusForbidden, Msg: err.Error()}
 	case errors.As(err, &ee):
 		msg := http.StatusText(ee.Code)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 
 	"github.com/pushbridge/pushbridge/app/broker"
 	"github.com/pushbridge/pushbridge/presence"
@@ -13,13 +14,28 @@ import (
 // defaultInboundKey is the routing key of what a client sends without naming one.
 const defaultInboundKey = "inbound"
 
-var errInboundOff = errors.New("sending is turned off on this server (BRIDGE_INBOUND=off)")
+var (
+	errInboundOff      = errors.New("sending is turned off on this server (BRIDGE_INBOUND=off)")
+	errInboundReserved = errors.New("that routing key is consumed by this gateway itself, so clients may not publish to it")
+)
 
 // inbound carries what a client sends, as BRIDGE_INBOUND says.
 type inbound struct {
 	mode   string
 	pub    Publisher
 	router Router
+	// reserved are the routing keys of our own bindings. A client message published
+	// with one would come back to us and be delivered as if a backend had sent it: to
+	// anyone it names, or to everyone.
+	reserved map[string]bool
+}
+
+func newInbound(d Deps) *inbound {
+	in := &inbound{mode: d.Inbound, pub: d.Publisher, router: d.Router, reserved: make(map[string]bool)}
+	for _, k := range d.ConsumedKeys {
+		in.reserved[k] = true
+	}
+	return in
 }
 
 // send handles data sent by user. The sender's id is always the authenticated one,
@@ -30,6 +46,9 @@ func (in *inbound) send(ctx context.Context, user, routingKey string, data []byt
 	}
 	switch in.mode {
 	case "broker":
+		if in.reserved[routingKey] {
+			return fmt.Errorf("%w: %q", errInboundReserved, routingKey)
+		}
 		return in.pub.Publish(ctx, broker.Publishing{
 			RoutingKey: routingKey,
 			Body:       data,

@@ -51,6 +51,10 @@ type Deps struct {
 	Metrics   http.Handler
 	Log       *slog.Logger
 
+	// ConsumedKeys are the routing keys our own queues are bound with; clients may not
+	// publish to them (see inbound).
+	ConsumedKeys []string
+
 	slots *connSlots // connection accounting of every transport, made by NewServer
 	rates *userRates // inbound rate of HTTP routes, made by NewServer
 }
@@ -60,7 +64,7 @@ func NewServer(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log.Error)
-	in := &inbound{mode: d.Inbound, pub: d.Publisher, router: d.Router}
+	in := newInbound(d)
 	d.slots = newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser)
 	d.rates = newUserRates(d.Limits)
 	e.Use(limitQuery(d.Limits.MaxQueryBytes))

@@ -127,16 +127,33 @@ const drainParallel = 64
 
 // Drain tells every connection to reconnect after a random delay in [0, spread) — so
 // clients do not all return to the surviving instances in the same instant — and closes
-// them. It returns when all are closed or ctx ends.
+// them. Connections that register meanwhile (upgrades under way when the listener
+// closed) are drained too. It returns when all are closed or ctx ends.
 func (h *Hub) Drain(ctx context.Context, spread time.Duration) {
-	conns := h.Conns()
+	seen := make(map[Conn]bool)
+	for ctx.Err() == nil {
+		var fresh []Conn
+		for _, c := range h.Conns() {
+			if !seen[c] {
+				seen[c] = true
+				fresh = append(fresh, c)
+			}
+		}
+		if len(fresh) == 0 {
+			return
+		}
+		drainAll(ctx, fresh, spread)
+	}
+}
+
+func drainAll(ctx context.Context, conns []Conn, spread time.Duration) {
 	sem := make(chan struct{}, drainParallel)
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, c := range conns {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
 			return
 		}
 		wg.Add(1)
@@ -149,5 +166,4 @@ func (h *Hub) Drain(ctx context.Context, spread time.Duration) {
 			c.Drain(ctx, after)
 		}()
 	}
-	wg.Wait()
 }

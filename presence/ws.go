@@ -82,6 +82,11 @@ type wsItem struct {
 // NewWS wraps an upgraded connection of user. Call Serve to run it.
 func NewWS(conn *websocket.Conn, user string, opts WSOptions) *WS {
 	opts.defaults()
+	// Compression is never negotiated, but gorilla (v1.5.3) keys prepared frames by
+	// the connection's compression level too: at the server default (1) every
+	// WritePreparedMessage built a second copy of a frame NewPreparedMessage had
+	// already built at level 0. Level 0 makes them the same frame.
+	_ = conn.SetCompressionLevel(0)
 	return &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{})}
 }
 

@@ -139,8 +139,9 @@ func QueueReady(t testing.TB, q string) int {
 
 // Server is a Pushbridge server running in this test process through app.Run.
 type Server struct {
-	Addr   string // 127.0.0.1:port
-	URL    string // http://127.0.0.1:port
+	Env    map[string]string // the environment it was started with
+	Addr   string            // 127.0.0.1:port
+	URL    string            // http://127.0.0.1:port
 	Stderr *syncBuffer
 
 	cancel context.CancelFunc
@@ -160,7 +161,7 @@ func Start(t testing.TB, env map[string]string, args ...string) *Server {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	s := &Server{cancel: cancel, done: make(chan error, 1), Stderr: &syncBuffer{}}
+	s := &Server{Env: env2, cancel: cancel, done: make(chan error, 1), Stderr: &syncBuffer{}}
 	go func() {
 		err := app.Run(ctx, append([]string{"pushbridge", "serve"}, args...), func(k string) string { return env2[k] }, pw, s.Stderr)
 		pw.Close()
@@ -188,6 +189,7 @@ func Start(t testing.TB, env map[string]string, args ...string) *Server {
 		t.Fatalf("server did not report its port within 15s\n%s", s.Stderr.String())
 	}
 	t.Cleanup(func() { s.Stop(t) })
+	register(t, s)
 	Eventually(t, 10*time.Second, "server healthy", func() bool {
 		resp, err := http.Get(s.URL + "/healthz")
 		if err != nil {
@@ -197,6 +199,25 @@ func Start(t testing.TB, env map[string]string, args ...string) *Server {
 		return resp.StatusCode == 200
 	})
 	return s
+}
+
+// running maps each test to the server it started last, so helpers that reach the
+// in-process queue (only possible through the server's API) can find it.
+var running sync.Map // testing.TB -> *Server
+
+func register(t testing.TB, s *Server) {
+	running.Store(t, s)
+	t.Cleanup(func() { running.CompareAndDelete(t, s) })
+}
+
+// ServerOf returns the server t started last with Start, failing the test if none.
+func ServerOf(t testing.TB) *Server {
+	t.Helper()
+	s, ok := running.Load(t)
+	if !ok {
+		t.Fatalf("this test started no server with apptest.Start")
+	}
+	return s.(*Server)
 }
 
 // WSURL is the ws:// address of path on s.

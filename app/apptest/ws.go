@@ -1,7 +1,11 @@
 package apptest
 
 import (
+	"context"
+	"errors"
+	"net"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,4 +69,41 @@ func (c *WSClient) Next(t testing.TB, timeout time.Duration) Frame {
 		t.Fatalf("no frame within %s", timeout)
 	}
 	return Frame{}
+}
+
+// stalledReadBuffer is the kernel receive buffer of a client that never reads: small,
+// so the server's writes back up after a few hundred KiB rather than several MiB.
+const stalledReadBuffer = 4 << 10
+
+// DialStalled opens a WebSocket on url (raw mode unless subprotocol is set) and never
+// reads from it: a client whose TCP window closes once its small receive buffer fills.
+// It returns the socket so the test can read it once the server should have cut it.
+func DialStalled(t testing.TB, url, subprotocol string) net.Conn {
+	t.Helper()
+	var raw net.Conn
+	d := websocket.Dialer{
+		HandshakeTimeout: 10 * time.Second,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// Set before connecting, so the window advertised in the handshake is small.
+			nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				var serr error
+				err := rc.Control(func(fd uintptr) {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, stalledReadBuffer)
+				})
+				return errors.Join(err, serr)
+			}}
+			c, err := nd.DialContext(ctx, network, addr)
+			raw = c
+			return c, err
+		},
+	}
+	if subprotocol != "" {
+		d.Subprotocols = []string{subprotocol}
+	}
+	conn, _, err := d.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return raw
 }

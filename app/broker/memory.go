@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -11,6 +12,10 @@ var _ Broker = (*Memory)(nil)
 // requeuePause is how long a requeued delivery waits before it is handled again, so a
 // dependency that is down is not hammered in a hot loop.
 const requeuePause = time.Second
+
+// memQueueMax bounds each in-process queue, so a consumer that cannot keep up makes
+// publishers wait and retry (ErrUnavailable: 503) rather than eat the process's memory.
+const memQueueMax = 100_000
 
 // Memory is an in-process stand-in for RabbitMQ: a direct exchange with the configured
 // bindings and one FIFO per queue. It keeps nothing across restarts.
@@ -70,15 +75,22 @@ func (m *Memory) Publish(_ context.Context, p Publishing) error {
 	if m.stopping {
 		return ErrUnavailable
 	}
-	routed := false
+	var to []*memQueue
 	for _, b := range m.bindings {
 		if b.Key == p.RoutingKey {
-			m.queues[b.Queue].push(Delivery{RoutingKey: p.RoutingKey, Body: p.Body, Headers: p.Headers, MessageID: p.MessageID})
-			routed = true
+			to = append(to, m.queues[b.Queue])
 		}
 	}
-	if !routed {
+	if len(to) == 0 {
 		return ErrUnroutable
+	}
+	for _, q := range to { // all or none, as a broker routes one message
+		if q.len() >= memQueueMax {
+			return fmt.Errorf("%w: the in-process queue is full (%d messages)", ErrUnavailable, memQueueMax)
+		}
+	}
+	for _, q := range to {
+		q.push(Delivery{RoutingKey: p.RoutingKey, Body: p.Body, Headers: p.Headers, MessageID: p.MessageID})
 	}
 	return nil
 }
@@ -112,6 +124,12 @@ func (q *memQueue) push(d Delivery) {
 	q.items = append(q.items, d)
 	q.mu.Unlock()
 	q.cond.Signal()
+}
+
+func (q *memQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
 }
 
 func (q *memQueue) pushFront(d Delivery) {

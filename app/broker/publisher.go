@@ -14,11 +14,18 @@ import (
 // RabbitMQ sends basic.return for an unroutable message before its basic.ack, and the
 // client library hands both to us in that order on unbuffered channels. One goroutine
 // reads both, so it always knows a message was returned by the time its ack arrives.
+//
+// That goroutine must never wait for a publisher: amqp091-go (v1.16) hands over an
+// out-of-order confirm while holding the lock every Publish needs, and drops the
+// confirm if we do not take it within 5 s. So publishes are serialized by seqMu, and
+// the loop takes only mu, which nobody holds across a call into the library.
 type publisher struct {
 	ch       *amqp.Channel
 	exchange string
 
-	mu      sync.Mutex // orders publishes with their sequence numbers
+	seqMu sync.Mutex // orders publishes with their sequence numbers
+
+	mu      sync.Mutex // guards pending and broken; never held while publishing
 	pending map[uint64]*pendingPub
 	broken  error
 }
@@ -98,13 +105,16 @@ func (p *publisher) publish(ctx context.Context, m Publishing) error {
 		return fmt.Errorf("publish: a message id is needed to match returns")
 	}
 	pp := &pendingPub{id: m.MessageID, done: make(chan error, 1)}
+	p.seqMu.Lock()
+	tag := p.ch.GetNextPublishSeqNo()
 	p.mu.Lock()
 	if p.broken != nil {
 		p.mu.Unlock()
+		p.seqMu.Unlock()
 		return p.broken
 	}
-	tag := p.ch.GetNextPublishSeqNo()
 	p.pending[tag] = pp
+	p.mu.Unlock()
 	err := p.ch.PublishWithContext(ctx, p.exchange, m.RoutingKey, true, false, amqp.Publishing{
 		Headers:      m.Headers,
 		ContentType:  contentType(m.Body),
@@ -113,12 +123,13 @@ func (p *publisher) publish(ctx context.Context, m Publishing) error {
 		Timestamp:    time.Now(),
 		Body:         m.Body,
 	})
+	p.seqMu.Unlock()
 	if err != nil {
+		p.mu.Lock()
 		delete(p.pending, tag)
 		p.mu.Unlock()
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	p.mu.Unlock()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, publishTimeout)

@@ -135,6 +135,7 @@ type session struct {
 	consume *amqp.Channel
 	pub     *publisher
 	tags    []string
+	cancels chan string // consumer tags the broker cancelled (their queue was deleted)
 	closed  chan *amqp.Error
 }
 
@@ -159,7 +160,32 @@ func (r *Rabbit) connect(ctx context.Context, handle Handler) (*session, error) 
 		conn.Close()
 		return nil, err
 	}
+	go r.watch(s)
 	return s, nil
+}
+
+// watch ends the session when part of it fails while the connection stays up: a
+// channel closed by a broker error (our exchange deleted: every publish would fail)
+// or a consumer the broker cancelled (our queue deleted: nothing would consume it).
+// Closing the connection makes the loop reconnect and declare the topology again.
+// It returns when the connection closes, since that closes the channels too.
+func (r *Rabbit) watch(s *session) {
+	pubClosed := s.pub.ch.NotifyClose(make(chan *amqp.Error, 1))
+	conClosed := s.consume.NotifyClose(make(chan *amqp.Error, 1))
+	var reason any
+	select {
+	case err := <-pubClosed:
+		reason = err
+	case err := <-conClosed:
+		reason = err
+	case tag := <-s.cancels:
+		reason = "the broker cancelled consumer " + tag + " (its queue was deleted?)"
+	}
+	if s.conn.IsClosed() {
+		return
+	}
+	r.log.Warn("RabbitMQ session broken; reconnecting to declare the topology again", "reason", reason)
+	s.conn.Close()
 }
 
 // declare declares the exchange, the queues and their bindings. A declaration that
@@ -207,10 +233,8 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 		return fmt.Errorf("set prefetch: %w", err)
 	}
 	s.consume = ch
-	r.mu.Lock()
-	stopping := r.stopping
-	r.mu.Unlock()
-	if stopping { // draining: publish, but take no new deliveries
+	s.cancels = ch.NotifyCancel(make(chan string, len(r.cfg.Bindings)))
+	if r.isStopping() { // draining: publish, but take no new deliveries
 		return nil
 	}
 	for i, q := range Queues(r.cfg.Bindings) {
@@ -220,18 +244,43 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 			return fmt.Errorf("consume %s: %w", q, err)
 		}
 		s.tags = append(s.tags, tag)
+		// Checked with the Add as one step, so no Add can race StopConsuming's Wait.
+		r.mu.Lock()
+		if r.stopping {
+			r.mu.Unlock()
+			return nil
+		}
 		r.inflight.Add(1)
+		r.mu.Unlock()
 		go func() {
 			defer r.inflight.Done()
-			for d := range ds {
-				r.settle(d, handle(context.WithoutCancel(ctx), Delivery{
-					Queue: q, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
-					MessageID: d.MessageId, Redelivered: d.Redelivered,
-				}))
+			for {
+				// A stop ends the loop after the delivery in hand, whichever session
+				// this is: one that connected while the stop began may never have had
+				// its consumers cancelled. What the library still buffers stays
+				// unacknowledged and the broker hands it to another consumer.
+				select {
+				case <-r.stop:
+					return
+				case d, ok := <-ds:
+					if !ok {
+						return
+					}
+					r.settle(d, handle(context.WithoutCancel(ctx), Delivery{
+						Queue: q, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
+						MessageID: d.MessageId, Redelivered: d.Redelivered,
+					}))
+				}
 			}
 		}()
 	}
 	return nil
+}
+
+func (r *Rabbit) isStopping() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stopping
 }
 
 func (r *Rabbit) settle(d amqp.Delivery, o Outcome) {
@@ -244,6 +293,7 @@ func (r *Rabbit) settle(d amqp.Delivery, o Outcome) {
 	case Requeue:
 		select { // a pause, so a dependency that is down is not hammered
 		case <-time.After(requeuePause):
+		case <-r.stop:
 		case <-r.closed:
 		}
 		err = d.Nack(false, true)
@@ -263,8 +313,10 @@ func (r *Rabbit) StopConsuming(ctx context.Context) {
 	s := r.sess
 	r.mu.Unlock()
 	if s != nil {
+		// So the broker sends what is queued to other instances from now on. No wait
+		// for cancel-ok: on a half-dead connection it could outlast the drain.
 		for _, tag := range s.tags {
-			if err := s.consume.Cancel(tag, false); err != nil {
+			if err := s.consume.Cancel(tag, true); err != nil {
 				r.log.Warn("cancel consumer", "tag", tag, "err", err)
 			}
 		}
