@@ -47,8 +47,8 @@ func TestTarget(t *testing.T) {
 		{"id at the length limit", `{"receiveUserId":"` + long[1:] + `"}`, nil, long[1:], ""},
 		{"body id too long", `{"receiveUserId":"` + long + `"}`, nil, "", "longer than"},
 		{"header id too long", `hello`, map[string]any{"x-user-id": long}, "", "longer than"},
-		{"control character", `{"receiveUserId":"a\nb"}`, nil, "", "control"},
-		{"non-UTF-8 header", `hello`, map[string]any{"x-user-id": []byte{0xff, 0xfe}}, "", "non-UTF-8"},
+		{"control character", `{"receiveUserId":"a\nb"}`, nil, "", "non-printing"},
+		{"non-UTF-8 header", `hello`, map[string]any{"x-user-id": []byte{0xff, 0xfe}}, "", "not UTF-8"},
 		{"unicode id", `{"receiveUserId":"用户"}`, nil, "用户", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
