@@ -212,8 +212,6 @@ func (c *SSE) take() (batch []sseItem, end bool) {
 	return batch, end
 }
 
-var errNoDeadline = errors.New("sse: the response writer cannot set write deadlines")
-
 // writeBatch writes every item and flushes once. Each write has its own deadline, so
 // neither a stalled client nor the server's WriteTimeout (which would cut a long
 // stream) decides how long a stream lives.
@@ -233,10 +231,8 @@ func (c *SSE) writeBatch(batch []sseItem) error {
 }
 
 func (c *SSE) write(b []byte) error {
-	if err := c.rc.SetWriteDeadline(time.Now().Add(writeWait)); err != nil {
-		if errors.Is(err, http.ErrNotSupported) {
-			return errNoDeadline
-		}
+	// A writer without deadlines (not net/http's) is written to without one.
+	if err := c.rc.SetWriteDeadline(time.Now().Add(writeWait)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	if _, err := c.w.Write(b); err != nil {
