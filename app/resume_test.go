@@ -177,14 +177,17 @@ func TestResumeAfterDisconnect(t *testing.T) {
 // TestBadCursorGetsReset: a malformed, unknown or too old cursor gets a reset, then what
 // the window still holds — not silence.
 func TestBadCursorGetsReset(t *testing.T) {
-	s, tp := rabbitServer(t, nil)
+	s, tp := rabbitServer(t, map[string]string{"BRIDGE_HISTORY_SIZE": "1"})
+	start := poll(t, s, q("user", "b")).Cursor
+	publishTo(t, s, tp, "", []byte(`{"receiveUserId":"b","n":-1}`)) // pushed out of the window by the next
 	publishTo(t, s, tp, "", []byte(`{"receiveUserId":"b","n":0}`))
 	head := poll(t, s, q("user", "b")).Cursor
 	n, _ := strconv.ParseUint(head, 10, 64)
 	cursors := map[string]string{
-		"malformed": "12ab",
-		"unknown":   strconv.FormatUint(n+1_000_000, 10),
-		"too old":   "1",
+		"malformed":           "12ab",
+		"unknown":             strconv.FormatUint(n+1_000_000, 10),
+		"before this history": "1",
+		"too old":             start,
 	}
 	for _, tr := range transports {
 		for kind, cursor := range cursors {

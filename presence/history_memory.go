@@ -17,8 +17,8 @@ type MemoryHistory struct {
 
 	// base is the cursor this history starts from. It is the start time in microseconds,
 	// so a restarted process hands out cursors above every cursor of the process before
-	// it, and an old cursor is recognised as older than the window instead of silently
-	// skipping the new process's first messages.
+	// it, and an old cursor is recognised as unknown instead of silently skipping the
+	// new process's first messages.
 	base uint64
 
 	mu      sync.Mutex
@@ -83,7 +83,8 @@ func (h *MemoryHistory) After(_ context.Context, user, cursor string, limit int)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if after > h.seq {
+	// 0 is before everything: the window from its start, complete only if nothing left.
+	if after > h.seq || (after != 0 && after < h.base) {
 		return nil, false, ErrBadCursor
 	}
 	complete := after >= h.base
