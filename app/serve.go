@@ -81,7 +81,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: directory, Publisher: b, Router: router,
-		Inbound: cfg.Inbound, Auth: auth, Ready: ready, Log: log,
+		Inbound: cfg.Inbound, Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits: handlers.Limits{
 			MaxMessageBytes: cfg.MaxMessageBytes, SendQueue: cfg.SendQueue, Heartbeat: cfg.Heartbeat,
 			MaxAge: cfg.MaxConnectionAge,

@@ -18,6 +18,11 @@ const preflightMaxAge = "600"
 // first, so a message routed anywhere after the replay read finds this instance.
 // detach undoes both.
 func attach(ctx context.Context, d Deps, conn presence.Conn, cursor string, limit int, load func(*presence.Replay)) (detach func(), err error) {
+	// A connection that arrives after the hub drained would never be told to go, and an
+	// open SSE response or poll would hold up the HTTP server's Shutdown.
+	if d.Draining != nil && d.Draining() {
+		return nil, errDraining
+	}
 	entry := presence.Entry{User: conn.User(), Instance: d.Instance, Transport: conn.Transport(), Since: conn.Since()}
 	if err := d.Directory.Add(ctx, entry); err != nil {
 		d.Log.Warn("presence add", "user", entry.User, "err", err)
@@ -49,6 +54,8 @@ func identify(d Deps, r *http.Request) (string, error) {
 	}
 	return user, nil
 }
+
+var errDraining = &Error{Status: http.StatusServiceUnavailable, Msg: "this instance is shutting down: connect again", RetryAfter: "1"}
 
 var errOrigin = &Error{Status: http.StatusForbidden, Msg: "origin not allowed: set BRIDGE_ALLOWED_ORIGINS"}
 

@@ -46,6 +46,7 @@ type Deps struct {
 	Auth      *Auth
 	Limits    Limits
 	Ready     func() error // nil when this instance should get traffic
+	Draining  func() bool  // true once the instance drains: new connections are refused; nil: never
 	Metrics   http.Handler
 	Log       *slog.Logger
 }
