@@ -234,18 +234,19 @@ export class Bridge {
       // Never worked here: a proxy or the browser refuses it. Try the next one.
       this.#index = (this.#index + 1) % this.#transports.length;
     }
-    if (s.opened && Date.now() - s.openedAt >= this.#opts.stableAfter) this.#attempt = 0;
-    let delay;
+    const stable = s.opened && Date.now() - s.openedAt >= this.#opts.stableAfter;
+    if (stable) this.#attempt = 0;
+    // Full jitter, from the first retry on: clients that lost the same server do not
+    // come back together.
+    const cap = Math.min(this.#opts.backoffMax, this.#opts.backoffBase * 2 ** this.#attempt);
+    let delay = Math.random() * cap;
+    this.#attempt = Math.min(this.#attempt + 1, 30);
     if (this.#hint !== null) {
-      delay = this.#hint;
+      // The server chose the delay (already jittered, to spread its clients). A hint
+      // right after a short-lived connection still waits the backoff, so that a server
+      // that keeps saying "come back now" cannot make us loop.
+      delay = stable ? this.#hint : Math.max(this.#hint, delay);
       this.#hint = null;
-      this.#attempt = 0;
-    } else {
-      // Full jitter, from the first retry on: clients that lost the same server do not
-      // come back together.
-      const cap = Math.min(this.#opts.backoffMax, this.#opts.backoffBase * 2 ** this.#attempt);
-      delay = Math.random() * cap;
-      this.#attempt = Math.min(this.#attempt + 1, 30);
     }
     this.#setState("reconnecting");
     this.#emit("error", new Error(`bridge: ${s.name}: ${why}; retrying in ${Math.round(delay)} ms`));
