@@ -14,5 +14,6 @@ func limitsOf(cfg *Config) handlers.Limits {
 		MaxConnsPerUser:  cfg.MaxConnsPerUser,
 		MaxQueryBytes:    cfg.MaxQueryBytes,
 		HandshakeTimeout: cfg.HandshakeTimeout,
+		MaxAge:           cfg.MaxConnectionAge,
 	}
 }

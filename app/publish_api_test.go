@@ -13,7 +13,6 @@ import (
 	"github.com/pushbridge/pushbridge/app/apptest"
 )
 
-
 type publishAnswer struct {
 	ID    string `json:"id"`
 	Error string `json:"error"`

@@ -77,7 +77,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: directory, Publisher: b, Router: router,
-		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Log: log,
+		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:  limitsOf(cfg),
 		Metrics: newMetrics(hub, router, b),
 	})

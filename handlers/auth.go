@@ -48,7 +48,7 @@ var (
 // identity. pathUser is the id the compatibility path names ("" on other routes).
 func (a *Auth) Admit(r *http.Request, pathUser string) (string, error) {
 	if !a.CheckOrigin(r) {
-		return "", &Error{Status: http.StatusForbidden, Msg: "origin not allowed: set BRIDGE_ALLOWED_ORIGINS"}
+		return "", errOrigin
 	}
 	return a.Identify(r, pathUser)
 }

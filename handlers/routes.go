@@ -21,6 +21,10 @@ type Publisher interface {
 // Router records and delivers a message (app.Router satisfies it).
 type Router interface {
 	Route(ctx context.Context, m *presence.Message) error
+	// Attach registers c in the hub and, in the same step, hands load what c's user
+	// missed after cursor (at most limit messages; 0: all), so that nothing falls
+	// between the replay and live delivery.
+	Attach(ctx context.Context, c presence.Conn, cursor string, limit int, load func(*presence.Replay)) error
 }
 
 // Limits are the per-connection limits of every transport.
@@ -28,6 +32,7 @@ type Limits struct {
 	MaxMessageBytes int           // largest inbound frame or body
 	SendQueue       int           // queued messages before a client counts as slow
 	Heartbeat       time.Duration // ping / heartbeat period
+	MaxAge          time.Duration // SSE streams end themselves before this age; 0: never
 
 	MessageRate      int           // inbound messages per second per connection (per user on HTTP); 0: unlimited
 	MessageBurst     int           // inbound messages at once before MessageRate applies
@@ -48,6 +53,7 @@ type Deps struct {
 	Auth      *Auth
 	Limits    Limits
 	Ready     func() error // nil when this instance should get traffic
+	Draining  func() bool  // true once the instance drains: new connections are refused; nil: never
 	Metrics   http.Handler
 	Log       *slog.Logger
 
@@ -75,6 +81,14 @@ func NewServer(d Deps) *echo.Echo {
 
 	e.GET("/ws", handleWS(d, in, false))
 	e.GET("/ws/yxd/:userId", handleWS(d, in, true))
+	e.GET("/sse", handleSSE(d), allowOrigin(d.Auth))
+	e.GET("/poll", handlePoll(d), allowOrigin(d.Auth))
+	e.POST("/api/send", handleSend(d, in), allowOrigin(d.Auth))
+	e.OPTIONS("/api/send", handlePreflight(), allowOrigin(d.Auth))
+
+	e.GET("/", handleAsset("index.html"))
+	e.GET("/bridge.js", handleAsset("bridge.js"))
+	e.GET("/bridge.d.ts", handleAsset("bridge.d.ts"))
 
 	e.POST("/api/publish", handlePublish(d.Publisher, d.Limits.MaxMessageBytes), d.Auth.RequireAPIKey)
 	return e

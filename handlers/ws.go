@@ -3,6 +3,7 @@ package handlers
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ type welcomeFrame struct {
 	User     string `json:"user"`
 	Instance string `json:"instance"`
 	Resumed  bool   `json:"resumed"`
+	Cursor   string `json:"cursor,omitempty"` // the newest id when the connection registered
 }
 
 type errorFrame struct {
@@ -76,21 +78,21 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 			MaxFrameBytes: int64(d.Limits.MaxMessageBytes),
 			Stats:         &d.Hub.Stats,
 		})
-		if v1 {
-			ws.SendJSON(welcomeFrame{Type: "welcome", User: user, Instance: d.Instance})
-		}
-		entry := presence.Entry{User: user, Instance: d.Instance, Transport: "ws", Since: ws.Since()}
 		ctx := context.WithoutCancel(c.Request().Context())
-		d.Hub.Add(ws)
-		if err := d.Directory.Add(ctx, entry); err != nil {
-			d.Log.Warn("presence add", "user", user, "err", err)
+		since := c.QueryParam("since")
+		detach, err := attach(ctx, d, ws, since, 0, func(rp *presence.Replay) {
+			ws.Replay(wsControl(d, user, v1, since, rp), rp.Messages)
+		})
+		if err != nil {
+			// Nothing was queued, so no writer runs and this goroutine may write.
+			d.Log.Warn("attach", "user", user, "err", err)
+			_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+			_ = conn.WriteMessage(websocket.TextMessage, mustJSON(errorFrame{Type: "error", Error: statusOf(err).Msg}))
+			_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "try again"))
+			conn.Close()
+			return nil
 		}
-		defer func() {
-			d.Hub.Remove(ws)
-			if err := d.Directory.Remove(ctx, entry); err != nil {
-				d.Log.Warn("presence remove", "user", user, "err", err)
-			}
-		}()
+		defer detach()
 		allow := floodGuard(d.Limits, ws)
 		_ = ws.Serve(func(typ int, data []byte) {
 			if !allow() {
@@ -102,6 +104,31 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		})
 		return nil
 	}
+}
+
+// wsControl is what a WebSocket hears before its replay: the welcome (bridge.v1), and a
+// reset when the replay from ?since= is incomplete. A raw socket that asked to resume
+// gets the reset frame too, as it gets error frames: it must not miss messages silently.
+func wsControl(d Deps, user string, v1 bool, since string, rp *presence.Replay) [][]byte {
+	var out [][]byte
+	if v1 {
+		out = append(out, mustJSON(welcomeFrame{
+			Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head,
+			Resumed: since != "" && rp.Reset == "",
+		}))
+	}
+	if rp.Reset != "" {
+		out = append(out, mustJSON(presence.NewResetFrame(rp.Reset)))
+	}
+	return out
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // our own frame types always marshal
+	}
+	return b
 }
 
 // onClientFrame handles one frame a client sent: in raw mode the whole frame is the

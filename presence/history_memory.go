@@ -15,6 +15,12 @@ type MemoryHistory struct {
 	ttl  time.Duration
 	now  func() time.Time
 
+	// base is the cursor this history starts from. It is the start time in microseconds,
+	// so a restarted process hands out cursors above every cursor of the process before
+	// it, and an old cursor is recognised as unknown instead of silently skipping the
+	// new process's first messages.
+	base uint64
+
 	mu      sync.Mutex
 	seq     uint64
 	streams map[string]*memStream // by user; "" is the broadcast stream
@@ -33,7 +39,8 @@ type memEntry struct {
 
 // NewMemoryHistory keeps at most size messages per stream, for at most ttl.
 func NewMemoryHistory(size int, ttl time.Duration) *MemoryHistory {
-	return &MemoryHistory{size: size, ttl: ttl, now: time.Now, streams: make(map[string]*memStream)}
+	base := uint64(time.Now().UnixMicro())
+	return &MemoryHistory{size: size, ttl: ttl, now: time.Now, base: base, seq: base, streams: make(map[string]*memStream)}
 }
 
 func (h *MemoryHistory) Append(_ context.Context, m *Message) error {
@@ -81,10 +88,11 @@ func (h *MemoryHistory) After(_ context.Context, user, cursor string, limit int)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if after > h.seq {
+	// 0 is before everything: the window from its start, complete only if nothing left.
+	if after > h.seq || (after != 0 && after < h.base) {
 		return nil, false, ErrBadCursor
 	}
-	complete := true
+	complete := after >= h.base
 	var a, b []memEntry
 	for i, name := range []string{user, ""} {
 		s := h.streams[name]

@@ -28,6 +28,7 @@ type Message struct {
 	v1Once  sync.Once
 	v1      *websocket.PreparedMessage
 	v1JSON  []byte
+	sse     [2]sseOnce // SSE events: [0] body verbatim, [1] bridge.v1 frame
 }
 
 // Broadcast reports whether the message goes to every connection.
@@ -64,26 +65,34 @@ func (m *Message) V1Frame() *websocket.PreparedMessage {
 	return m.v1
 }
 
-type v1Message struct {
-	Type       string          `json:"type"`
-	ID         string          `json:"id,omitempty"`
-	RoutingKey string          `json:"routingKey"`
-	Data       json.RawMessage `json:"data"`
+// encodeV1 writes {"type":"message","id":…,"routingKey":…,"data":…} by hand rather than
+// with json.Marshal, which would compact a JSON body: the data is the body's own bytes,
+// so every transport carries the same bytes.
+func encodeV1(m *Message) []byte {
+	data := DataJSON(m.Body)
+	b := make([]byte, 0, 64+len(m.ID)+len(m.RoutingKey)+len(data))
+	b = append(b, `{"type":"message"`...)
+	if m.ID != "" {
+		b = append(b, `,"id":`...)
+		b = appendJSONString(b, m.ID)
+	}
+	b = append(b, `,"routingKey":`...)
+	b = appendJSONString(b, m.RoutingKey)
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}')
 }
 
-func encodeV1(m *Message) []byte {
-	f := v1Message{Type: "message", ID: m.ID, RoutingKey: m.RoutingKey, Data: DataJSON(m.Body)}
-	b, err := json.Marshal(f)
-	if err != nil { // cannot happen: DataJSON always yields valid JSON
-		panic(err)
-	}
-	return b
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // a string always marshals
+	return append(b, q...)
 }
 
 // DataJSON is the "data" of a frame: the body itself when it is JSON, else the body as a
-// JSON string (bytes that are not UTF-8 become U+FFFD).
+// JSON string (bytes that are not UTF-8 become U+FFFD). JSON is checked for UTF-8 too:
+// json.Valid lets bad bytes inside strings through, and a text frame must be UTF-8.
 func DataJSON(body []byte) json.RawMessage {
-	if len(body) > 0 && json.Valid(body) {
+	if len(body) > 0 && utf8.Valid(body) && json.Valid(body) {
 		return body
 	}
 	b, _ := json.Marshal(string(body))

@@ -67,6 +67,7 @@ type WS struct {
 	mu      sync.Mutex
 	queue   []wsItem
 	queued  int  // bytes in queue
+	exempt  int  // replayed items at the front of queue, not counted against the limits
 	writing bool // a writer goroutine is running
 	pingDue bool
 	closing bool // no more frames are accepted
@@ -113,9 +114,9 @@ func (c *WS) push(it wsItem, size int) {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.queue) >= c.opts.QueueLen || c.queued+size > c.opts.QueueBytes {
+	if len(c.queue)-c.exempt >= c.opts.QueueLen || c.queued+size > c.opts.QueueBytes {
 		c.closing = true
-		c.queue, c.queued = nil, 0
+		c.queue, c.queued, c.exempt = nil, 0, 0
 		c.mu.Unlock()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
@@ -127,6 +128,28 @@ func (c *WS) push(it wsItem, size int) {
 	c.queued += size
 	c.kickLocked()
 	c.mu.Unlock()
+}
+
+// Replay queues frames of our own (welcome, reset) and then what the client missed,
+// ahead of anything sent later. It is not held to the queue limits, which are for live
+// traffic: it is bounded by the history window, and a client cut off during its replay
+// would only come back for the same replay again.
+func (c *WS) Replay(control [][]byte, msgs []*Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	for _, b := range control {
+		c.queue = append(c.queue, wsItem{text: b})
+	}
+	for _, m := range msgs {
+		c.queue = append(c.queue, wsItem{m: m})
+	}
+	c.exempt += len(control) + len(msgs)
+	if len(c.queue) > 0 {
+		c.kickLocked()
+	}
 }
 
 // kickLocked starts the writer unless it runs. c.mu must be held.
@@ -147,13 +170,13 @@ func (c *WS) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		c.queue, c.queued, c.pingDue = nil, 0, false
+		c.queue, c.queued, c.exempt, c.pingDue = nil, 0, 0, false
 		c.mu.Unlock()
 
 		if err := c.write(batch, ping); err != nil {
 			c.mu.Lock()
 			c.closing, c.writing = true, false
-			c.queue, c.queued = nil, 0
+			c.queue, c.queued, c.exempt = nil, 0, 0
 			c.mu.Unlock()
 			c.conn.Close()
 			return
@@ -218,7 +241,7 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
-		c.queue, c.queued = nil, 0
+		c.queue, c.queued, c.exempt = nil, 0, 0
 		if c.ping != nil {
 			c.ping.Stop()
 		}

@@ -1,0 +1,79 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// preflightMaxAge is how long a browser may reuse a CORS preflight answer: the rules
+// change only with a restart.
+const preflightMaxAge = "600"
+
+// attach registers conn on this instance and in the directory, with load receiving
+// what the client missed after cursor (see Router.Attach). The directory entry goes
+// first, so a message routed anywhere after the replay read finds this instance.
+// detach undoes both.
+func attach(ctx context.Context, d Deps, conn presence.Conn, cursor string, limit int, load func(*presence.Replay)) (detach func(), err error) {
+	// A connection that arrives after the hub drained would never be told to go, and an
+	// open SSE response or poll would hold up the HTTP server's Shutdown.
+	if d.Draining != nil && d.Draining() {
+		return nil, errDraining
+	}
+	entry := presence.Entry{User: conn.User(), Instance: d.Instance, Transport: conn.Transport(), Since: conn.Since()}
+	if err := d.Directory.Add(ctx, entry); err != nil {
+		d.Log.Warn("presence add", "user", entry.User, "err", err)
+	}
+	removeEntry := func() {
+		if err := d.Directory.Remove(ctx, entry); err != nil {
+			d.Log.Warn("presence remove", "user", entry.User, "err", err)
+		}
+	}
+	if err := d.Router.Attach(ctx, conn, cursor, limit, load); err != nil {
+		removeEntry()
+		return nil, err
+	}
+	return func() {
+		d.Hub.Remove(conn)
+		removeEntry()
+	}, nil
+}
+
+var errOrigin = &Error{Status: http.StatusForbidden, Msg: "origin not allowed: set BRIDGE_ALLOWED_ORIGINS"}
+
+var errDraining = &Error{Status: http.StatusServiceUnavailable, Msg: "this instance is shutting down: connect again", RetryAfter: "1"}
+
+// allowOrigin lets a page on another allowed origin read SSE, poll and send answers:
+// EventSource and fetch need CORS headers, where WebSocket only needs the Origin check.
+func allowOrigin(a *Auth) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			origin := c.Request().Header.Get("Origin")
+			if origin == "" {
+				return next(c)
+			}
+			if !a.CheckOrigin(c.Request()) {
+				return errOrigin
+			}
+			h := c.Response().Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Add("Vary", "Origin")
+			return next(c)
+		}
+	}
+}
+
+// handlePreflight answers the CORS preflight of a JSON POST with a token header.
+func handlePreflight() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Access-Control-Allow-Methods", "POST")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+		h.Set("Access-Control-Max-Age", preflightMaxAge)
+		return c.NoContent(http.StatusNoContent)
+	}
+}

@@ -1,0 +1,131 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// PollWait is the longest a poll waits for a message: under the 30 s idle cut of
+// common proxies and load balancers, so the client gets an empty answer, not a cut.
+const PollWait = 25 * time.Second
+
+// maxPollMessages bounds one poll answer; the client polls again at once for the rest.
+const maxPollMessages = 500
+
+// pollTail is the poll answer after its messages.
+type pollTail struct {
+	Cursor    string              `json:"cursor"` // where the next poll starts
+	Reset     bool                `json:"reset"`  // messages after the given cursor were missed for good
+	Reason    string              `json:"reason,omitempty"`
+	Reconnect *presence.Reconnect `json:"reconnect,omitempty"` // this instance drains: poll again after after_ms
+}
+
+// handlePoll serves GET /poll?cursor=: the messages after the cursor, at once when
+// there are some, else the first ones that arrive within ?wait= (at most PollWait).
+// Without a cursor it answers at once with the newest cursor, where the client starts.
+// It keeps no state between polls, so any instance can answer any poll.
+//
+// The answer is {"messages":[<bridge.v1 message frames>],"cursor":…,"reset":…}.
+func handlePoll(d Deps) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		user, err := d.Auth.Admit(r, "")
+		if err != nil {
+			return err
+		}
+		release, err := d.slots.acquire(user)
+		if err != nil {
+			return err
+		}
+		defer release()
+		wait, err := pollWait(c.QueryParam("wait"))
+		if err != nil {
+			return err
+		}
+		cursor := c.QueryParam("cursor")
+		p := presence.NewPoll(user, maxPollMessages)
+		defer p.Close()
+		var rp *presence.Replay
+		ctx := context.WithoutCancel(r.Context())
+		detach, err := attach(ctx, d, p, cursor, maxPollMessages, func(x *presence.Replay) { rp = x })
+		if err != nil {
+			return err
+		}
+		if cursor != "" && rp.Reset == "" && len(rp.Messages) == 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-p.Ready():
+			case <-t.C:
+			case <-r.Context().Done():
+			}
+			t.Stop()
+		}
+		detach()
+		live, drained, after := p.Take()
+		msgs := rp.Messages
+		if !rp.More { // with More, what came live is after a gap: the next poll reads it
+			msgs = append(msgs, live[:min(len(live), maxPollMessages-len(msgs))]...)
+		}
+		tail := pollTail{Cursor: pollCursor(cursor, msgs, rp), Reset: rp.Reset != "", Reason: rp.Reset}
+		if drained {
+			tail.Reconnect = &presence.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
+		}
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, pollAnswer(msgs, tail))
+	}
+}
+
+// pollCursor is where the next poll starts: after the last message given, else where
+// this one started, else (a new or unusable cursor) the newest id.
+func pollCursor(cursor string, msgs []*presence.Message, rp *presence.Replay) string {
+	switch {
+	case len(msgs) > 0:
+		return msgs[len(msgs)-1].ID
+	case cursor != "" && rp.Reset == "":
+		return cursor
+	}
+	return rp.Head
+}
+
+// pollAnswer writes the messages as their shared bridge.v1 frames, encoded once for
+// every transport, then the tail.
+func pollAnswer(msgs []*presence.Message, tail pollTail) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"messages":[`)
+	for i, m := range msgs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(m.V1JSON())
+	}
+	b.WriteString("],")
+	t := mustJSON(tail)
+	b.Write(t[1:]) // the tail object without its opening brace
+	return b.Bytes()
+}
+
+// pollWait reads ?wait=: a duration ("2s") or whole seconds, at most PollWait.
+func pollWait(v string) (time.Duration, error) {
+	if v == "" {
+		return PollWait, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.Atoi(v)
+		if nerr != nil {
+			return 0, &Error{Status: http.StatusBadRequest, Msg: "wait must be a duration like 10s, or seconds"}
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 || d > PollWait {
+		return 0, &Error{Status: http.StatusBadRequest, Msg: "wait must be between 0 and " + PollWait.String()}
+	}
+	return d, nil
+}

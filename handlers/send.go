@@ -1,0 +1,49 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// sendRequest is the body of POST /api/send.
+type sendRequest struct {
+	RoutingKey string          `json:"routingKey"`
+	Data       json.RawMessage `json:"data"` // JSON, or a string sent as its text
+}
+
+// handleSend serves POST /api/send: what an SSE or poll client sends, following
+// BRIDGE_INBOUND like a WebSocket client's send frame.
+func handleSend(d Deps, in *inbound) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		user, err := d.Auth.Admit(c.Request(), "")
+		if err != nil {
+			return err
+		}
+		if err := d.rates.allow(user); err != nil {
+			return err
+		}
+		var req sendRequest
+		if err := decodeJSON(c.Request(), d.Limits.MaxMessageBytes+4096, &req); err != nil {
+			return err
+		}
+		switch {
+		case len(req.RoutingKey) > 255:
+			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is longer than 255 bytes"}
+		case len(req.Data) == 0 || string(req.Data) == "null":
+			return &Error{Status: http.StatusUnprocessableEntity, Msg: "data is required"}
+		}
+		body := bodyOf(req.Data)
+		if len(body) > d.Limits.MaxMessageBytes {
+			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "data is over BRIDGE_MAX_MESSAGE_BYTES"}
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), sendTimeout)
+		defer cancel()
+		if err := in.send(ctx, user, req.RoutingKey, body); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusAccepted, map[string]string{"status": "sent"})
+	}
+}

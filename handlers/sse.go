@@ -1,0 +1,85 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// handleSSE serves GET /sse: a text/event-stream of the user's messages and the
+// broadcasts. Each message is one event with its id; its data is the body verbatim, or
+// with ?protocol=bridge.v1 the bridge.v1 message frame (what bridge.js uses, so it has
+// the routing key). The stream resumes after the Last-Event-ID header (sent by
+// EventSource when it reconnects by itself) or ?lastEventId=.
+func handleSSE(d Deps) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		user, err := d.Auth.Admit(r, "")
+		if err != nil {
+			return err
+		}
+		release, err := d.slots.acquire(user)
+		if err != nil {
+			return err
+		}
+		defer release()
+		v1 := false
+		switch p := c.QueryParam("protocol"); p {
+		case "":
+		case SubprotocolV1:
+			v1 = true
+		default:
+			return &Error{Status: http.StatusBadRequest, Msg: "protocol must be " + SubprotocolV1 + " or absent"}
+		}
+		cursor := r.Header.Get("Last-Event-ID")
+		if cursor == "" {
+			cursor = c.QueryParam("lastEventId")
+		}
+
+		w := c.Response()
+		conn := presence.NewSSE(w, user, presence.SSEOptions{
+			V1:        v1,
+			QueueLen:  d.Limits.SendQueue,
+			Heartbeat: d.Limits.Heartbeat,
+			MaxAge:    d.Limits.MaxAge,
+			Stats:     &d.Hub.Stats,
+		})
+		ctx := context.WithoutCancel(r.Context())
+		detach, err := attach(ctx, d, conn, cursor, 0, func(rp *presence.Replay) {
+			conn.Replay(sseControl(d, user, cursor, rp), rp.Messages, rp.Head)
+		})
+		if err != nil {
+			return err
+		}
+		defer detach()
+
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no") // nginx and its kin: pass each event on at once
+		h.Del("Content-Length")
+		w.WriteHeader(http.StatusOK)
+		if err := conn.Serve(r.Context()); err != nil && !errors.Is(err, context.Canceled) {
+			d.Log.Debug("sse stream ended", "user", user, "err", err)
+		}
+		return nil
+	}
+}
+
+// sseControl is what a stream hears before its replay: a welcome event and, when the
+// replay is incomplete, a reset event. Neither carries an id: the stream's position is
+// set by the messages and by the id-only event after the replay (see SSE.Replay).
+func sseControl(d Deps, user, cursor string, rp *presence.Replay) [][]byte {
+	out := [][]byte{presence.EncodeJSONEvent("welcome", "", welcomeFrame{
+		Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head,
+		Resumed: cursor != "" && rp.Reset == "",
+	})}
+	if rp.Reset != "" {
+		out = append(out, presence.EncodeJSONEvent("reset", "", presence.NewResetFrame(rp.Reset)))
+	}
+	return out
+}

@@ -1,0 +1,76 @@
+package handlers_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/pushbridge/pushbridge/app"
+	"github.com/pushbridge/pushbridge/app/apptest"
+	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// TestSSEOutlivesWriteTimeout: an http.Server's WriteTimeout would end any response
+// that lasts longer; the stream sets its own deadline before each write and lives on.
+func TestSSEOutlivesWriteTimeout(t *testing.T) {
+	const writeTimeout = 300 * time.Millisecond
+	addr, router := serve(t, writeTimeout, nil)
+	c := apptest.OpenSSE(t, "http://"+addr+"/sse?user=w", nil)
+	start := time.Now()
+	for time.Since(start) < 4*writeTimeout { // heartbeats keep coming past the timeout
+		c.Next(t, 5*time.Second)
+	}
+	if err := router.Route(context.Background(), &presence.Message{UserID: "w", RoutingKey: "k", Body: []byte("still here")}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev := c.Next(t, 5*time.Second)
+		if ev.Data == "still here" {
+			return
+		}
+	}
+}
+
+// serve runs the routes on an http.Server with the given WriteTimeout, as app.serve
+// does but with the knobs a test needs, and returns its address and router.
+func serve(t *testing.T, writeTimeout time.Duration, draining func() bool) (string, *app.Router) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := presence.NewHub()
+	router := app.NewRouter(hub, presence.NewMemoryHistory(100, time.Hour), 1<<16, log)
+	srv := handlers.NewServer(handlers.Deps{
+		Instance: "test", Hub: hub, Directory: presence.NewMemoryDirectory(), Router: router,
+		Inbound: "off", Auth: &handlers.Auth{Dev: true}, Ready: func() error { return nil }, Draining: draining,
+		Metrics: http.NotFoundHandler(), Log: log,
+		Limits: handlers.Limits{MaxMessageBytes: 1 << 16, SendQueue: 16, Heartbeat: 50 * time.Millisecond},
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv, WriteTimeout: writeTimeout}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { hs.Close() })
+	return ln.Addr().String(), router
+}
+
+// TestRefusedWhileDraining: once the instance drains, new streams and polls are sent
+// away at once rather than attached to a hub that will not tell them to go.
+func TestRefusedWhileDraining(t *testing.T) {
+	addr, _ := serve(t, 0, func() bool { return true })
+	for _, path := range []string{"/sse?user=a", "/poll?user=a", "/poll?user=a&cursor=1"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: status %d, Retry-After %q; want 503 with Retry-After", path, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+}

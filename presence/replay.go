@@ -1,0 +1,28 @@
+package presence
+
+// Replay is what a connection that comes back with a cursor missed. It is read in the
+// same step as the connection's registration in the hub, so every message is either in
+// the replay or delivered live — never both, never neither.
+type Replay struct {
+	Head     string     // newest cursor when the connection registered: where a fresh client starts
+	Messages []*Message // what came after the cursor, oldest first
+	Reset    string     // why the replay is incomplete (see the Reset* reasons); "" when whole
+	More     bool       // the read stopped at its limit; more is waiting after the last message
+}
+
+// Why a replay is incomplete. The client still gets whatever the window holds.
+const (
+	ResetMalformed = "malformed cursor"
+	ResetUnknown   = "unknown cursor: not handed out by this history (restarted, or from elsewhere)"
+	ResetExpired   = "messages after the cursor have left the history window"
+)
+
+// ResetFrame is the bridge.v1 frame (and the data of the SSE "reset" event) telling a
+// client that messages were missed and could not be replayed.
+type ResetFrame struct {
+	Type   string `json:"type"` // "reset"
+	Reason string `json:"reason"`
+}
+
+// NewResetFrame says why a replay is incomplete.
+func NewResetFrame(reason string) ResetFrame { return ResetFrame{Type: "reset", Reason: reason} }
