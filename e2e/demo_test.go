@@ -38,6 +38,7 @@ func bodyFor(user, text string) string {
 // page written in the original pattern receives its raw frames.
 func TestDemoPageInBrowser(t *testing.T) {
 	env, tp := serverEnv(t)
+	env["BRIDGE_INBOUND"] = "broadcast" // the demo's chat: what a page sends reaches every page
 	s := apptest.Start(t, env)
 	browser := newBrowser(t)
 
@@ -54,19 +55,19 @@ func TestDemoPageInBrowser(t *testing.T) {
 				t.Fatalf("page shows %q, want %q", got, body)
 			}
 
-			// The send box: routing key "contract" goes to RabbitMQ with the sender's id,
-			// so the server consumes it and delivers it back to this page.
+			// The send box, in broadcast mode: every page, this one included, receives
+			// "<user> : <text>", stamped with the sender's own id.
 			typed := "typed on the " + tr + " page"
 			ctx, cancel := context.WithTimeout(tab, pageWait)
 			defer cancel()
 			if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`
-				document.querySelector("#key").value = "contract";
+				document.querySelector("#key").value = "chat";
 				document.querySelector("#text").value = `+jsString(typed)+`;
 				document.querySelector("#sendform").requestSubmit();`)); err != nil {
 				t.Fatalf("send from the page: %v", err)
 			}
-			if got := waitShown(t, tab, 2); got[1] != typed {
-				t.Fatalf("page shows %q, want its own message %q back", got, typed)
+			if got := waitShown(t, tab, 2); got[1] != user+" : "+typed {
+				t.Fatalf("page shows %q, want its own message %q back", got, user+" : "+typed)
 			}
 			screenshot(t, tab, "demo-"+tr+".png")
 		})
