@@ -144,12 +144,11 @@ func TestDrainEndsStreamsAndPolls(t *testing.T) {
 	}
 }
 
-// TestSendAPI: POST /api/send publishes as the authenticated user; with routing key
-// "contract" the server consumes it again and delivers it back to the sender.
+// TestSendAPI: POST /api/send publishes to RabbitMQ as the authenticated user, where a
+// backend's queue receives it with x-user-id stamped by the server.
 func TestSendAPI(t *testing.T) {
-	s, _ := rabbitServer(t, map[string]string{"BRIDGE_ALLOWED_ORIGINS": "http://good.example"})
-	c := apptest.OpenSSE(t, s.URL+"/sse?user=me", nil)
-	apptest.Eventually(t, wait, "stream registered", func() bool { return connCount(t, s) == 1 })
+	s, tp := rabbitServer(t, map[string]string{"BRIDGE_ALLOWED_ORIGINS": "http://good.example"})
+	backend := consumeKeys(t, tp, "from_clients")
 
 	send := func(query, origin, body string) *http.Response {
 		t.Helper()
@@ -174,21 +173,19 @@ func TestSendAPI(t *testing.T) {
 		{"malformed", "?user=me", "", `{"data":`, 400},
 		{"no data", "?user=me", "", `{"routingKey":"contract"}`, 422},
 		{"unknown field", "?user=me", "", `{"data":"x","receiveUserId":"other"}`, 422},
+		{"a key this gateway consumes", "?user=me", "", `{"routingKey":"contract","data":"x"}`, 403},
 	} {
 		if resp := send(tc.query, tc.origin, tc.body); resp.StatusCode != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
 		}
 	}
-	resp := send("?user=me", "http://good.example", `{"routingKey":"contract","data":{"hello":"world"}}`)
+	resp := send("?user=me", "http://good.example", `{"routingKey":"from_clients","data":{"hello":"world"}}`)
 	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Access-Control-Allow-Origin") != "http://good.example" {
 		t.Fatalf("send: status %d, CORS %q; want 202 for the allowed origin", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
-	ev := c.NextEvent(t, wait)
-	if ev.Event == "welcome" {
-		ev = c.NextEvent(t, wait)
-	}
-	if ev.Data != `{"hello":"world"}` {
-		t.Fatalf("sender got %q, want its own message back through RabbitMQ", ev.Data)
+	d := nextDelivery(t, backend)
+	if string(d.Body) != `{"hello":"world"}` || d.Headers["x-user-id"] != "me" {
+		t.Fatalf("backend got %q with x-user-id %v, want the data from user me", d.Body, d.Headers["x-user-id"])
 	}
 }
 
