@@ -125,6 +125,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 	clients := make([]*benchClient, o.conns)
 	conns := make([]*websocket.Conn, o.conns)
 	connsOf := make(map[string]int)
+	before, _ := serverMemory(o.url)
 	fmt.Fprintf(stdout, "connecting %d clients (%d users) to %s ...\n", o.conns, o.users, o.url)
 	for i := range o.conns {
 		user := fmt.Sprintf("u%d", i%o.users)
@@ -145,6 +146,11 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 			c.Close()
 		}
 	}()
+	if after, err := serverMemory(o.url); err == nil && before != nil {
+		per := func(k string) float64 { return (after[k] - before[k]) / float64(o.conns) }
+		fmt.Fprintf(stdout, "server, per idle connection: heap %.0f B, stacks %.0f B, goroutines %.2f (from its /metrics)\n",
+			per("go_memstats_heap_inuse_bytes"), per("go_memstats_stack_inuse_bytes"), per("go_goroutines"))
+	}
 	var got atomic.Int64
 	var wg sync.WaitGroup
 	for i, c := range conns {
@@ -305,4 +311,31 @@ func benchPublisher(o benchOpts) (func(context.Context, []byte) error, func(), e
 		}
 		conn.Close()
 	}, nil
+}
+
+// serverMemory reads the Go runtime gauges of the server's /metrics, after a GC there
+// cannot be forced: figures are what the server holds, garbage included, so take them
+// with many connections and compare runs rather than trusting one.
+func serverMemory(base string) (map[string]float64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines"} {
+			if v, ok := strings.CutPrefix(line, k+" "); ok {
+				var f float64
+				if _, err := fmt.Sscanf(v, "%g", &f); err == nil {
+					out[k] = f
+				}
+			}
+		}
+	}
+	return out, nil
 }
