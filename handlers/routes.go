@@ -94,5 +94,8 @@ func NewServer(d Deps) *echo.Echo {
 	e.GET("/bridge.d.ts", handleAsset("bridge.d.ts"))
 
 	e.POST("/api/publish", handlePublish(d.Publisher, d.Limits.MaxMessageBytes), d.Auth.RequireAPIKey)
+	e.GET("/api/instances", handleInstances(d.Instances), d.Auth.RequireAPIKey)
+	e.GET("/api/presence", handlePresence(d.Instances, d.Directory), d.Auth.RequireAPIKey)
+	e.GET("/api/presence/:userId", handleUserPresence(d.Directory), d.Auth.RequireAPIKey)
 	return e
 }
