@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
+	"github.com/pushbridge/pushbridge/handlers"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -16,36 +18,68 @@ const replayPage = 500
 // is unusable so that it still gets whatever the window holds.
 const replayFromStart = "0"
 
-// Attach registers c in the hub and, in the same step, hands load what c's user missed
-// after cursor (at most limit messages; 0: all of the window). Holding mu, which Route
-// also holds from "take the next id" to "queue to local connections", means no message
-// can be routed between the replay read and the registration: each one is either in the
-// replay or delivered to c live. load runs under mu, before c is registered, and must
-// not block: it queues the replay ahead of anything live.
+// errPresence answers a connection that could not be registered or replayed because
+// Redis failed: nothing is lost, the client should come back (here or elsewhere).
+var errPresence = &handlers.Error{Status: http.StatusServiceUnavailable, Msg: "presence is unavailable: connect again", RetryAfter: "2"}
+
+// Attach registers c and hands load what c's user missed after cursor (at most limit
+// messages; 0: all of the window), then starts live delivery, so that every message is
+// given once: in the replay or live, never both, never neither.
+//
+// The order is what makes that hold across instances. c is first held in the hub (live
+// messages for it wait), then written to the directory: every message dispatched once
+// the entry is visible is published to this instance, and every one before is in the
+// history below the head read next. The replay reads the history after the cursor;
+// then what waited is released, skipping ids the replay already gave. load runs before
+// the release and must not block: it queues the replay ahead of anything live.
 //
 // An empty cursor starts from now. A malformed, unknown or expired cursor still
 // attaches; the replay's Reset says why it is incomplete.
 func (r *Router) Attach(ctx context.Context, c presence.Conn, cursor string, limit int, load func(*presence.Replay)) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	rp, err := r.replay(ctx, c.User(), cursor, limit)
+	r.hub.Hold(c)
+	if err := r.dir.Add(ctx, r.entry(c)); err != nil {
+		r.Detach(ctx, c)
+		return fmt.Errorf("%w (%w)", errPresence, err)
+	}
+	rp, last, err := r.replay(ctx, c.User(), cursor, limit)
 	if err != nil {
-		return err
+		r.Detach(ctx, c)
+		return fmt.Errorf("%w (%w)", errPresence, err)
 	}
 	load(rp)
-	r.hub.Add(c)
+	if err := r.hub.Release(ctx, c, last); err != nil {
+		r.log.Warn("attach: live messages not caught up yet (retried with the next one)", "user", c.User(), "err", err)
+	}
 	return nil
 }
 
-// replay reads, page by page, what user's connections should have read after cursor.
-func (r *Router) replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, error) {
+// Detach unregisters c from the hub and the directory.
+func (r *Router) Detach(ctx context.Context, c presence.Conn) {
+	r.hub.Remove(c)
+	if err := r.dir.Remove(ctx, r.entry(c)); err != nil {
+		r.log.Warn("presence remove", "user", c.User(), "err", err)
+	}
+}
+
+func (r *Router) entry(c presence.Conn) presence.Entry {
+	return presence.Entry{User: c.User(), Instance: r.instance, Transport: c.Transport(), Since: c.Since()}
+}
+
+// replay reads, page by page, what user's connections should have read after cursor,
+// and where live delivery takes over: after the last message replayed, or the head
+// read before the replay when that is later (see Attach).
+func (r *Router) replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, uint64, error) {
 	head, err := r.history.Head(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read history head: %w", err)
+		return nil, 0, fmt.Errorf("read history head: %w", err)
+	}
+	h0, err := presence.ParseCursor(head)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read history head: %w", err)
 	}
 	rp := &presence.Replay{Head: head}
 	if cursor == "" {
-		return rp, nil
+		return rp, h0, nil
 	}
 	from := cursor
 	if _, err := presence.ParseCursor(cursor); err != nil {
@@ -62,19 +96,29 @@ func (r *Router) replay(ctx context.Context, user, cursor string, limit int) (*p
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read history: %w", err)
+			return nil, 0, fmt.Errorf("read history: %w", err)
 		}
 		if !complete && rp.Reset == "" {
 			rp.Reset = presence.ResetExpired
 		}
 		rp.Messages = append(rp.Messages, msgs...)
 		if len(msgs) < page {
-			return rp, nil
+			break
 		}
 		if limit > 0 && len(rp.Messages) >= limit {
 			rp.More = true
-			return rp, nil
+			break
 		}
 		from = msgs[len(msgs)-1].ID
 	}
+	var lastReplayed uint64
+	if n := len(rp.Messages); n > 0 {
+		lastReplayed, _ = presence.ParseCursor(rp.Messages[n-1].ID)
+	}
+	if rp.More { // the rest is read by the next request, not sent live
+		return rp, lastReplayed, nil
+	}
+	last := max(h0, lastReplayed)
+	rp.Head = presence.FormatCursor(last)
+	return rp, last, nil
 }

@@ -17,6 +17,7 @@ type recConn struct {
 	user string
 	mu   sync.Mutex
 	got  []*presence.Message
+	wake chan struct{} // signalled after each Send; made by waitFor's caller or lazily
 }
 
 func (c *recConn) User() string                         { return c.user }
@@ -27,12 +28,41 @@ func (c *recConn) Send(m *presence.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.got = append(c.got, m)
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
-func newTestRouter(size int) (*Router, *presence.Hub, *presence.MemoryHistory) {
+func newRecConn(user string) *recConn { return &recConn{user: user, wake: make(chan struct{}, 1)} }
+
+// waitFor waits until c holds n messages: live ones arrive through the relay's
+// goroutine, after Route has returned.
+func (c *recConn) waitFor(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		c.mu.Lock()
+		got := len(c.got)
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-c.wake:
+		case <-deadline:
+			t.Fatalf("connection holds %d messages after 10s, want %d", got, n)
+		}
+	}
+}
+
+func newTestRouter(t *testing.T, size int) (*Router, *presence.Hub, *presence.MemoryHistory) {
 	hub := presence.NewHub()
 	h := presence.NewMemoryHistory(size, time.Hour)
-	return NewRouter(hub, h, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil))), hub, h
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r, _ := StartLocal(ctx, "test", hub, h, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return r, hub, h
 }
 
 // route sends n messages, cycling through user "u", another user and broadcast, and
@@ -57,13 +87,13 @@ func route(t *testing.T, r *Router, n int) []*presence.Message {
 // the replay holds and what arrives live must together be every message after the
 // cursor, in order, once each — across several history pages.
 func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
-	r, _, h := newTestRouter(100_000)
+	r, _, h := newTestRouter(t, 100_000)
 	cursor, _ := h.Head(context.Background())
 	want := route(t, r, 3*replayPage+7) // more than one page before the attach
 
 	done := make(chan []*presence.Message)
 	go func() { done <- route(t, r, 3000) }()
-	c := &recConn{user: "u"}
+	c := newRecConn("u")
 	var rp *presence.Replay
 	err := r.Attach(context.Background(), c, cursor, 0, func(x *presence.Replay) {
 		rp = x
@@ -76,6 +106,7 @@ func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
 	if rp.Reset != "" || rp.More {
 		t.Fatalf("replay reset %q more %v, want a whole replay", rp.Reset, rp.More)
 	}
+	c.waitFor(t, len(want))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.got) != len(want) {
@@ -89,7 +120,7 @@ func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
 }
 
 func TestAttachCursors(t *testing.T) {
-	r, _, h := newTestRouter(5)
+	r, _, h := newTestRouter(t, 5)
 	start, _ := h.Head(context.Background())
 	forU := route(t, r, 30) // 20 for u and broadcast, of which the window keeps 5 of each
 	head, _ := h.Head(context.Background())

@@ -37,6 +37,9 @@ var entryPoints = []entryPoint{
 	{"ws", byToken, http.StatusSwitchingProtocols, wsEntry("/ws")},
 	{"ws alias", byToken, http.StatusSwitchingProtocols, wsEntry("/ws/yxd/" + tableUser)},
 	{"publish", byAPIKey, http.StatusAccepted, httpEntry(http.MethodPost, "/api/publish", `{"routingKey":"contract","userId":"nobody","data":{"n":1}}`)},
+	{"instances", byAPIKey, http.StatusOK, httpEntry(http.MethodGet, "/api/instances", "")},
+	{"presence", byAPIKey, http.StatusOK, httpEntry(http.MethodGet, "/api/presence", "")},
+	{"user presence", byAPIKey, http.StatusOK, httpEntry(http.MethodGet, "/api/presence/"+tableUser, "")},
 }
 
 func wsEntry(path string) func(*testing.T, *apptest.Server, string) int {

@@ -22,6 +22,7 @@ type Config struct {
 	Port               int
 	AMQPURL            string // empty: in-process queue
 	RedisURL           string // empty: in-memory, single instance
+	RedisPrefix        string // starts every Redis key and channel
 	Exchange           string
 	Bindings           []broker.Binding
 	Prefetch           int
@@ -78,6 +79,13 @@ var settings = []setting{
 		c.RedisURL = v
 		return nil
 	}},
+	{"BRIDGE_REDIS_PREFIX", "redis-prefix", "bridge:", "starts every Redis key and channel (several deployments can share one Redis)", func(c *Config, v string) error {
+		if v == "" || strings.ContainsAny(v, " *?[]") {
+			return errors.New("must be non-empty, without spaces or glob characters (*?[])")
+		}
+		c.RedisPrefix = v
+		return nil
+	}},
 	{"BRIDGE_EXCHANGE", "exchange", "exchange_test", "direct exchange to consume from and publish to", func(c *Config, v string) error {
 		if v == "" {
 			return errors.New("must not be empty")
@@ -125,7 +133,7 @@ var settings = []setting{
 	{"BRIDGE_HISTORY_SIZE", "history-size", "1000", "messages kept per user (and for broadcasts) to resume from", intTo(func(c *Config) *int { return &c.HistorySize }, 1, 10_000_000)},
 	{"BRIDGE_HISTORY_TTL", "history-ttl", "1h", "how long a message stays resumable", durTo(func(c *Config) *time.Duration { return &c.HistoryTTL }, time.Second)},
 	{"BRIDGE_PRESENCE_TTL", "presence-ttl", "10s", "how long a crashed instance stays in presence", durTo(func(c *Config) *time.Duration { return &c.PresenceTTL }, time.Second)},
-	{"BRIDGE_INSTANCE_ID", "instance-id", "", "this instance's name (default from FLY_ALLOC_ID, K_REVISION+host, or random)", func(c *Config, v string) error { c.InstanceID = v; return nil }},
+	{"BRIDGE_INSTANCE_ID", "instance-id", "", "this instance's name, given a per-start suffix (default from FLY_ALLOC_ID, K_REVISION+host, or random)", func(c *Config, v string) error { c.InstanceID = v; return nil }},
 	{"BRIDGE_HEARTBEAT", "heartbeat", "25s", "WebSocket ping and SSE comment period", durTo(func(c *Config) *time.Duration { return &c.Heartbeat }, 100*time.Millisecond)},
 	{"BRIDGE_SEND_QUEUE", "send-queue", "256", "messages queued per connection before it counts as slow and is closed", intTo(func(c *Config) *int { return &c.SendQueue }, 1, 1_000_000)},
 	{"BRIDGE_MAX_MESSAGE_BYTES", "max-message-bytes", "65536", "largest message a client may send, and largest body delivered", intTo(func(c *Config) *int { return &c.MaxMessageBytes }, 64, 64<<20)},
@@ -217,6 +225,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	}
 	if c.InstanceID == "" {
 		c.InstanceID = defaultInstanceID(getenv)
+	} else {
+		// A restarted process is a new instance even under the same name: its
+		// predecessor's presence must expire, not be refreshed by the newcomer.
+		c.InstanceID += "-" + startSuffix()
 	}
 	if !c.Dev && c.JWTSecret == "" && c.JWTPublicKeyFile == "" {
 		return nil, errors.New("no client auth configured: set BRIDGE_JWT_SECRET or BRIDGE_JWT_PUBLIC_KEY_FILE, or run with -dev (BRIDGE_DEV=1)")
@@ -248,9 +260,7 @@ func resolve(vals map[string]*string, getenv func(string) string) (*Config, erro
 // defaultInstanceID names this process: the platform's name for the machine when there
 // is one, always with a per-start suffix so a restarted process is a new instance.
 func defaultInstanceID(getenv func(string) string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	suffix := hex.EncodeToString(b[:])
+	suffix := startSuffix()
 	if id := getenv("FLY_ALLOC_ID"); id != "" {
 		return id + "-" + suffix
 	}
@@ -259,4 +269,11 @@ func defaultInstanceID(getenv func(string) string) string {
 		return rev + "-" + host + "-" + suffix
 	}
 	return "pb-" + suffix
+}
+
+// startSuffix tells one process start from another.
+func startSuffix() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -181,3 +181,23 @@ func TestDefaultInstanceID(t *testing.T) {
 		t.Errorf("on Cloud Run got %q, want the revision first", id)
 	}
 }
+
+// TestGivenInstanceIDGetsSuffix: a name given with BRIDGE_INSTANCE_ID is still a new
+// instance at every start, so a restart never refreshes its predecessor's presence.
+func TestGivenInstanceIDGetsSuffix(t *testing.T) {
+	env := envOf("BRIDGE_DEV", "1", "BRIDGE_INSTANCE_ID", "edge-1")
+	a, err := parseConfig(nil, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseConfig(nil, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.InstanceID == b.InstanceID || !strings.HasPrefix(a.InstanceID, "edge-1-") {
+		t.Errorf("two starts got %q and %q, want distinct edge-1-… ids", a.InstanceID, b.InstanceID)
+	}
+	if _, err := parseConfig(nil, envOf("BRIDGE_DEV", "1", "BRIDGE_REDIS_PREFIX", "a*"), io.Discard); err == nil || !strings.Contains(err.Error(), "BRIDGE_REDIS_PREFIX") {
+		t.Errorf("a glob in BRIDGE_REDIS_PREFIX: got %v, want an error naming it", err)
+	}
+}

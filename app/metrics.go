@@ -29,6 +29,14 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 			func() float64 { return float64(r.Rejected.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_requeued_total", Help: "Broker deliveries requeued because routing failed."},
 			func() float64 { return float64(r.Requeued.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_duplicate_total", Help: "Redeliveries of an already dispatched message (same AMQP message id), acked without a second dispatch."},
+			func() float64 { return float64(r.Duplicates.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_relay_resyncs_total", Help: "Times the relay subscribed again and every connection was caught up from the history."},
+			func() float64 { return float64(r.Resyncs.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_caught_up_total", Help: "Messages a connection got from the history after a gap in the relay."},
+			func() float64 { return float64(hub.Stats.CaughtUp.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_catch_up_drops_total", Help: "Connections told to reconnect because a gap could not be filled from the history."},
+			func() float64 { return float64(hub.Stats.CatchUpDrops.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_broker_up", Help: "1 while the broker connection is up."},
 			func() float64 {
 				if b.Ready() {

@@ -21,7 +21,9 @@ type brokerMode struct {
 // modeKeys are the routing keys every mode binds, one queue each.
 var modeKeys = []string{"contract", "transaction"}
 
-// forEachMode runs a test against the real RabbitMQ and against the in-process queue.
+// forEachMode runs a test against the real RabbitMQ and against the in-process queue,
+// and against the real RabbitMQ with the shared state in the real Redis (REDIS_URL):
+// one instance of the many-instance setup must behave like the single one.
 func forEachMode(t *testing.T, run func(t *testing.T, m *brokerMode)) {
 	t.Run("rabbitmq", func(t *testing.T) {
 		tp := apptest.NewTopology(t, modeKeys...)
@@ -30,6 +32,16 @@ func forEachMode(t *testing.T, run func(t *testing.T, m *brokerMode)) {
 			env[k] = v
 		}
 		run(t, &brokerMode{name: "rabbitmq", env: env, tp: tp, keys: modeKeys})
+	})
+	t.Run("rabbitmq+redis", func(t *testing.T) {
+		tp := apptest.NewTopology(t, modeKeys...)
+		env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": apptest.AMQPURL()}
+		for _, m := range []map[string]string{tp.Env, apptest.NewRedis(t).Env} {
+			for k, v := range m {
+				env[k] = v
+			}
+		}
+		run(t, &brokerMode{name: "rabbitmq+redis", env: env, tp: tp, keys: modeKeys})
 	})
 	t.Run("memory", func(t *testing.T) {
 		var bindings []string

@@ -11,29 +11,55 @@ import (
 	"github.com/pushbridge/pushbridge/presence"
 )
 
-// Router takes a consumed message to its recipients: it records it in the history
-// (which names it) and hands it to the connections that should have it.
+// Router takes a consumed message to its recipients, on whichever instance holds them:
+// the dispatcher records it in the history (which names it) and hands it to every
+// instance holding one of the recipient's connections, this one included. What comes
+// back through the relay (Run) goes to this instance's connections (Deliver).
 type Router struct {
+	instance string
 	hub      *presence.Hub
 	history  presence.History
+	dir      presence.Directory
+	disp     presence.Dispatcher
 	log      *slog.Logger
 	maxBytes int
 
-	// mu makes "take the next id" and "queue to local connections" one step, so every
-	// connection receives ids in increasing order and a cursor never skips a message.
-	mu sync.Mutex
+	listening     chan struct{} // closed once the relay first listens
+	listeningOnce sync.Once
 
-	Consumed atomic.Int64 // deliveries handed off
-	Rejected atomic.Int64 // deliveries dropped as unusable
-	Requeued atomic.Int64 // deliveries put back because a dependency failed
+	Consumed   atomic.Int64 // deliveries handed off
+	Rejected   atomic.Int64 // deliveries dropped as unusable
+	Requeued   atomic.Int64 // deliveries put back because a dependency failed
+	Duplicates atomic.Int64 // redeliveries of a message already dispatched, acked without a second dispatch
+	Resyncs    atomic.Int64 // times the relay subscribed again and connections were caught up
 }
 
-// NewRouter routes through hub and history; bodies over maxBytes are rejected.
-func NewRouter(hub *presence.Hub, history presence.History, maxBytes int, log *slog.Logger) *Router {
-	return &Router{hub: hub, history: history, maxBytes: maxBytes, log: log}
+// RouterDeps are the parts a Router works with: in memory for one instance, in Redis
+// for many (see backend.go).
+type RouterDeps struct {
+	Instance   string
+	Hub        *presence.Hub
+	History    presence.History
+	Directory  presence.Directory
+	Dispatcher presence.Dispatcher
+	MaxBytes   int // bodies over this are rejected
+	Log        *slog.Logger
 }
 
-// Handle is the broker.Handler: decode, route, and say what to do with the delivery.
+// NewRouter routes with d. It makes the hub track each connection's position in the
+// history, so a connection never gets a message twice and a gap is repaired.
+func NewRouter(d RouterDeps) *Router {
+	d.Hub.UseHistory(d.History)
+	return &Router{
+		instance: d.Instance, hub: d.Hub, history: d.History, dir: d.Directory, disp: d.Dispatcher,
+		maxBytes: d.MaxBytes, log: d.Log, listening: make(chan struct{}),
+	}
+}
+
+// Handle is the broker.Handler: decode, dispatch, and say what to do with the delivery.
+// The dispatch is one atomic step, so a failed one left nothing behind and the
+// delivery is requeued; a redelivered message (same AMQP message id) is acked without
+// being dispatched again.
 func (r *Router) Handle(ctx context.Context, d broker.Delivery) broker.Outcome {
 	if len(d.Body) > r.maxBytes {
 		r.reject(d, fmt.Errorf("body of %d bytes is over BRIDGE_MAX_MESSAGE_BYTES (%d)", len(d.Body), r.maxBytes))
@@ -49,10 +75,14 @@ func (r *Router) Handle(ctx context.Context, d broker.Delivery) broker.Outcome {
 		return broker.Reject
 	}
 	m := &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body}
-	if err := r.Route(ctx, m); err != nil {
+	dup, err := r.disp.Dispatch(ctx, m, d.MessageID)
+	if err != nil {
 		r.Requeued.Add(1)
-		r.log.Warn("routing failed; delivery requeued", "queue", d.Queue, "err", err)
+		r.log.Warn("dispatch failed; delivery requeued", "queue", d.Queue, "err", err)
 		return broker.Requeue
+	}
+	if dup {
+		r.Duplicates.Add(1)
 	}
 	r.Consumed.Add(1)
 	return broker.Ack
@@ -63,13 +93,39 @@ func (r *Router) reject(d broker.Delivery, err error) {
 	r.log.Warn("delivery rejected", "queue", d.Queue, "routingKey", d.RoutingKey, "messageId", d.MessageID, "bytes", len(d.Body), "err", err)
 }
 
-// Route records m and delivers it to its recipients on this instance.
+// Route records m and hands it to the instances holding its recipients (every
+// instance for a broadcast). It returns once m is recorded and handed off; the
+// connections receive it through Run.
 func (r *Router) Route(ctx context.Context, m *presence.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.history.Append(ctx, m); err != nil {
-		return fmt.Errorf("record in history: %w", err)
+	if _, err := r.disp.Dispatch(ctx, m, ""); err != nil {
+		return fmt.Errorf("dispatch: %w", err)
 	}
-	r.hub.Deliver(m)
 	return nil
 }
+
+// Run receives what the relay brings to this instance and hands it to the local
+// connections, until ctx ends. Every subscription after the first may have missed
+// messages: the connections are caught up from the history before the live messages
+// that follow (the relay waits for subscribed to return).
+func (r *Router) Run(ctx context.Context, relay presence.Relay) error {
+	return relay.Run(ctx, r.Deliver, func() { r.subscribed(ctx) })
+}
+
+// Listening is closed once the relay listens: a message dispatched after that reaches
+// this instance's connections.
+func (r *Router) Listening() <-chan struct{} { return r.listening }
+
+func (r *Router) subscribed(ctx context.Context) {
+	first := false
+	r.listeningOnce.Do(func() { first = true; close(r.listening) })
+	if first {
+		return
+	}
+	r.Resyncs.Add(1)
+	if err := r.hub.Resync(ctx); err != nil {
+		r.log.Warn("relay resubscribed; some connections are not caught up yet (retried with their next message)", "err", err)
+	}
+}
+
+// Deliver hands m, brought by the relay, to this instance's connections.
+func (r *Router) Deliver(m *presence.Message) { r.hub.Deliver(m) }

@@ -24,6 +24,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = gentoken(rest, getenv, stdout, stderr)
 	case "publish":
 		err = publish(ctx, rest, getenv, stdout, stderr)
+	case "inspect":
+		err = inspect(ctx, rest, getenv, stdout, stderr)
 	case "bench":
 		err = bench(ctx, rest, getenv, stdout, stderr)
 	case "help":
@@ -45,6 +47,8 @@ Commands:
   serve      run the gateway (the default)
   publish    publish one message through RabbitMQ or the HTTP API
   gentoken   print a client token signed with the configured secret
+  inspect    the live instances, a user's connections and recent messages, read
+             from Redis (REDIS_URL) and decoded
   bench      load generator: connections, publish rate, duration; prints
              deliveries/s, latency percentiles, loss and duplicates
   help       this text

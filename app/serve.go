@@ -25,6 +25,11 @@ const (
 	// maxReconnectSpread is the widest window drained clients are spread over when
 	// they come back, so the surviving instances are not hit all at once.
 	maxReconnectSpread = 5 * time.Second
+	// relayStartTimeout bounds the wait for the relay's first subscription at start:
+	// an instance that cannot hear the others must not take deliveries.
+	relayStartTimeout = 10 * time.Second
+	// readyPingTimeout bounds the Redis check of /readyz, which platforms call often.
+	readyPingTimeout = time.Second
 )
 
 // serve runs the gateway until ctx ends or SIGINT/SIGTERM, then drains.
@@ -37,18 +42,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Dev {
 		log.Warn("DEV MODE: clients are NOT authenticated (user id from the path or ?user=) and any Origin is accepted unless BRIDGE_ALLOWED_ORIGINS is set; never run this in production")
 	}
-	if cfg.RedisURL != "" {
-		return errors.New("REDIS_URL: the Redis presence, relay and history are not built yet; unset it to run a single in-memory instance")
-	}
 	auth, err := newAuth(cfg)
 	if err != nil {
 		return err
 	}
 
+	be, err := newBackend(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer be.close()
 	hub := presence.NewHub()
-	history := presence.NewMemoryHistory(cfg.HistorySize, cfg.HistoryTTL)
-	directory := presence.NewMemoryDirectory()
-	router := NewRouter(hub, history, cfg.MaxMessageBytes, log)
+	router := NewRouter(RouterDeps{
+		Instance: cfg.InstanceID, Hub: hub, History: be.history, Directory: be.dir, Dispatcher: be.disp,
+		MaxBytes: cfg.MaxMessageBytes, Log: log,
+	})
+	lc, err := startShared(ctx, cfg, be, hub, router, log)
+	if err != nil {
+		return err
+	}
+	defer lc.stop()
 
 	var b broker.Broker
 	if cfg.AMQPURL == "" {
@@ -73,10 +86,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		case !b.Ready():
 			return errors.New("message broker unreachable")
 		}
+		if be.ping != nil {
+			pctx, cancel := context.WithTimeout(ctx, readyPingTimeout)
+			defer cancel()
+			if err := be.ping(pctx); err != nil {
+				return errors.New("redis unreachable")
+			}
+		}
 		return nil
 	}
 	srv := handlers.NewServer(handlers.Deps{
-		Instance: cfg.InstanceID, Hub: hub, Directory: directory, Publisher: b, Router: router,
+		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Publisher: b, Router: router,
 		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:  limitsOf(cfg),
 		Metrics: newMetrics(hub, router, b),
@@ -96,7 +116,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	port := ln.Addr().(*net.TCPAddr).Port
-	log.Info("listening", "port", port, "broker", brokerName(cfg), "inbound", cfg.Inbound)
+	log.Info("listening", "port", port, "broker", brokerName(cfg), "shared", sharedName(cfg), "inbound", cfg.Inbound)
 	fmt.Fprintf(stdout, "pushbridge listening on :%d\n", port)
 
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
@@ -124,6 +144,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("http shutdown", "err", err)
 		httpSrv.Close()
 	}
+	lc.leave(shutCtx)
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
@@ -134,6 +155,13 @@ func bindingKeys(bs []broker.Binding) []string {
 		keys[i] = b.Key
 	}
 	return keys
+}
+
+func sharedName(cfg *Config) string {
+	if cfg.RedisURL == "" {
+		return "in-memory"
+	}
+	return "redis"
 }
 
 func brokerName(cfg *Config) string {

@@ -14,32 +14,17 @@ import (
 const preflightMaxAge = "600"
 
 // attach registers conn on this instance and in the directory, with load receiving
-// what the client missed after cursor (see Router.Attach). The directory entry goes
-// first, so a message routed anywhere after the replay read finds this instance.
-// detach undoes both.
+// what the client missed after cursor (see Router.Attach). detach undoes both.
 func attach(ctx context.Context, d Deps, conn presence.Conn, cursor string, limit int, load func(*presence.Replay)) (detach func(), err error) {
 	// A connection that arrives after the hub drained would never be told to go, and an
 	// open SSE response or poll would hold up the HTTP server's Shutdown.
 	if d.Draining != nil && d.Draining() {
 		return nil, errDraining
 	}
-	entry := presence.Entry{User: conn.User(), Instance: d.Instance, Transport: conn.Transport(), Since: conn.Since()}
-	if err := d.Directory.Add(ctx, entry); err != nil {
-		d.Log.Warn("presence add", "user", entry.User, "err", err)
-	}
-	removeEntry := func() {
-		if err := d.Directory.Remove(ctx, entry); err != nil {
-			d.Log.Warn("presence remove", "user", entry.User, "err", err)
-		}
-	}
 	if err := d.Router.Attach(ctx, conn, cursor, limit, load); err != nil {
-		removeEntry()
 		return nil, err
 	}
-	return func() {
-		d.Hub.Remove(conn)
-		removeEntry()
-	}, nil
+	return func() { d.Router.Detach(ctx, conn) }, nil
 }
 
 var errOrigin = &Error{Status: http.StatusForbidden, Msg: "origin not allowed: set BRIDGE_ALLOWED_ORIGINS"}

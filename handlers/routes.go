@@ -21,10 +21,12 @@ type Publisher interface {
 // Router records and delivers a message (app.Router satisfies it).
 type Router interface {
 	Route(ctx context.Context, m *presence.Message) error
-	// Attach registers c in the hub and, in the same step, hands load what c's user
+	// Attach registers c in the hub and the directory and hands load what c's user
 	// missed after cursor (at most limit messages; 0: all), so that nothing falls
 	// between the replay and live delivery.
 	Attach(ctx context.Context, c presence.Conn, cursor string, limit int, load func(*presence.Replay)) error
+	// Detach undoes Attach.
+	Detach(ctx context.Context, c presence.Conn)
 }
 
 // Limits are the per-connection limits of every transport.
@@ -47,6 +49,7 @@ type Deps struct {
 	Instance  string
 	Hub       *presence.Hub
 	Directory presence.Directory
+	Instances presence.Instances // the live instances, for GET /api/instances
 	Publisher Publisher
 	Router    Router
 	Inbound   string // broker | broadcast | off
@@ -91,5 +94,8 @@ func NewServer(d Deps) *echo.Echo {
 	e.GET("/bridge.d.ts", handleAsset("bridge.d.ts"))
 
 	e.POST("/api/publish", handlePublish(d.Publisher, d.Limits.MaxMessageBytes), d.Auth.RequireAPIKey)
+	e.GET("/api/instances", handleInstances(d.Instances), d.Auth.RequireAPIKey)
+	e.GET("/api/presence", handlePresence(d.Instances, d.Directory), d.Auth.RequireAPIKey)
+	e.GET("/api/presence/:userId", handleUserPresence(d.Directory), d.Auth.RequireAPIKey)
 	return e
 }

@@ -42,9 +42,11 @@ func serve(t *testing.T, writeTimeout time.Duration, draining func() bool) (stri
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := presence.NewHub()
-	router := app.NewRouter(hub, presence.NewMemoryHistory(100, time.Hour), 1<<16, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	router, dir := app.StartLocal(ctx, "test", hub, presence.NewMemoryHistory(100, time.Hour), 1<<16, log)
 	srv := handlers.NewServer(handlers.Deps{
-		Instance: "test", Hub: hub, Directory: presence.NewMemoryDirectory(), Router: router,
+		Instance: "test", Hub: hub, Directory: dir, Router: router,
 		Inbound: "off", Auth: &handlers.Auth{Dev: true}, Ready: func() error { return nil }, Draining: draining,
 		Metrics: http.NotFoundHandler(), Log: log,
 		Limits: handlers.Limits{MaxMessageBytes: 1 << 16, SendQueue: 16, Heartbeat: 50 * time.Millisecond},

@@ -25,6 +25,8 @@ type Conn interface {
 type Stats struct {
 	Delivered      atomic.Int64 // messages queued to a connection
 	SlowDisconnect atomic.Int64 // connections closed because their queue overflowed
+	CaughtUp       atomic.Int64 // messages a connection got from the history after a gap
+	CatchUpDrops   atomic.Int64 // connections told to reconnect because a gap could not be filled
 }
 
 // Hub is the registry of this instance's connections, keyed by user. Sending never
@@ -33,26 +35,33 @@ type Hub struct {
 	Stats Stats
 
 	mu    sync.RWMutex
-	users map[string]map[Conn]struct{}
+	users map[string]map[Conn]*feed
 	count int
+
+	history History // where gaps are repaired from (see UseHistory); nil: not tracked
 }
 
 // NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{users: make(map[string]map[Conn]struct{})} }
+func NewHub() *Hub { return &Hub{users: make(map[string]map[Conn]*feed)} }
 
-// Add registers c.
-func (h *Hub) Add(c Conn) {
+// Add registers c; it is sent every message from now on.
+func (h *Hub) Add(c Conn) { h.add(c, false) }
+
+func (h *Hub) add(c Conn, held bool) *feed {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	set := h.users[c.User()]
 	if set == nil {
-		set = make(map[Conn]struct{}, 1)
+		set = make(map[Conn]*feed, 1)
 		h.users[c.User()] = set
 	}
-	if _, ok := set[c]; !ok {
-		set[c] = struct{}{}
+	f, ok := set[c]
+	if !ok {
+		f = &feed{held: held}
+		set[c] = f
 		h.count++
 	}
+	return f
 }
 
 // Remove unregisters c. It reports whether c was the user's last connection here.
@@ -73,24 +82,37 @@ func (h *Hub) Remove(c Conn) (last bool) {
 }
 
 // Deliver queues m to each of its recipients held here and returns how many there were.
+// A connection is not sent a message it already has (an id at or below the last one it
+// was given); one that reveals a gap (see feed) is caught up from the history instead.
 func (h *Hub) Deliver(m *Message) int {
+	id, prev := messageIDs(m)
+	var gaps []gapped
 	h.mu.RLock()
-	defer h.mu.RUnlock()
 	n := 0
+	offer := func(c Conn, f *feed) {
+		n++
+		if h.history != nil && f.offer(c, m, id, prev) {
+			gaps = append(gaps, gapped{c, f})
+		} else if h.history == nil {
+			c.Send(m)
+		}
+	}
 	if m.Broadcast() {
 		for _, set := range h.users {
-			for c := range set {
-				c.Send(m)
-				n++
+			for c, f := range set {
+				offer(c, f)
 			}
 		}
 	} else {
-		for c := range h.users[m.UserID] {
-			c.Send(m)
-			n++
+		for c, f := range h.users[m.UserID] {
+			offer(c, f)
 		}
 	}
+	h.mu.RUnlock()
 	h.Stats.Delivered.Add(int64(n))
+	for _, g := range gaps {
+		h.repair(g.c, g.f)
+	}
 	return n
 }
 

@@ -84,3 +84,37 @@ func (s *Server) PublishAPI(apiKey, key string, body []byte, userID string) erro
 	}
 	return nil
 }
+
+// Get fetches url with, when key is not empty, Authorization: Bearer key. Like Post
+// it returns an error rather than failing the test.
+func Get(url, key string) (*Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := apiClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+}
+
+// GetJSON fetches url as Get does and decodes a 200 answer into v.
+func GetJSON(url, key string, v any) error {
+	resp, err := Get(url, key)
+	if err != nil {
+		return err
+	}
+	if resp.Status != http.StatusOK {
+		return fmt.Errorf("GET %s answered %d: %s", url, resp.Status, resp.Body)
+	}
+	return json.Unmarshal(resp.Body, v)
+}

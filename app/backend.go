@@ -1,0 +1,81 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// backend is the state the instances share: the live instances, the directory of
+// connections, the history, and the relay and dispatcher between instances. Without
+// REDIS_URL every part is in memory and this process is the only instance; the router
+// runs the same code either way.
+type backend struct {
+	instances presence.Instances
+	dir       presence.Directory
+	history   presence.History
+	relay     presence.Relay
+	disp      presence.Dispatcher
+	refresh   func(context.Context) error // rewrites this instance's directory entries with each beat; nil in memory
+	ping      func(context.Context) error // Redis answers; nil in memory
+	close     func()
+}
+
+// newBackend connects to Redis when cfg names one, else builds the in-memory parts.
+func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, error) {
+	if cfg.RedisURL == "" {
+		return memoryBackend(cfg.InstanceID, presence.NewMemoryHistory(cfg.HistorySize, cfg.HistoryTTL), cfg.PresenceTTL), nil
+	}
+	rdb, err := presence.NewRedisClient(ctx, cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	ro := presence.RedisOptions{
+		Prefix: cfg.RedisPrefix, Instance: cfg.InstanceID, PresenceTTL: cfg.PresenceTTL,
+		HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL,
+	}
+	dir := presence.NewRedisDirectory(rdb, ro)
+	return &backend{
+		instances: presence.NewRedisInstances(rdb, ro),
+		dir:       dir,
+		history:   presence.NewRedisHistory(rdb, ro),
+		relay:     presence.NewRedisRelay(rdb, ro, log),
+		disp:      presence.NewRedisDispatcher(rdb, ro),
+		refresh:   dir.Refresh,
+		ping:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		close:     func() { rdb.Close() },
+	}, nil
+}
+
+// memoryBackend is one instance with everything in memory, history given.
+func memoryBackend(instance string, h *presence.MemoryHistory, presenceTTL time.Duration) *backend {
+	dir := presence.NewMemoryDirectory()
+	bus := presence.NewMemoryBus()
+	return &backend{
+		instances: presence.NewMemoryInstances(presenceTTL),
+		dir:       dir,
+		history:   h,
+		relay:     bus.Relay(instance),
+		disp:      presence.NewMemoryDispatcher(h, dir, bus),
+		close:     func() {},
+	}
+}
+
+// StartLocal wires a Router of one instance with every part in memory, on history h,
+// and runs its relay until ctx ends. It returns once the relay listens. For tests
+// that drive the routes without a whole server.
+func StartLocal(ctx context.Context, instance string, hub *presence.Hub, h *presence.MemoryHistory, maxBytes int, log *slog.Logger) (*Router, presence.Directory) {
+	be := memoryBackend(instance, h, time.Minute)
+	r := NewRouter(RouterDeps{
+		Instance: instance, Hub: hub, History: be.history, Directory: be.dir, Dispatcher: be.disp,
+		MaxBytes: maxBytes, Log: log,
+	})
+	go func() { _ = r.Run(ctx, be.relay) }()
+	select {
+	case <-r.Listening():
+	case <-ctx.Done():
+	}
+	return r, be.dir
+}

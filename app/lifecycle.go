@@ -1,0 +1,97 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+// shared runs what ties this instance to the others: the heartbeat that keeps it (and
+// its connections) in presence, and the relay that brings it messages.
+type shared struct {
+	be    *backend
+	id    string
+	log   *slog.Logger
+	wg    sync.WaitGroup
+	beat  context.CancelFunc
+	relay context.CancelFunc
+	once  sync.Once
+}
+
+// startShared registers this instance with one beat, starts the heartbeat and the
+// relay, and returns once the relay listens: from then on a message dispatched
+// anywhere reaches this instance's connections, so it may take deliveries and clients.
+// Both goroutines outlive ctx (a drain still delivers); leave and stop end them.
+func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hub, r *Router, log *slog.Logger) (*shared, error) {
+	started := time.Now()
+	beat := func(ctx context.Context) error {
+		if err := be.instances.Beat(ctx, presence.Instance{ID: cfg.InstanceID, Started: started, Conns: hub.Count()}); err != nil {
+			return err
+		}
+		if be.refresh != nil {
+			return be.refresh(ctx)
+		}
+		return nil
+	}
+	if err := beat(ctx); err != nil {
+		return nil, fmt.Errorf("register instance: %w", err)
+	}
+	s := &shared{be: be, id: cfg.InstanceID, log: log}
+	bctx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+	rctx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	s.beat, s.relay = stopBeat, stopRelay
+	s.wg.Go(func() {
+		presence.Heartbeat(bctx, cfg.PresenceTTL, beat, func(err error) { log.Warn("heartbeat failed", "err", err) })
+	})
+	relayDone := make(chan error, 1)
+	s.wg.Go(func() { relayDone <- r.Run(rctx, be.relay) })
+	t := time.NewTimer(relayStartTimeout)
+	defer t.Stop()
+	select {
+	case <-r.Listening():
+		return s, nil
+	case err := <-relayDone:
+		s.stop()
+		return nil, fmt.Errorf("relay: %w", cmpOr(err, errors.New("stopped before it listened")))
+	case <-t.C:
+		s.stop()
+		return nil, fmt.Errorf("relay: not subscribed within %s", relayStartTimeout)
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// leave ends the heartbeat and removes this instance and its connections from
+// presence at once (a clean stop), then stops the relay. Call it once the hub drained.
+func (s *shared) leave(ctx context.Context) {
+	s.once.Do(func() {
+		s.beat()
+		if err := s.be.instances.Leave(ctx, s.id); err != nil {
+			s.log.Warn("leave presence", "err", err)
+		}
+		s.relay()
+		s.wg.Wait()
+	})
+}
+
+// stop ends both goroutines without leaving presence (a failed start, or after leave).
+func (s *shared) stop() {
+	s.once.Do(func() {
+		s.beat()
+		s.relay()
+		s.wg.Wait()
+	})
+}
+
+func cmpOr(err, otherwise error) error {
+	if err != nil {
+		return err
+	}
+	return otherwise
+}
