@@ -50,6 +50,7 @@ type Config struct {
 	MaxConnectionAge   time.Duration
 	Inbound            string // broker | broadcast | off
 	DeadLetterExchange string
+	SingleActive       bool // declare queues with x-single-active-consumer
 	ShutdownTimeout    time.Duration
 }
 
@@ -154,6 +155,13 @@ var settings = []setting{
 		return errors.New("want broker, broadcast or off")
 	}},
 	{"BRIDGE_DEAD_LETTER_EXCHANGE", "dead-letter-exchange", "", "x-dead-letter-exchange of the queues we declare", func(c *Config, v string) error { c.DeadLetterExchange = v; return nil }},
+	{"BRIDGE_SINGLE_ACTIVE_CONSUMER", "single-active-consumer", "false", "declare queues with x-single-active-consumer: one instance consumes each queue at a time, so each user's messages keep publish order across instances", func(c *Config, v string) (err error) {
+		c.SingleActive, err = strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		return nil
+	}},
 	{"BRIDGE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a drain may take before the process exits anyway", durTo(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 0)},
 }
 

@@ -70,7 +70,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else {
 		b = broker.NewRabbit(broker.RabbitConfig{
 			URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
-			DeadLetterExchange: cfg.DeadLetterExchange, Logger: log,
+			DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive, Logger: log,
 		})
 	}
 	if err := b.Start(ctx, router.Handle); err != nil {

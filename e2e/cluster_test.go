@@ -67,13 +67,19 @@ func sendFence(t *testing.T, pub *publisher, tabs []*tab) {
 }
 
 // TestClusterDeliversExactlyOnce: three instances, 200 users spread over them, 20,000
-// targeted messages and 200 broadcasts published to RabbitMQ, where the instances are
-// competing consumers of one queue — so most messages are consumed by an instance
-// that does not hold the user. Every tab gets each of its messages exactly once, in
-// id order (the order of the history, which resume relies on).
+// targeted messages and 200 broadcasts published to RabbitMQ — so most messages are
+// consumed by an instance that does not hold the user. Every tab gets each of its
+// messages exactly once, in id order (the order of the history, which resume relies
+// on). As competing consumers of one queue, two instances may number one user's
+// messages out of publish order; with BRIDGE_SINGLE_ACTIVE_CONSUMER they keep it.
 func TestClusterDeliversExactlyOnce(t *testing.T) {
+	t.Run("competing consumers", func(t *testing.T) { clusterExactlyOnce(t, false) })
+	t.Run("single active consumer", func(t *testing.T) { clusterExactlyOnce(t, true) })
+}
+
+func clusterExactlyOnce(t *testing.T, singleActive bool) {
 	const users, perUser, broadcasts = 200, 100, 200
-	env, tp := clusterEnv(t, map[string]string{"BRIDGE_SEND_QUEUE": "8192"})
+	env, tp := clusterEnv(t, map[string]string{"BRIDGE_SEND_QUEUE": "8192", "BRIDGE_SINGLE_ACTIVE_CONSUMER": fmt.Sprint(singleActive)})
 	ps := startCluster(t, 3, env)
 	tabs := make([]*tab, users)
 	for i := range tabs {
@@ -113,6 +119,9 @@ func TestClusterDeliversExactlyOnce(t *testing.T) {
 			inPublishOrder++
 		}
 		tb.mu.Unlock()
+	}
+	if singleActive && inPublishOrder != users {
+		t.Fatalf("with a single active consumer, %d of %d users got their messages in publish order, want all", inPublishOrder, users)
 	}
 	// Competing consumers may dispatch one user's messages out of publish order (two
 	// instances each holding one in flight); each tab still reads them in id order.

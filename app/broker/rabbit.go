@@ -33,7 +33,11 @@ type RabbitConfig struct {
 	Bindings           []Binding
 	Prefetch           int    // unacknowledged deliveries per queue
 	DeadLetterExchange string // set as x-dead-letter-exchange of every queue when not empty
-	Logger             *slog.Logger
+	// SingleActive declares the queues with x-single-active-consumer: the broker feeds
+	// each queue to one consumer at a time and fails over to another, so messages are
+	// handled, and numbered, in publish order across instances.
+	SingleActive bool
+	Logger       *slog.Logger
 }
 
 // Rabbit is the RabbitMQ broker.
@@ -209,6 +213,12 @@ func (r *Rabbit) declare(conn *amqp.Connection) error {
 	var args amqp.Table
 	if r.cfg.DeadLetterExchange != "" {
 		args = amqp.Table{"x-dead-letter-exchange": r.cfg.DeadLetterExchange}
+	}
+	if r.cfg.SingleActive {
+		if args == nil {
+			args = amqp.Table{}
+		}
+		args["x-single-active-consumer"] = true
 	}
 	for _, q := range Queues(r.cfg.Bindings) {
 		if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
