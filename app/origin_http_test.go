@@ -113,3 +113,20 @@ func TestSameOriginHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestWildcardOriginWithoutCookies: BRIDGE_ALLOWED_ORIGINS=* lets any page in with a
+// token it holds, but never tells the browser it may send the user's cookie along
+// (Access-Control-Allow-Credentials), unless the origin is also named.
+func TestWildcardOriginWithoutCookies(t *testing.T) {
+	s := authServer(t, map[string]string{"BRIDGE_ALLOWED_ORIGINS": "*, https://app.example"})
+	tok := hs256(t, "u1", nil)
+	for _, r := range httpRoutes {
+		for origin, creds := range map[string]string{"https://any.example": "", "https://app.example": "true"} {
+			status, h := r.call(t, s.URL, tok, origin)
+			if status != r.ok || h.Get("Access-Control-Allow-Origin") != origin || h.Get("Access-Control-Allow-Credentials") != creds {
+				t.Errorf("%s from %s: got %d, ACAO %q, ACAC %q; want %d, the origin, %q", r.name, origin, status,
+					h.Get("Access-Control-Allow-Origin"), h.Get("Access-Control-Allow-Credentials"), r.ok, creds)
+			}
+		}
+	}
+}
