@@ -36,6 +36,9 @@ type entryPoint struct {
 var entryPoints = []entryPoint{
 	{"ws", byToken, http.StatusSwitchingProtocols, wsEntry("/ws")},
 	{"ws alias", byToken, http.StatusSwitchingProtocols, wsEntry("/ws/yxd/" + tableUser)},
+	{"sse", byToken, http.StatusOK, httpEntry(http.MethodGet, "/sse", "")},
+	{"poll", byToken, http.StatusOK, httpEntry(http.MethodGet, "/poll?wait=1s", "")}, // no cursor: answers at once
+	{"send", byToken, http.StatusAccepted, httpEntry(http.MethodPost, "/api/send", `{"routingKey":"chat","data":"hi"}`)},
 	{"publish", byAPIKey, http.StatusAccepted, httpEntry(http.MethodPost, "/api/publish", `{"routingKey":"contract","userId":"nobody","data":{"n":1}}`)},
 	{"instances", byAPIKey, http.StatusOK, httpEntry(http.MethodGet, "/api/instances", "")},
 	{"presence", byAPIKey, http.StatusOK, httpEntry(http.MethodGet, "/api/presence", "")},
@@ -108,13 +111,14 @@ func (e entryPoint) want(c credential) int {
 }
 
 // authServer runs a server with HS256 client tokens that must carry testAudience and
-// testIssuer, and an API key.
+// testIssuer, and an API key. Clients' sends are broadcast, so /api/send needs no
+// backend queue to answer 202.
 func authServer(t *testing.T, extra map[string]string) *apptest.Server {
 	t.Helper()
 	tp := apptest.NewTopology(t, "contract")
 	env := map[string]string{
 		"AMQP_URL": apptest.AMQPURL(), "BRIDGE_JWT_SECRET": testSecret, "BRIDGE_API_KEY": testAPIKey,
-		"BRIDGE_JWT_AUDIENCE": testAudience, "BRIDGE_JWT_ISSUER": testIssuer,
+		"BRIDGE_JWT_AUDIENCE": testAudience, "BRIDGE_JWT_ISSUER": testIssuer, "BRIDGE_INBOUND": "broadcast",
 	}
 	for _, m := range []map[string]string{tp.Env, extra} {
 		for k, v := range m {

@@ -154,6 +154,13 @@ func (a *Auth) CheckOrigin(r *http.Request) bool {
 	return false
 }
 
+// wildcardOnly says whether origin is allowed only by a "*" in AllowedOrigins, not by
+// its name. (A same-origin request needs no CORS headers at all.)
+func (a *Auth) wildcardOnly(origin string) bool {
+	return slices.Contains(a.AllowedOrigins, "*") &&
+		!slices.ContainsFunc(a.AllowedOrigins, func(o string) bool { return strings.EqualFold(o, origin) })
+}
+
 // RequireAPIKey guards backend and admin routes with Authorization: Bearer <api key>.
 func (a *Auth) RequireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {

@@ -52,6 +52,10 @@ func historyIsolation(t *testing.T, h History) {
 	}
 }
 
-func TestMemoryHistoryIsolation(t *testing.T) {
-	historyIsolation(t, NewMemoryHistory(100, time.Hour))
+// TestHistoryIsolation runs historyIsolation on every History, the Redis Streams one
+// included.
+func TestHistoryIsolation(t *testing.T) {
+	for name, mk := range historyImpls {
+		t.Run(name, func(t *testing.T) { historyIsolation(t, mk(t, 100, time.Hour)) })
+	}
 }
