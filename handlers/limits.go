@@ -105,3 +105,16 @@ func limitQuery(max int) echo.MiddlewareFunc {
 		}
 	}
 }
+
+// admitConn is the door of every connection route: the origin and the identity
+// (Auth.Admit), then a connection slot of the user's, released by the caller when
+// the connection ends.
+func admitConn(d Deps, r *http.Request, pathUser string) (user string, release func(), err error) {
+	if user, err = d.Auth.Admit(r, pathUser); err != nil {
+		return "", nil, err
+	}
+	if release, err = d.slots.acquire(user); err != nil {
+		return "", nil, err
+	}
+	return user, release, nil
+}

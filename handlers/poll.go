@@ -36,11 +36,7 @@ type pollTail struct {
 func handlePoll(d Deps) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		user, err := d.Auth.Admit(r, "")
-		if err != nil {
-			return err
-		}
-		release, err := d.slots.acquire(user)
+		user, release, err := admitConn(d, r, "")
 		if err != nil {
 			return err
 		}

@@ -18,11 +18,7 @@ import (
 func handleSSE(d Deps) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		user, err := d.Auth.Admit(r, "")
-		if err != nil {
-			return err
-		}
-		release, err := d.slots.acquire(user)
+		user, release, err := admitConn(d, r, "")
 		if err != nil {
 			return err
 		}

@@ -57,11 +57,7 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		if compat {
 			pathUser = c.Param("userId")
 		}
-		user, err := d.Auth.Admit(c.Request(), pathUser)
-		if err != nil {
-			return err
-		}
-		release, err := d.slots.acquire(user)
+		user, release, err := admitConn(d, c.Request(), pathUser)
 		if err != nil {
 			return err
 		}
