@@ -16,6 +16,7 @@ type brokerMode struct {
 	env  map[string]string // what the server needs: dev mode, broker and bindings
 	tp   *apptest.Topology // the test's RabbitMQ topology; nil for the in-process queue
 	keys []string          // routing keys bound to a queue
+	rds  *apptest.Redis    // the shared state, in the rabbitmq+redis mode; nil otherwise
 }
 
 // modeKeys are the routing keys every mode binds, one queue each.
@@ -36,12 +37,13 @@ func forEachMode(t *testing.T, run func(t *testing.T, m *brokerMode)) {
 	t.Run("rabbitmq+redis", func(t *testing.T) {
 		tp := apptest.NewTopology(t, modeKeys...)
 		env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": apptest.AMQPURL()}
-		for _, m := range []map[string]string{tp.Env, apptest.NewRedis(t).Env} {
+		rds := apptest.NewRedis(t)
+		for _, m := range []map[string]string{tp.Env, rds.Env} {
 			for k, v := range m {
 				env[k] = v
 			}
 		}
-		run(t, &brokerMode{name: "rabbitmq+redis", env: env, tp: tp, keys: modeKeys})
+		run(t, &brokerMode{name: "rabbitmq+redis", env: env, tp: tp, keys: modeKeys, rds: rds})
 	})
 	t.Run("memory", func(t *testing.T) {
 		var bindings []string
