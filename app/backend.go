@@ -18,9 +18,11 @@ type backend struct {
 	history   presence.History
 	relay     presence.Relay
 	disp      presence.Dispatcher
-	refresh   func(context.Context) error // rewrites this instance's directory entries with each beat; nil in memory
-	ping      func(context.Context) error // Redis answers; nil in memory
-	close     func()
+	// refresh rewrites this instance's directory entries with each beat and reports
+	// whether they had lapsed; nil in memory.
+	refresh func(context.Context) (lapsed bool, err error)
+	ping    func(context.Context) error // Redis answers; nil in memory
+	close   func()
 }
 
 // newBackend connects to Redis when cfg names one, else builds the in-memory parts.
@@ -43,7 +45,7 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 		history:   presence.NewRedisHistory(rdb, ro),
 		relay:     presence.NewRedisRelay(rdb, ro, log),
 		disp:      presence.NewRedisDispatcher(rdb, ro),
-		refresh:   dir.Refresh,
+		refresh:   dir.RefreshLapsed,
 		ping:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		close:     func() { rdb.Close() },
 	}, nil

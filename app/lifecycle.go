@@ -29,12 +29,30 @@ type shared struct {
 // Both goroutines outlive ctx (a drain still delivers); leave and stop end them.
 func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hub, r *Router, log *slog.Logger) (*shared, error) {
 	started := time.Now()
+	// lastOK is when the last beat that succeeded began: the keys it set live at least
+	// BRIDGE_PRESENCE_TTL from then. Only the heartbeat goroutine uses it after the
+	// first beat, which runs here before that goroutine starts.
+	var lastOK time.Time
 	beat := func(ctx context.Context) error {
+		begun := time.Now()
 		if err := be.instances.Beat(ctx, presence.Instance{ID: cfg.InstanceID, Started: started, Conns: hub.Count()}); err != nil {
 			return err
 		}
+		lapsed := !lastOK.IsZero() && begun.Sub(lastOK) >= cfg.PresenceTTL
 		if be.refresh != nil {
-			return be.refresh(ctx)
+			dirLapsed, err := be.refresh(ctx)
+			if err != nil {
+				return err
+			}
+			lapsed = lapsed || dirLapsed
+		}
+		lastOK = begun
+		if lapsed {
+			// While this instance was out of presence, what was dispatched for its
+			// users went only to the history: catch every connection up from it.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PresenceTTL)
+			defer cancel()
+			r.CatchUp(rctx, "presence lapsed (a late heartbeat)")
 		}
 		return nil
 	}

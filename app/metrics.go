@@ -31,7 +31,7 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 			func() float64 { return float64(r.Requeued.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_duplicate_total", Help: "Redeliveries of an already dispatched message (same AMQP message id), acked without a second dispatch."},
 			func() float64 { return float64(r.Duplicates.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_relay_resyncs_total", Help: "Times the relay subscribed again and every connection was caught up from the history."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_relay_resyncs_total", Help: "Times every connection was caught up from the history: the relay subscribed again, or this instance was out of presence."},
 			func() float64 { return float64(r.Resyncs.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_caught_up_total", Help: "Messages a connection got from the history after a gap in the relay."},
 			func() float64 { return float64(hub.Stats.CaughtUp.Load()) }),

@@ -121,9 +121,17 @@ func (r *Router) subscribed(ctx context.Context) {
 	if first {
 		return
 	}
+	r.CatchUp(ctx, "relay resubscribed")
+}
+
+// CatchUp catches every local connection up from the history, when this instance may
+// have missed messages: the relay subscribed again, or this instance was out of
+// presence for a while. It is safe beside Deliver: each connection takes only ids
+// above the last it was given, under its own lock.
+func (r *Router) CatchUp(ctx context.Context, why string) {
 	r.Resyncs.Add(1)
 	if err := r.hub.Resync(ctx); err != nil {
-		r.log.Warn("relay resubscribed; some connections are not caught up yet (retried with their next message)", "err", err)
+		r.log.Warn(why+"; some connections are not caught up yet (retried with their next message)", "err", err)
 	}
 }
 

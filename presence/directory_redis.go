@@ -124,16 +124,30 @@ func (d *RedisDirectory) queueUser(ctx context.Context, p redis.Pipeliner, s *di
 // Refresh keeps this instance's connections alive for another TTL; call it with every
 // heartbeat. When Redis has lost them, or a write failed, it writes them again.
 func (d *RedisDirectory) Refresh(ctx context.Context) error {
+	_, err := d.RefreshLapsed(ctx)
+	return err
+}
+
+// RefreshLapsed is Refresh, also reporting whether this instance's entries were gone
+// from Redis (expired, or Redis lost them) when it came: until now, dispatchers did
+// not send this instance its users' messages, which only the history holds.
+func (d *RedisDirectory) RefreshLapsed(ctx context.Context) (lapsed bool, err error) {
 	kept, err := d.rdb.PExpire(ctx, d.keys.conns(d.instance), d.ttl).Result()
 	if err != nil {
-		return fmt.Errorf("directory refresh: %w", err)
+		return false, fmt.Errorf("directory refresh: %w", err)
 	}
+	empty := true
 	for i := range d.stripes {
-		if err := d.rewrite(ctx, &d.stripes[i], !kept); err != nil {
-			return err
+		s := &d.stripes[i]
+		s.mu.Lock()
+		empty = empty && len(s.users) == 0
+		s.mu.Unlock()
+		if err := d.rewrite(ctx, s, !kept); err != nil {
+			return false, err
 		}
 	}
-	return nil
+	// An instance with no connections has no hash to keep: that is no lapse.
+	return !kept && !empty, nil
 }
 
 // rewrite writes the users of s that failed before, or all of them.
