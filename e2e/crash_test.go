@@ -144,3 +144,50 @@ func metric(t *testing.T, p *proc, name string) float64 {
 	t.Fatalf("metric %s not found on %s", name, p.Name)
 	return 0
 }
+
+// TestKillBeforeFirstMessage: a tab whose first connection dies before any message
+// reached it reconnects with the cursor its welcome gave it, and gets what was
+// published while it was away — it has no message id to resume from, and the
+// welcome's cursor is the point it started at.
+func TestKillBeforeFirstMessage(t *testing.T) {
+	const n = 20
+	env, tp := clusterEnv(t, map[string]string{"BRIDGE_PRESENCE_TTL": presenceTTL.String()})
+	ps := startCluster(t, 2, env)
+	dead, alive := ps[0], ps[1]
+	tb := openTab("early")
+	if err := tb.connect(dead); err != nil {
+		t.Fatal(err)
+	}
+	tb.waitUntil(t, 5*time.Second, "its welcome", func(tb *tab) bool { return tb.instance != "" })
+	tb.mu.Lock()
+	start, ended := tb.last, tb.ended
+	tb.mu.Unlock()
+	if start == "" {
+		t.Fatal("the welcome carried no cursor")
+	}
+	dead.kill(t)
+	<-ended
+
+	before := metric(t, alive, "pushbridge_deliveries_acked_total")
+	pub := newPublisher(t, tp)
+	var bodies [][]byte
+	for i := range n {
+		bodies = append(bodies, targeted(tb.user, i))
+	}
+	pub.publish(t, "contract", bodies)
+	// Acked means recorded in the history: all n are there before the tab comes back.
+	apptest.Eventually(t, 20*time.Second, "the messages consumed by the live instance", func() bool {
+		return metric(t, alive, "pushbridge_deliveries_acked_total")-before >= n
+	})
+
+	if err := tb.connect(alive); err != nil {
+		t.Fatal(err)
+	}
+	tb.waitUntil(t, deliveryTimeout, "the messages published while it was away", func(tb *tab) bool { return len(tb.seqs) >= n })
+	tb.check(t, n, 0)
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if tb.resumes == 0 {
+		t.Errorf("the reconnect after the welcome's cursor %s was not a whole resume", start)
+	}
+}

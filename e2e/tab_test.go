@@ -37,6 +37,7 @@ type frame struct {
 	ID       string          `json:"id"`
 	Instance string          `json:"instance"`
 	Resumed  bool            `json:"resumed"`
+	Cursor   string          `json:"cursor"`
 	Reason   string          `json:"reason"`
 	Data     json.RawMessage `json:"data"`
 }
@@ -94,6 +95,11 @@ func (tb *tab) record(data []byte) {
 	switch f.Type {
 	case "welcome":
 		tb.instance = f.Instance
+		if tb.last == "" {
+			// A tab with no cursor yet takes the welcome's: the point it started from,
+			// so a reconnect before its first message still resumes (as bridge.js does).
+			tb.last = f.Cursor
+		}
 		if f.Resumed {
 			tb.resumes++
 		}
