@@ -145,7 +145,7 @@ var settings = []setting{
 	{"BRIDGE_MESSAGE_BURST", "message-burst", "50", "messages a client may send at once before BRIDGE_MESSAGE_RATE applies", intTo(func(c *Config) *int { return &c.MessageBurst }, 1, 1_000_000)},
 	{"BRIDGE_MAX_CONNS_PER_USER", "max-conns-per-user", "32", "connections one user may hold on this instance (503 beyond)", intTo(func(c *Config) *int { return &c.MaxConnsPerUser }, 1, 1_000_000)},
 	{"BRIDGE_MAX_CONNS", "max-conns", "50000", "connections this instance holds (503 beyond)", intTo(func(c *Config) *int { return &c.MaxConns }, 1, 10_000_000)},
-	{"BRIDGE_MAX_CONNECTION_AGE", "max-connection-age", "55m", "streams end themselves (with a reconnect hint) before this age", durTo(func(c *Config) *time.Duration { return &c.MaxConnectionAge }, time.Second)},
+	{"BRIDGE_MAX_CONNECTION_AGE", "max-connection-age", "55m", "WebSockets and SSE streams end themselves (with a reconnect hint) before this age", durTo(func(c *Config) *time.Duration { return &c.MaxConnectionAge }, time.Second)},
 	{"BRIDGE_INBOUND", "inbound", "broker", "what a client sends: broker | broadcast | off", func(c *Config, v string) error {
 		switch v {
 		case "broker", "broadcast", "off":

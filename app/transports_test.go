@@ -2,10 +2,13 @@ package app_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/pushbridge/pushbridge/app/apptest"
 )
@@ -104,6 +107,39 @@ func TestSSEEndsBeforeMaxAge(t *testing.T) {
 		t.Fatalf("got %+v, want a reconnect event for the max age", ev)
 	}
 	c.WaitEnd(t, wait)
+}
+
+// TestWSEndsBeforeMaxAge: a WebSocket ends itself at BRIDGE_MAX_CONNECTION_AGE (up to
+// 10 % early), bridge.v1 with a reconnect frame first, both modes with close 1001.
+func TestWSEndsBeforeMaxAge(t *testing.T) {
+	const maxAge = time.Second
+	s, _ := rabbitServer(t, map[string]string{"BRIDGE_MAX_CONNECTION_AGE": maxAge.String()})
+	opened := time.Now()
+	v1 := apptest.DialWS(t, s.WSURL("/ws?user=a"), "bridge.v1", nil)
+	raw := apptest.DialWS(t, s.WSURL("/ws?user=a"), "", nil)
+	if f := v1.Next(t, wait); !strings.Contains(string(f.Data), `"type":"welcome"`) {
+		t.Fatalf("first frame %s, want welcome", f.Data)
+	}
+	if f := v1.Next(t, wait); !strings.Contains(string(f.Data), `"type":"reconnect"`) || !strings.Contains(string(f.Data), `"max connection age"`) {
+		t.Fatalf("got %s, want a reconnect frame for the max age", f.Data)
+	}
+	for name, c := range map[string]*apptest.WSClient{"bridge.v1": v1, "raw": raw} {
+		select {
+		case f, ok := <-c.Frames:
+			if ok {
+				t.Fatalf("%s: frame %s, want the connection to end", name, f.Data)
+			}
+		case <-time.After(wait):
+			t.Fatalf("%s: the connection did not end", name)
+		}
+		var ce *websocket.CloseError
+		if !errors.As(c.Err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Errorf("%s: ended with %v, want close code 1001", name, c.Err)
+		}
+	}
+	if age := time.Since(opened); age < maxAge*9/10 {
+		t.Errorf("connections ended after %s, before 90%% of the max age %s", age, maxAge)
+	}
 }
 
 // TestDrainEndsStreamsAndPolls: on stop, an SSE stream gets a reconnect event and ends,

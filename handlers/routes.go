@@ -34,7 +34,7 @@ type Limits struct {
 	MaxMessageBytes int           // largest inbound frame or body
 	SendQueue       int           // queued messages before a client counts as slow
 	Heartbeat       time.Duration // ping / heartbeat period
-	MaxAge          time.Duration // SSE streams end themselves before this age; 0: never
+	MaxAge          time.Duration // WebSockets and SSE streams end themselves before this age; 0: never
 
 	MessageRate      int           // inbound messages per second per connection (per user on HTTP); 0: unlimited
 	MessageBurst     int           // inbound messages at once before MessageRate applies

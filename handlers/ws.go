@@ -72,6 +72,7 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 			QueueLen:      d.Limits.SendQueue,
 			PingPeriod:    d.Limits.Heartbeat,
 			MaxFrameBytes: int64(d.Limits.MaxMessageBytes),
+			MaxAge:        d.Limits.MaxAge,
 			Stats:         &d.Hub.Stats,
 		})
 		ctx := context.WithoutCancel(c.Request().Context())

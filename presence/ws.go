@@ -32,6 +32,7 @@ type WSOptions struct {
 	QueueBytes    int           // queued bytes before the client counts as slow (4 MiB)
 	PingPeriod    time.Duration // how often we ping; the client must answer within two (25s)
 	MaxFrameBytes int64         // largest frame the client may send; larger closes with 1009 (64 KiB)
+	MaxAge        time.Duration // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never
 	Stats         *Stats        // where overflows are counted; may be nil
 }
 
@@ -60,6 +61,7 @@ type WS struct {
 	since time.Time
 	opts  WSOptions
 	ping  *time.Timer
+	age   *time.Timer // ends the connection at its maximum age
 	done  chan struct{} // closed when Serve returns
 
 	refused atomic.Bool // CloseWith was called: what the client sends is discarded
@@ -245,6 +247,9 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 		if c.ping != nil {
 			c.ping.Stop()
 		}
+		if c.age != nil {
+			c.age.Stop()
+		}
 		c.mu.Unlock()
 		close(c.done)
 		c.conn.Close()
@@ -257,6 +262,9 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 	})
 	c.mu.Lock()
 	c.ping = time.AfterFunc(c.opts.PingPeriod, c.onPingTimer)
+	if c.opts.MaxAge > 0 {
+		c.age = time.AfterFunc(jitterDown(c.opts.MaxAge), c.expire)
+	}
 	c.mu.Unlock()
 	for {
 		typ, data, err := c.conn.ReadMessage()
@@ -282,6 +290,23 @@ func (c *WS) CloseWith(code int, reason string) {
 		return
 	}
 	c.push(wsItem{closeCode: code, reason: reason}, 0)
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+}
+
+// expire ends the connection at its maximum age, as SSE streams end, so that platforms
+// that cut long requests (Cloud Run at 3600 s) never do it mid-frame: what is queued
+// goes out, then a reconnect hint (bridge.v1) and close 1001; the client resumes from
+// its last id.
+func (c *WS) expire() {
+	if c.refused.Swap(true) {
+		return // already closing for another reason
+	}
+	if c.opts.V1 {
+		c.SendJSON(Reconnect{Type: "reconnect", Reason: "max connection age"})
+	}
+	c.push(wsItem{closeCode: websocket.CloseGoingAway, reason: "max connection age"}, 0)
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
