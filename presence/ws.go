@@ -61,7 +61,7 @@ type WS struct {
 	since time.Time
 	opts  WSOptions
 	ping  *time.Timer
-	age   *time.Timer // ends the connection at its maximum age
+	age   *time.Timer   // ends the connection at its maximum age
 	done  chan struct{} // closed when Serve returns
 
 	refused atomic.Bool // CloseWith was called: what the client sends is discarded
