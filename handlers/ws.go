@@ -23,6 +23,10 @@ const handshakeTimeout = 10 * time.Second
 // sendTimeout bounds how long one client frame may take to hand off (broker confirm).
 const sendTimeout = 10 * time.Second
 
+// readBufferSize is each connection's read buffer: enough for a frame header and a
+// control frame (125 bytes) in one read.
+const readBufferSize = 512
+
 // writeBuffers are shared by every connection and held only while writing, so an idle
 // connection holds no write buffer.
 var writeBuffers sync.Pool
@@ -48,6 +52,10 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		CheckOrigin:      d.Auth.CheckOrigin,
 		WriteBufferPool:  &writeBuffers,
 		WriteBufferSize:  4096,
+		// Clients send little, so a small read buffer: gorilla would otherwise keep
+		// net/http's 4 KiB one for the connection's life. A larger frame is read
+		// through it in several reads.
+		ReadBufferSize: readBufferSize,
 	}
 	if compat {
 		up.Subprotocols = nil
@@ -61,46 +69,70 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		defer release()
-		conn, err := up.Upgrade(c.Response(), c.Request(), nil)
-		if err != nil {
-			return nil // the upgrader has answered the client
-		}
-		v1 := conn.Subprotocol() == SubprotocolV1
-		ws := presence.NewWS(conn, user, presence.WSOptions{
-			V1:            v1,
-			QueueLen:      d.Limits.SendQueue,
-			PingPeriod:    d.Limits.Heartbeat,
-			MaxFrameBytes: int64(d.Limits.MaxMessageBytes),
-			MaxAge:        d.Limits.MaxAge,
-			Stats:         &d.Hub.Stats,
-		})
+		// context.WithoutCancel: the connection outlives the request's handler.
 		ctx := context.WithoutCancel(c.Request().Context())
-		since := c.QueryParam("since")
-		detach, err := attach(ctx, d, ws, since, 0, func(rp *presence.Replay) {
-			ws.Replay(wsControl(d, user, v1, since, rp), rp.Messages)
-		})
-		if err != nil {
-			// Nothing was queued, so no writer runs and this goroutine may write.
-			d.Log.Warn("attach", "user", user, "err", err)
-			_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
-			_ = conn.WriteMessage(websocket.TextMessage, mustJSON(errorFrame{Type: "error", Error: statusOf(err).Msg}))
-			_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "try again"))
-			conn.Close()
-			return nil
+		ws, detach := openWS(ctx, d, up, c, user)
+		if ws == nil {
+			release()
+			return nil // the client has been answered
 		}
-		defer detach()
-		allow := floodGuard(d.Limits, ws)
-		_ = ws.Serve(func(typ int, data []byte) {
-			if !allow() {
-				return
-			}
-			if err := onClientFrame(ctx, in, user, v1, data); err != nil {
-				ws.SendJSON(errorFrame{Type: "error", Error: statusOf(err).Msg})
-			}
-		})
+		// The reader runs on a goroutine of its own and this handler returns: net/http's
+		// goroutine for the connection, whose stack grew deep through the middleware,
+		// the upgrade and the replay, ends, and an idle connection keeps one goroutine
+		// with a shallow stack (see BENCHMARKS.md, memory per idle connection). After
+		// the hijack, net/http neither closes nor reuses the connection.
+		go func() {
+			defer release()
+			defer detach()
+			readWS(ctx, in, ws, floodGuard(d.Limits, ws))
+		}()
 		return nil
 	}
+}
+
+// openWS upgrades the request, registers the connection and queues its replay. It
+// returns a nil WS when the client was refused (the upgrader or openWS answered it).
+func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, user string) (*presence.WS, func()) {
+	conn, err := up.Upgrade(c.Response(), c.Request(), nil)
+	if err != nil {
+		return nil, nil // the upgrader has answered the client
+	}
+	v1 := conn.Subprotocol() == SubprotocolV1
+	ws := presence.NewWS(conn, user, presence.WSOptions{
+		V1:            v1,
+		QueueLen:      d.Limits.SendQueue,
+		PingPeriod:    d.Limits.Heartbeat,
+		MaxFrameBytes: int64(d.Limits.MaxMessageBytes),
+		MaxAge:        d.Limits.MaxAge,
+		Stats:         &d.Hub.Stats,
+	})
+	since := c.QueryParam("since")
+	detach, err := attach(ctx, d, ws, since, 0, func(rp *presence.Replay) {
+		ws.Replay(wsControl(d, user, v1, since, rp), rp.Messages)
+	})
+	if err != nil {
+		// Nothing was queued, so no writer runs and this goroutine may write.
+		d.Log.Warn("attach", "user", user, "err", err)
+		_ = conn.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+		_ = conn.WriteMessage(websocket.TextMessage, mustJSON(errorFrame{Type: "error", Error: statusOf(err).Msg}))
+		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "try again"))
+		conn.Close()
+		return nil, nil
+	}
+	return ws, detach
+}
+
+// readWS hands the client's frames, as the flood guard allows them, to the inbound
+// rules, until the connection ends.
+func readWS(ctx context.Context, in *inbound, ws *presence.WS, allow func() bool) {
+	_ = ws.Serve(func(typ int, data []byte) {
+		if !allow() {
+			return
+		}
+		if err := onClientFrame(ctx, in, ws.User(), ws.V1(), data); err != nil {
+			ws.SendJSON(errorFrame{Type: "error", Error: statusOf(err).Msg})
+		}
+	})
 }
 
 // wsControl is what a WebSocket hears before its replay: the welcome (bridge.v1), and a

@@ -95,6 +95,7 @@ func NewWS(conn *websocket.Conn, user string, opts WSOptions) *WS {
 
 func (c *WS) User() string      { return c.user }
 func (c *WS) Transport() string { return "ws" }
+func (c *WS) V1() bool          { return c.opts.V1 }
 func (c *WS) Since() time.Time  { return c.since }
 
 // Send queues m for the writer.
