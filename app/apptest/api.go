@@ -33,6 +33,12 @@ func Post(url, key string, body []byte) (*Response, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return do(req, key)
+}
+
+// do sends req with, when key is not empty, Authorization: Bearer key, and reads the
+// whole answer.
+func do(req *http.Request, key string) (*Response, error) {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -92,19 +98,7 @@ func Get(url, key string) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+	return do(req, key)
 }
 
 // GetJSON fetches url as Get does and decodes a 200 answer into v.

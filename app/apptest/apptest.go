@@ -93,11 +93,7 @@ func (tp *Topology) Publish(t testing.TB, key string, body []byte, headers amqp.
 // PublishMany publishes bodies in order on one channel and waits for all confirms.
 func (tp *Topology) PublishMany(t testing.TB, key string, bodies [][]byte, headers amqp.Table) {
 	t.Helper()
-	conn := RequireRabbit(t)
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("open channel: %v", err)
-	}
+	ch := OpenChannel(t)
 	defer ch.Close()
 	if err := ch.Confirm(false); err != nil {
 		t.Fatalf("confirm mode: %v", err)
@@ -119,16 +115,22 @@ func (tp *Topology) PublishMany(t testing.TB, key string, bodies [][]byte, heade
 	}
 }
 
+// OpenChannel opens an AMQP channel on the shared test connection; the caller closes it.
+func OpenChannel(t testing.TB) *amqp.Channel {
+	t.Helper()
+	ch, err := RequireRabbit(t).Channel()
+	if err != nil {
+		t.Fatalf("open channel: %v", err)
+	}
+	return ch
+}
+
 // QueueReady returns the messages ready in queue q. Unacknowledged ones are not
 // counted while their consumer lives: stop the server first, and the broker
 // requeues whatever it had not acknowledged, so 0 then means all were acked.
 func QueueReady(t testing.TB, q string) int {
 	t.Helper()
-	conn := RequireRabbit(t)
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatalf("open channel: %v", err)
-	}
+	ch := OpenChannel(t)
 	defer ch.Close()
 	st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
 	if err != nil {
