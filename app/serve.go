@@ -63,38 +63,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer lc.stop()
 
-	var b broker.Broker
-	if cfg.AMQPURL == "" {
-		log.Info("no AMQP_URL: using the in-process queue")
-		b = broker.NewMemory(cfg.Bindings)
-	} else {
-		b = broker.NewRabbit(broker.RabbitConfig{
-			URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
-			DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive, Logger: log,
-		})
-	}
+	b := newBroker(cfg, log)
 	if err := b.Start(ctx, router.Handle); err != nil {
 		return err
 	}
 	defer b.Close()
 
 	var draining atomic.Bool
-	ready := func() error {
-		switch {
-		case draining.Load():
-			return errors.New("draining")
-		case !b.Ready():
-			return errors.New("message broker unreachable")
-		}
-		if be.ping != nil {
-			pctx, cancel := context.WithTimeout(ctx, readyPingTimeout)
-			defer cancel()
-			if err := be.ping(pctx); err != nil {
-				return errors.New("redis unreachable")
-			}
-		}
-		return nil
-	}
+	ready := readiness(ctx, &draining, b, be)
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Publisher: b, Router: router,
 		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
@@ -102,22 +78,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Metrics: newMetrics(hub, router, b),
 	})
 
-	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
+	httpSrv, serveErr, err := startHTTP(cfg, srv, stdout, log)
 	if err != nil {
-		return fmt.Errorf("PORT: %w", err)
+		return err
 	}
-	fresh := newFreshConns()
-	httpSrv := &http.Server{
-		// ReadHeaderTimeout stops a client that opens a connection and trickles headers.
-		Handler: srv, ReadHeaderTimeout: cfg.HandshakeTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes, IdleTimeout: idleTimeout,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ConnState: fresh.track,
-	}
-	httpSrv.RegisterOnShutdown(fresh.closeAll)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
-	port := ln.Addr().(*net.TCPAddr).Port
-	log.Info("listening", "port", port, "broker", brokerName(cfg), "shared", sharedName(cfg), "inbound", cfg.Inbound)
-	fmt.Fprintf(stdout, "pushbridge listening on :%d\n", port)
 
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -127,10 +91,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("http server: %w", err)
 	}
 
-	// Drain: stop taking work, finish what was taken, send everyone elsewhere.
+	draining.Store(true)
+	drain(ctx, cfg, b, httpSrv, hub, lc, log)
+	return nil
+}
+
+// drain stops taking work, finishes what was taken, and sends every client elsewhere,
+// within cfg.ShutdownTimeout.
+func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Server, hub *presence.Hub, lc *shared, log *slog.Logger) {
 	start := time.Now()
 	log.Info("draining")
-	draining.Store(true)
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	b.StopConsuming(shutCtx)
@@ -146,7 +116,61 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	lc.leave(shutCtx)
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
-	return nil
+}
+
+// newBroker is RabbitMQ at cfg.AMQPURL, or the in-process queue without one.
+func newBroker(cfg *Config, log *slog.Logger) broker.Broker {
+	if cfg.AMQPURL == "" {
+		log.Info("no AMQP_URL: using the in-process queue")
+		return broker.NewMemory(cfg.Bindings)
+	}
+	return broker.NewRabbit(broker.RabbitConfig{
+		URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
+		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive, Logger: log,
+	})
+}
+
+// readiness is /readyz: not draining, the broker connected, Redis (when used) answering.
+func readiness(ctx context.Context, draining *atomic.Bool, b broker.Broker, be *backend) func() error {
+	return func() error {
+		switch {
+		case draining.Load():
+			return errors.New("draining")
+		case !b.Ready():
+			return errors.New("message broker unreachable")
+		}
+		if be.ping != nil {
+			pctx, cancel := context.WithTimeout(ctx, readyPingTimeout)
+			defer cancel()
+			if err := be.ping(pctx); err != nil {
+				return errors.New("redis unreachable")
+			}
+		}
+		return nil
+	}
+}
+
+// startHTTP listens on cfg.Port (0: any free port) and serves h; the listening port is
+// logged and printed on stdout, where tests and scripts read it. serveErr receives
+// why the server stopped serving, unless it was shut down.
+func startHTTP(cfg *Config, h http.Handler, stdout io.Writer, log *slog.Logger) (*http.Server, <-chan error, error) {
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
+	if err != nil {
+		return nil, nil, fmt.Errorf("PORT: %w", err)
+	}
+	fresh := newFreshConns()
+	httpSrv := &http.Server{
+		// ReadHeaderTimeout stops a client that opens a connection and trickles headers.
+		Handler: h, ReadHeaderTimeout: cfg.HandshakeTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes, IdleTimeout: idleTimeout,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ConnState: fresh.track,
+	}
+	httpSrv.RegisterOnShutdown(fresh.closeAll)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	port := ln.Addr().(*net.TCPAddr).Port
+	log.Info("listening", "port", port, "broker", brokerName(cfg), "shared", sharedName(cfg), "inbound", cfg.Inbound)
+	fmt.Fprintf(stdout, "pushbridge listening on :%d\n", port)
+	return httpSrv, serveErr, nil
 }
 
 func bindingKeys(bs []broker.Binding) []string {
