@@ -71,25 +71,60 @@ func TestOversizedFrameCloses1009(t *testing.T) {
 }
 
 // TestFloodCloses1008: a client sending faster than BRIDGE_MESSAGE_RATE (beyond its
-// burst) is closed with 1008 (policy violation) while others keep receiving.
+// burst) is closed with 1008 (policy violation) while others keep receiving — a flood
+// of messages and a flood of pings (each of which would cost us a pong) alike.
 func TestFloodCloses1008(t *testing.T) {
+	floods := map[string]func(c *websocket.Conn) error{
+		"messages": func(c *websocket.Conn) error {
+			return c.WriteMessage(websocket.TextMessage, []byte(`{"type":"send","data":"spam"}`))
+		},
+		"pings": func(c *websocket.Conn) error {
+			return c.WriteControl(websocket.PingMessage, []byte("spam"), time.Now().Add(time.Second))
+		},
+	}
+	for name, send := range floods {
+		t.Run(name, func(t *testing.T) {
+			ls := newLimitServer(t, nil)
+			a := apptest.DialWS(t, ls.WSURL("/ws?user=a"), "bridge.v1", nil)
+			flooding := make(chan struct{})
+			go func() {
+				defer close(flooding)
+				for i := 0; i < 10_000; i++ {
+					if send(a.Conn) != nil {
+						return // the server has closed: the flood is over
+					}
+				}
+			}()
+			ls.bystanderReceives(t)
+			if got := closeCode(t, a, 10*time.Second); got != websocket.ClosePolicyViolation {
+				t.Errorf("got close %d, want 1008", got)
+			}
+			<-flooding
+			ls.bystanderReceives(t)
+		})
+	}
+}
+
+// TestPingsWithinTheRateArePonged: a client's keepalive pings get their pongs.
+func TestPingsWithinTheRateArePonged(t *testing.T) {
 	ls := newLimitServer(t, nil)
 	a := apptest.DialWS(t, ls.WSURL("/ws?user=a"), "bridge.v1", nil)
-	flooding := make(chan struct{})
-	go func() {
-		defer close(flooding)
-		for i := 0; i < 10_000; i++ {
-			if a.Conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"send","data":"spam"}`)) != nil {
-				return // the server has closed: the flood is over
-			}
+	pongs := make(chan string, 10)
+	a.Conn.SetPongHandler(func(data string) error { pongs <- data; return nil })
+	for i := range 5 {
+		want := fmt.Sprint("keepalive ", i)
+		if err := a.Conn.WriteControl(websocket.PingMessage, []byte(want), time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
 		}
-	}()
-	ls.bystanderReceives(t)
-	if got := closeCode(t, a, 10*time.Second); got != websocket.ClosePolicyViolation {
-		t.Errorf("got close %d, want 1008", got)
+		select {
+		case got := <-pongs:
+			if got != want {
+				t.Fatalf("pong %q, want %q", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no pong for ping %d", i)
+		}
 	}
-	<-flooding
-	ls.bystanderReceives(t)
 }
 
 // TestSlowSenderIsNotAFlood: within the burst, frames are handled, not refused.

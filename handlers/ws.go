@@ -123,8 +123,9 @@ func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, 
 }
 
 // readWS hands the client's frames, as the flood guard allows them, to the inbound
-// rules, until the connection ends.
+// rules, until the connection ends. Pings count against the same rate.
 func readWS(ctx context.Context, in *inbound, ws *presence.WS, allow func() bool) {
+	ws.GuardPings(allow)
 	_ = ws.Serve(func(typ int, data []byte) {
 		if !allow() {
 			return

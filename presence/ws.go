@@ -336,3 +336,17 @@ func (c *WS) Drain(ctx context.Context, after time.Duration) {
 		c.conn.Close()
 	}
 }
+
+// GuardPings makes the client's pings count against allow, as its messages do: a
+// ping within the rate gets its pong, one beyond it does not (allow closes the
+// connection). Without it a client could make us write a pong per ping it sends, at
+// any rate. Call it before Serve.
+func (c *WS) GuardPings(allow func() bool) {
+	ponger := c.conn.PingHandler()
+	c.conn.SetPingHandler(func(data string) error {
+		if !allow() {
+			return nil
+		}
+		return ponger(data)
+	})
+}
