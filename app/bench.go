@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -27,6 +26,7 @@ const benchGrace = 10 * time.Second
 
 type benchOpts struct {
 	url, amqpURL, exchange, key, apiKey string
+	transport                           string
 	conns, users, rate, size, sources   int
 	broadcastEvery                      int
 	duration                            time.Duration
@@ -52,7 +52,8 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&o.exchange, "exchange", "exchange_test", "exchange to publish to with -amqp-url")
 	fs.StringVar(&o.key, "routing-key", "contract", "routing key to publish with")
 	fs.StringVar(&o.apiKey, "api-key", getenv("BRIDGE_API_KEY"), "API key for /api/publish")
-	fs.IntVar(&o.conns, "conns", 100, "WebSocket connections (raw mode, dev identities u0..)")
+	fs.IntVar(&o.conns, "conns", 100, "connections (dev identities u0..)")
+	fs.StringVar(&o.transport, "transport", "ws", "what the connections use: ws (raw mode), sse or poll")
 	fs.IntVar(&o.users, "users", 0, "distinct users the connections belong to (0: one per connection)")
 	fs.IntVar(&o.rate, "rate", 1000, "messages published per second")
 	fs.IntVar(&o.size, "size", 0, "padding bytes added to each body")
@@ -67,6 +68,9 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if o.conns <= 0 || o.rate <= 0 || o.sources < 1 || o.sources > 249 {
 		return errors.New("bench: -conns and -rate must be positive, -sources 1..249")
+	}
+	if !slices.Contains([]string{"ws", "sse", "poll"}, o.transport) {
+		return errors.New("bench: -transport must be ws, sse or poll")
 	}
 	if o.url == "" {
 		s, stop, err := benchServer(ctx, o, getenv)
@@ -123,29 +127,31 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 		return fmt.Errorf("bench: -url: %w", err)
 	}
 	clients := make([]*benchClient, o.conns)
-	conns := make([]*websocket.Conn, o.conns)
+	conns := make([]benchConn, o.conns)
 	connsOf := make(map[string]int)
 	before, _ := serverMemory(o.url)
-	fmt.Fprintf(stdout, "connecting %d clients (%d users) to %s ...\n", o.conns, o.users, o.url)
+	fmt.Fprintf(stdout, "connecting %d %s clients (%d users) to %s ...\n", o.conns, o.transport, o.users, o.url)
+	dial := benchDialer(ctx, o, u.Host)
+	defer func() {
+		for _, c := range conns {
+			if c != nil {
+				c.close()
+			}
+		}
+	}()
 	for i := range o.conns {
 		user := fmt.Sprintf("u%d", i%o.users)
-		d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 256}
+		var src net.IP
 		if o.sources > 1 {
-			src := net.IPv4(127, 0, 0, byte(2+i%o.sources))
-			d.NetDial = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}).Dial
+			src = net.IPv4(127, 0, 0, byte(2+i%o.sources))
 		}
-		c, _, err := d.DialContext(ctx, "ws://"+u.Host+"/ws/yxd/"+user, nil)
+		c, err := dial(user, src)
 		if err != nil {
 			return fmt.Errorf("bench: connection %d: %w", i, err)
 		}
 		conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
 		connsOf[user]++
 	}
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
 	if after, err := serverMemory(o.url); err == nil && before != nil {
 		per := func(k string) float64 { return (after[k] - before[k]) / float64(o.conns) }
 		fmt.Fprintf(stdout, "server, per idle connection: heap %.0f B, stacks %.0f B, goroutines %.2f (from its /metrics)\n",
@@ -157,7 +163,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			readBench(c, clients[i], &got)
+			c.read(func(body []byte) { clients[i].take(body, &got) })
 		}()
 	}
 
@@ -202,36 +208,31 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 	}
 	elapsed := time.Since(start)
 	for _, c := range conns {
-		c.Close()
+		c.close()
 	}
 	wg.Wait()
 	return benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
 }
 
-func readBench(c *websocket.Conn, bc *benchClient, got *atomic.Int64) {
-	for {
-		_, data, err := c.ReadMessage()
-		if err != nil {
-			return
-		}
-		now := time.Now().UnixNano()
-		var b benchBody
-		if json.Unmarshal(data, &b) != nil {
-			continue
-		}
-		stream := b.User
-		if stream == "" {
-			stream = "*"
-		}
-		if b.Seq <= bc.lastSeq[stream] {
-			bc.dups++
-			continue
-		}
-		bc.lastSeq[stream] = b.Seq
-		bc.received++
-		bc.lat = append(bc.lat, time.Duration(now-b.T))
-		got.Add(1)
+// take counts one delivered body: loss, duplicates and latency, per sender stream.
+func (bc *benchClient) take(data []byte, got *atomic.Int64) {
+	now := time.Now().UnixNano()
+	var b benchBody
+	if json.Unmarshal(data, &b) != nil {
+		return
 	}
+	stream := b.User
+	if stream == "" {
+		stream = "*"
+	}
+	if b.Seq <= bc.lastSeq[stream] {
+		bc.dups++
+		return
+	}
+	bc.lastSeq[stream] = b.Seq
+	bc.received++
+	bc.lat = append(bc.lat, time.Duration(now-b.T))
+	got.Add(1)
 }
 
 func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expected int64, pubDone, elapsed time.Duration) error {
