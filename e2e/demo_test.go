@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,6 +83,33 @@ func TestDemoPageInBrowser(t *testing.T) {
 		tp.Publish(t, "contract", []byte(body), nil)
 		if got := waitShown(t, tab, 1); got[0] != body {
 			t.Fatalf("page shows %q, want %q", got, body)
+		}
+	})
+
+	t.Run("topics", func(t *testing.T) {
+		// A page with ?topics=contract on each transport: a chat broadcast sent (key
+		// "chat") before a contract message reaches an unsubscribed connection of the
+		// same user first, but never the page.
+		for _, tr := range []string{"ws", "sse", "poll"} {
+			tab := newTab(t, browser)
+			user := "topics-" + tr
+			navigate(t, tab, s.URL+"/?transport="+tr+"&topics=contract&user="+user)
+			waitOpen(t, tab, tr)
+			watch := apptest.DialWS(t, s.WSURL("/ws?user="+user), "bridge.v1", nil)
+			watch.Next(t, pageWait) // welcome
+			if err := watch.Conn.WriteMessage(1, []byte(`{"type":"send","routingKey":"chat","data":"left out"}`)); err != nil {
+				t.Fatal(err)
+			}
+			body := bodyFor(user, "subscribed to contract")
+			tp.Publish(t, "contract", []byte(body), nil)
+			for _, want := range []string{"left out", "subscribed to contract"} {
+				if f := watch.Next(t, pageWait); !strings.Contains(string(f.Data), want) {
+					t.Fatalf("%s: watcher got %s, want the message with %q", tr, f.Data, want)
+				}
+			}
+			if got := waitShown(t, tab, 1); got[0] != body {
+				t.Fatalf("%s: page shows %q first, want only %q", tr, got, body)
+			}
 		}
 	})
 

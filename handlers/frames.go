@@ -17,7 +17,6 @@ const maxRoutingKeyBytes = 255
 
 var (
 	errEmptyMessage = &Error{Status: http.StatusUnprocessableEntity, Msg: "empty message"}
-	errTopics       = &Error{Status: http.StatusUnprocessableEntity, Msg: "topics are not supported yet: a connection receives its user's messages and the broadcasts"}
 )
 
 // clientFrame is a decoded bridge.v1 client frame.

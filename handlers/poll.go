@@ -36,6 +36,10 @@ type pollTail struct {
 func handlePoll(d Deps) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		topics, err := d.topics.query(r)
+		if err != nil {
+			return err
+		}
 		user, release, err := admitConn(d, r, "")
 		if err != nil {
 			return err
@@ -50,11 +54,14 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		defer p.Close()
 		var rp *presence.Replay
 		ctx := context.WithoutCancel(r.Context())
-		detach, err := attach(ctx, d, p, cursor, maxPollMessages, func(x *presence.Replay) { rp = x })
+		detach, err := attach(ctx, d, presence.Subscribe(p, topics), cursor, maxPollMessages, func(x *presence.Replay) { rp = x })
 		if err != nil {
 			return err
 		}
-		if cursor != "" && rp.Reset == "" && len(rp.Messages) == 0 {
+		// The replay is read whole, so that the cursor moves past what the subscription
+		// leaves out; live messages come through it already filtered.
+		replayed := topics.Filter(rp.Messages)
+		if cursor != "" && rp.Reset == "" && len(replayed) == 0 && !rp.More {
 			t := time.NewTimer(wait)
 			select {
 			case <-p.Ready():
@@ -65,11 +72,12 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		}
 		detach()
 		live, drained, after := p.Take()
-		msgs := rp.Messages
+		all := rp.Messages
 		if !rp.More { // with More, what came live is after a gap: the next poll reads it
-			msgs = append(msgs, live[:min(len(live), maxPollMessages-len(msgs))]...)
+			all = append(all, live[:min(len(live), maxPollMessages-len(all))]...)
 		}
-		tail := pollTail{Cursor: pollCursor(cursor, msgs, rp), Reset: rp.Reset != "", Reason: rp.Reset}
+		msgs := topics.Filter(all)
+		tail := pollTail{Cursor: pollCursor(cursor, all, rp), Reset: rp.Reset != "", Reason: rp.Reset}
 		if drained {
 			tail.Reconnect = &presence.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
 		}

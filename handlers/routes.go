@@ -64,8 +64,9 @@ type Deps struct {
 	// publish to them (see inbound).
 	ConsumedKeys []string
 
-	slots *connSlots // connection accounting of every transport, made by NewServer
-	rates *userRates // inbound rate of HTTP routes, made by NewServer
+	slots  *connSlots // connection accounting of every transport, made by NewServer
+	topics *topicRule // what a client may subscribe to, made by NewServer
+	rates  *userRates // inbound rate of HTTP routes, made by NewServer
 }
 
 // NewServer returns the HTTP handler with every route of Pushbridge.
@@ -76,6 +77,7 @@ func NewServer(d Deps) *echo.Echo {
 	in := newInbound(d)
 	d.slots = newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser)
 	d.rates = newUserRates(d.Limits)
+	d.topics = newTopicRule(d)
 	e.Use(limitQuery(d.Limits.MaxQueryBytes))
 
 	e.GET("/healthz", handleHealth())

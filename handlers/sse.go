@@ -18,6 +18,10 @@ import (
 func handleSSE(d Deps) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
+		topics, err := d.topics.query(r)
+		if err != nil {
+			return err
+		}
 		user, release, err := admitConn(d, r, "")
 		if err != nil {
 			return err
@@ -45,8 +49,8 @@ func handleSSE(d Deps) echo.HandlerFunc {
 			Stats:     &d.Hub.Stats,
 		})
 		ctx := context.WithoutCancel(r.Context())
-		detach, err := attach(ctx, d, conn, cursor, 0, func(rp *presence.Replay) {
-			conn.Replay(sseControl(d, user, cursor, rp), rp.Messages, rp.Head)
+		detach, err := attach(ctx, d, presence.Subscribe(conn, topics), cursor, 0, func(rp *presence.Replay) {
+			conn.Replay(sseControl(d, user, cursor, rp), topics.Filter(rp.Messages), rp.Head)
 		})
 		if err != nil {
 			return err

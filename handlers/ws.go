@@ -65,13 +65,17 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		if compat {
 			pathUser = c.Param("userId")
 		}
+		topics, err := d.topics.query(c.Request())
+		if err != nil {
+			return err
+		}
 		user, release, err := admitConn(d, c.Request(), pathUser)
 		if err != nil {
 			return err
 		}
 		// context.WithoutCancel: the connection outlives the request's handler.
 		ctx := context.WithoutCancel(c.Request().Context())
-		ws, detach := openWS(ctx, d, up, c, user)
+		ws, sub, detach := openWS(ctx, d, up, c, user, topics)
 		if ws == nil {
 			release()
 			return nil // the client has been answered
@@ -84,18 +88,19 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		go func() {
 			defer release()
 			defer detach()
-			readWS(ctx, in, ws, floodGuard(d.Limits, ws))
+			readWS(ctx, in, d.topics, ws, sub, floodGuard(d.Limits, ws))
 		}()
 		return nil
 	}
 }
 
-// openWS upgrades the request, registers the connection and queues its replay. It
-// returns a nil WS when the client was refused (the upgrader or openWS answered it).
-func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, user string) (*presence.WS, func()) {
+// openWS upgrades the request, registers the connection (with its subscription) and
+// queues its replay. It returns a nil WS when the client was refused (the upgrader or
+// openWS answered it).
+func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, user string, topics *presence.Topics) (*presence.WS, *presence.Subscribed, func()) {
 	conn, err := up.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
-		return nil, nil // the upgrader has answered the client
+		return nil, nil, nil // the upgrader has answered the client
 	}
 	v1 := conn.Subprotocol() == SubprotocolV1
 	ws := presence.NewWS(conn, user, presence.WSOptions{
@@ -106,9 +111,10 @@ func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, 
 		MaxAge:        d.Limits.MaxAge,
 		Stats:         &d.Hub.Stats,
 	})
+	sub := presence.Subscribe(ws, topics)
 	since := c.QueryParam("since")
-	detach, err := attach(ctx, d, ws, since, 0, func(rp *presence.Replay) {
-		ws.Replay(wsControl(d, user, v1, since, rp), rp.Messages)
+	detach, err := attach(ctx, d, sub, since, 0, func(rp *presence.Replay) {
+		ws.Replay(wsControl(d, user, v1, since, rp), topics.Filter(rp.Messages))
 	})
 	if err != nil {
 		// Nothing was queued, so no writer runs and this goroutine may write.
@@ -117,21 +123,25 @@ func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, 
 		_ = conn.WriteMessage(websocket.TextMessage, mustJSON(errorFrame{Type: "error", Error: statusOf(err).Msg}))
 		_ = conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "try again"))
 		conn.Close()
-		return nil, nil
+		return nil, nil, nil
 	}
-	return ws, detach
+	return ws, sub, detach
 }
 
 // readWS hands the client's frames, as the flood guard allows them, to the inbound
 // rules, until the connection ends. Pings count against the same rate.
-func readWS(ctx context.Context, in *inbound, ws *presence.WS, allow func() bool) {
+func readWS(ctx context.Context, in *inbound, rule *topicRule, ws *presence.WS, sub *presence.Subscribed, allow func() bool) {
 	ws.GuardPings(allow)
 	_ = ws.Serve(func(typ int, data []byte) {
 		if !allow() {
 			return
 		}
-		if err := onClientFrame(ctx, in, ws.User(), ws.V1(), data); err != nil {
+		reply, err := onClientFrame(ctx, in, rule, sub, ws.User(), ws.V1(), data)
+		switch {
+		case err != nil:
 			ws.SendJSON(errorFrame{Type: "error", Error: statusOf(err).Msg})
+		case reply != nil:
+			ws.SendJSON(reply)
 		}
 	})
 }
@@ -163,24 +173,29 @@ func mustJSON(v any) []byte {
 
 // onClientFrame handles one frame a client sent: in raw mode the whole frame is the
 // message; in bridge.v1 mode it is a JSON frame.
-func onClientFrame(ctx context.Context, in *inbound, user string, v1 bool, data []byte) error {
+func onClientFrame(ctx context.Context, in *inbound, rule *topicRule, sub *presence.Subscribed, user string, v1 bool, data []byte) (reply any, err error) {
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	if !v1 {
 		if len(data) == 0 {
-			return errEmptyMessage
+			return nil, errEmptyMessage
 		}
-		return in.send(ctx, user, "", data)
+		return nil, in.send(ctx, user, "", data)
 	}
 	f, err := decodeClientFrame(data)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch f.Type {
 	case frameSend:
-		return in.send(ctx, user, f.RoutingKey, f.Body)
+		return nil, in.send(ctx, user, f.RoutingKey, f.Body)
 	case frameSubscribe:
-		return errTopics
+		t, err := rule.parse(f.Topics)
+		if err != nil {
+			return nil, err
+		}
+		sub.Set(t)
+		return subscribedFrame{Type: "subscribed", Topics: append([]string{}, t.Keys()...)}, nil
 	}
-	return nil
+	return nil, nil
 }

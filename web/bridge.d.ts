@@ -14,6 +14,11 @@ export interface BridgeOptions {
   token?: string | null;
   /** Resume after this message id (for example one kept in sessionStorage). */
   cursor?: string | null;
+  /**
+   * Receive only messages with these routing keys (sent as ?topics= on every
+   * transport; the server refuses keys it does not deliver). Default: all.
+   */
+  topics?: string[] | null;
   /** Send cookies to a server on another origin. */
   withCredentials?: boolean;
   /** ms a transport may stay silent before it counts as failed (5000). */

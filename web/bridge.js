@@ -19,6 +19,7 @@ const DEFAULTS = {
   user: null, // dev mode: the user id (?user=)
   token: null, // a JWT, sent as ?token= (WebSocket, EventSource) or Authorization (fetch)
   cursor: null, // resume after this message id (e.g. one kept in sessionStorage)
+  topics: null, // routing keys to receive (?topics=), e.g. ["contract"]; null: all of them
   withCredentials: false, // send cookies to another origin (EventSource, fetch)
   openTimeout: 5000, // ms: a transport that says nothing this long counts as failed
   backoffBase: 500, // ms: the first retry waits up to this
@@ -136,6 +137,8 @@ export class Bridge {
     if (ws) u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
     if (this.#opts.user) u.searchParams.set("user", this.#opts.user);
     if (this.#opts.token && token) u.searchParams.set("token", this.#opts.token);
+    const topics = this.#opts.topics;
+    if (topics && topics.length && path !== "/api/send") u.searchParams.set("topics", topics.join(","));
     for (const [k, v] of Object.entries(params)) if (v != null) u.searchParams.set(k, v);
     return u.toString();
   }

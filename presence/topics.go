@@ -1,0 +1,83 @@
+package presence
+
+import (
+	"slices"
+	"sync/atomic"
+)
+
+// Topics is a connection's subscription: the routing keys of the messages it wants,
+// its own and broadcasts alike. A nil *Topics wants everything (no subscription).
+// A subscription only narrows what the connection receives; it never adds another
+// user's messages.
+type Topics struct {
+	keys []string // sorted, distinct
+}
+
+// NewTopics is the subscription to keys; none means everything (nil).
+func NewTopics(keys []string) *Topics {
+	if len(keys) == 0 {
+		return nil
+	}
+	ks := slices.Clone(keys)
+	slices.Sort(ks)
+	return &Topics{keys: slices.Compact(ks)}
+}
+
+// Wants reports whether a connection with this subscription receives m.
+func (t *Topics) Wants(m *Message) bool {
+	if t == nil {
+		return true
+	}
+	_, ok := slices.BinarySearch(t.keys, m.RoutingKey)
+	return ok
+}
+
+// Keys are the subscribed routing keys, sorted; nil for everything.
+func (t *Topics) Keys() []string {
+	if t == nil {
+		return nil
+	}
+	return t.keys
+}
+
+// Filter returns the messages of msgs that t wants, in order.
+func (t *Topics) Filter(msgs []*Message) []*Message {
+	if t == nil {
+		return msgs
+	}
+	out := make([]*Message, 0, len(msgs))
+	for _, m := range msgs {
+		if t.Wants(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Subscribed is a connection that is sent only what its subscription wants. It is
+// what the hub holds for the connection: the hub's ordering and gap repair see every
+// message, and the subscription decides which of them go out.
+type Subscribed struct {
+	Conn
+	topics atomic.Pointer[Topics]
+}
+
+// Subscribe wraps c with the subscription t (nil: everything).
+func Subscribe(c Conn, t *Topics) *Subscribed {
+	s := &Subscribed{Conn: c}
+	s.topics.Store(t)
+	return s
+}
+
+// Send passes m on when the subscription wants it.
+func (s *Subscribed) Send(m *Message) {
+	if s.topics.Load().Wants(m) {
+		s.Conn.Send(m)
+	}
+}
+
+// Set replaces the subscription; messages sent from now on follow it.
+func (s *Subscribed) Set(t *Topics) { s.topics.Store(t) }
+
+// Topics is the current subscription.
+func (s *Subscribed) Topics() *Topics { return s.topics.Load() }
