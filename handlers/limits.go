@@ -1,6 +1,8 @@
 package handlers
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -116,5 +118,26 @@ func admitConn(d Deps, r *http.Request, pathUser string) (user string, release f
 	if release, err = d.slots.acquire(user); err != nil {
 		return "", nil, err
 	}
+	if err = userConnsEverywhere(r.Context(), d, user); err != nil {
+		release()
+		return "", nil, err
+	}
 	return user, release, nil
+}
+
+// userConnsEverywhere holds a user to BRIDGE_MAX_CONNS_PER_USER across instances, by
+// the directory's count of the user's connections on every live instance. The slots
+// above are exact on this instance; this count is read, not reserved, so connections
+// opened at the same moment on several instances may pass it together — a bound on
+// abuse, not an exact quota. If the directory cannot answer, the connection's own
+// registration fails next and says so.
+func userConnsEverywhere(ctx context.Context, d Deps, user string) error {
+	if d.Limits.MaxConnsPerUser <= 0 || d.Directory == nil {
+		return nil
+	}
+	es, err := d.Directory.Lookup(ctx, user)
+	if err != nil || len(es) < d.Limits.MaxConnsPerUser {
+		return nil
+	}
+	return tooManyConns(fmt.Sprintf("this user holds %d connections across instances (BRIDGE_MAX_CONNS_PER_USER)", len(es)))
 }
