@@ -19,6 +19,7 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_connections", Help: "Client connections held by this instance."},
 			func() float64 { return float64(hub.Count()) }),
+		byTransport(hub, "ws"), byTransport(hub, "sse"), byTransport(hub, "poll"),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_sent_total", Help: "Messages queued to client connections."},
 			func() float64 { return float64(hub.Stats.Delivered.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_slow_client_disconnects_total", Help: "Connections closed because their send queue overflowed."},
@@ -46,4 +47,12 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 			}),
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// byTransport is the gauge of the connections held on one transport.
+func byTransport(hub *presence.Hub, transport string) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pushbridge_transport_connections", Help: "Client connections held by this instance, by transport.",
+		ConstLabels: prometheus.Labels{"transport": transport},
+	}, func() float64 { return float64(hub.CountOf(transport)) })
 }

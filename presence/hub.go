@@ -37,12 +37,15 @@ type Hub struct {
 	mu    sync.RWMutex
 	users map[string]map[Conn]*feed
 	count int
+	kinds map[string]int // connections by transport
 
 	history History // where gaps are repaired from (see UseHistory); nil: not tracked
 }
 
 // NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{users: make(map[string]map[Conn]*feed)} }
+func NewHub() *Hub {
+	return &Hub{users: make(map[string]map[Conn]*feed), kinds: make(map[string]int)}
+}
 
 // Add registers c; it is sent every message from now on.
 func (h *Hub) Add(c Conn) { h.add(c, false) }
@@ -60,6 +63,7 @@ func (h *Hub) add(c Conn, held bool) *feed {
 		f = &feed{held: held}
 		set[c] = f
 		h.count++
+		h.kinds[c.Transport()]++
 	}
 	return f
 }
@@ -74,6 +78,7 @@ func (h *Hub) Remove(c Conn) (last bool) {
 	}
 	delete(set, c)
 	h.count--
+	h.kinds[c.Transport()]--
 	if len(set) == 0 {
 		delete(h.users, c.User())
 		return true
@@ -121,6 +126,13 @@ func (h *Hub) Count() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.count
+}
+
+// CountOf is the number of connections held here on one transport ("ws", "sse", "poll").
+func (h *Hub) CountOf(transport string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.kinds[transport]
 }
 
 // UserConns is the number of connections a user holds here.
