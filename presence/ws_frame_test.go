@@ -43,7 +43,7 @@ func TestServerFrameHeader(t *testing.T) {
 func TestWSVectoredFramesRaw(t *testing.T) {
 	var msgs []*Message
 	for _, n := range frameBoundaries {
-		msgs = append(msgs, &Message{UserID: "u", Body: bytes.Repeat([]byte("é"), n/2)})            // UTF-8: text
+		msgs = append(msgs, &Message{UserID: "u", Body: bytes.Repeat([]byte("é"), n/2)})             // UTF-8: text
 		msgs = append(msgs, &Message{UserID: "u", Body: append(bytes.Repeat([]byte("a"), n), 0xff)}) // not UTF-8: binary
 	}
 	msgs = append(msgs, &Message{UserID: "u", Body: []byte{}}) // empty: a text frame of no bytes
