@@ -200,9 +200,10 @@ var errClosed = errors.New("connection closed by us")
 //     *net.TCPConn is one (*poll.FD).Writev (net/writev_unix.go), which holds the fd's
 //     write lock across all its writev calls, IOV_MAX (1024) chunking and EAGAIN waits
 //     included (internal/poll/writev.go), as (*poll.FD).Write does for gorilla's frame
-//     (internal/poll/fd_unix.go). A net.Conn without writev (a *tls.Conn) gets one Write
-//     per buffer, and each buffer is one whole frame, so frames still only meet at their
-//     boundaries, where RFC 6455 lets control frames go.
+//     (internal/poll/fd_unix.go). A net.Conn without writev (a *tls.Conn, or a wrapper
+//     around a *net.TCPConn, which hides its writev: keep the listener's conns bare) gets
+//     one Write per buffer, and each buffer is one whole frame, so frames still only meet
+//     at their boundaries, where RFC 6455 lets control frames go.
 //   - gorilla holds no bytes of its own when we write: WriteMessage builds and flushes a
 //     whole frame in one call (flushFrame, final, to Conn.write, to net.Conn.Write),
 //     and no NextWriter is ever left open.
