@@ -23,11 +23,12 @@ type Message struct {
 	RoutingKey string
 	Body       []byte
 
+	// Complete WebSocket frames, built once and shared by every recipient's writer.
 	rawOnce sync.Once
-	raw     *websocket.PreparedMessage
+	raw     []byte
 	v1Once  sync.Once
-	v1      *websocket.PreparedMessage
-	v1JSON  []byte
+	v1      []byte
+	v1JSON  []byte     // v1 without its header
 	sse     [2]sseOnce // SSE events: [0] body verbatim, [1] bridge.v1 frame
 }
 
@@ -38,14 +39,15 @@ func (m *Message) Broadcast() bool { return m.UserID == "" }
 func (m *Message) Size() int { return len(m.Body) + len(m.ID) + len(m.RoutingKey) }
 
 // RawFrame is the WebSocket frame of raw mode: the body verbatim, as text when it is
-// UTF-8 and as binary otherwise.
-func (m *Message) RawFrame() *websocket.PreparedMessage {
+// UTF-8 and as binary otherwise (a text frame must be UTF-8; browsers fail the
+// connection on one that is not).
+func (m *Message) RawFrame() []byte {
 	m.rawOnce.Do(func() {
-		typ := websocket.TextMessage
+		op := websocket.TextMessage
 		if !utf8.Valid(m.Body) {
-			typ = websocket.BinaryMessage
+			op = websocket.BinaryMessage
 		}
-		m.raw = mustPrepare(typ, m.Body)
+		m.raw = serverFrame(op, m.Body)
 	})
 	return m.raw
 }
@@ -53,14 +55,20 @@ func (m *Message) RawFrame() *websocket.PreparedMessage {
 // V1JSON is the bridge.v1 "message" frame as JSON.
 func (m *Message) V1JSON() []byte {
 	m.v1Once.Do(func() {
-		m.v1JSON = encodeV1(m)
-		m.v1 = mustPrepare(websocket.TextMessage, m.v1JSON)
+		// One buffer holds both: the JSON is encoded after room for the longest header,
+		// and the header is put right before it.
+		b := encodeV1(m, maxFrameHeader)
+		n := len(b) - maxFrameHeader
+		start := maxFrameHeader - frameHeaderLen(n)
+		putFrameHeader(b[start:maxFrameHeader], websocket.TextMessage, n)
+		m.v1 = b[start:]
+		m.v1JSON = b[maxFrameHeader:len(b):len(b)]
 	})
 	return m.v1JSON
 }
 
 // V1Frame is the bridge.v1 "message" frame, ready to write.
-func (m *Message) V1Frame() *websocket.PreparedMessage {
+func (m *Message) V1Frame() []byte {
 	m.V1JSON()
 	return m.v1
 }
@@ -68,9 +76,10 @@ func (m *Message) V1Frame() *websocket.PreparedMessage {
 // encodeV1 writes {"type":"message","id":…,"routingKey":…,"data":…} by hand rather than
 // with json.Marshal, which would compact a JSON body: the data is the body's own bytes,
 // so every transport carries the same bytes.
-func encodeV1(m *Message) []byte {
+// The JSON starts after skip unused bytes.
+func encodeV1(m *Message, skip int) []byte {
 	data := DataJSON(m.Body)
-	b := make([]byte, 0, 64+len(m.ID)+len(m.RoutingKey)+len(data))
+	b := make([]byte, skip, skip+64+len(m.ID)+len(m.RoutingKey)+len(data))
 	b = append(b, `{"type":"message"`...)
 	if m.ID != "" {
 		b = append(b, `,"id":`...)
@@ -97,12 +106,4 @@ func DataJSON(body []byte) json.RawMessage {
 	}
 	b, _ := json.Marshal(string(body))
 	return b
-}
-
-func mustPrepare(typ int, data []byte) *websocket.PreparedMessage {
-	pm, err := websocket.NewPreparedMessage(typ, data)
-	if err != nil { // only fails on compression errors, and compression is off
-		panic(err)
-	}
-	return pm
 }

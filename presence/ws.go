@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +55,9 @@ func (o *WSOptions) defaults() {
 // WS is a WebSocket connection. It has one reader goroutine (Serve, run by the caller)
 // and at most one writer goroutine, which exists only while the send queue is not
 // empty: an idle connection costs one goroutine. gorilla/websocket allows one
-// concurrent writer, and the writer goroutine is it.
+// concurrent writer, and the writer goroutine is it: it sends each batch of queued
+// frames in one vectored write straight to the net.Conn (see write), and only close
+// frames through gorilla.
 type WS struct {
 	conn  *websocket.Conn
 	user  string
@@ -68,16 +71,17 @@ type WS struct {
 
 	mu      sync.Mutex
 	queue   []wsItem
-	queued  int  // bytes in queue
-	exempt  int  // replayed items at the front of queue, not counted against the limits
-	writing bool // a writer goroutine is running
-	pingDue bool
-	closing bool // no more frames are accepted
+	queued  int    // bytes in queue
+	exempt  int    // replayed items at the front of queue, not counted against the limits
+	writing bool   // a writer goroutine is running
+	pingDue bool   // our ping is due
+	pong    []byte // the frame answering the client's latest ping, nil when none is due
+	closing bool   // no more frames are accepted
 }
 
 type wsItem struct {
-	m         *Message // a message frame, or:
-	text      []byte   // a control text frame of our own (welcome, error, reconnect), or:
+	m         *Message // a message, whose frame is built once for every recipient, or:
+	frame     []byte   // a text frame of our own (welcome, reset, error, reconnect), or:
 	closeCode int      // a close frame, after which the socket is shut
 	reason    string   // the close frame's reason
 }
@@ -85,11 +89,6 @@ type wsItem struct {
 // NewWS wraps an upgraded connection of user. Call Serve to run it.
 func NewWS(conn *websocket.Conn, user string, opts WSOptions) *WS {
 	opts.defaults()
-	// Compression is never negotiated, but gorilla (v1.5.3) keys prepared frames by
-	// the connection's compression level too: at the server default (1) every
-	// WritePreparedMessage built a second copy of a frame NewPreparedMessage had
-	// already built at level 0. Level 0 makes them the same frame.
-	_ = conn.SetCompressionLevel(0)
 	return &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{})}
 }
 
@@ -108,7 +107,7 @@ func (c *WS) SendJSON(v any) {
 	if err != nil {
 		panic(err) // our own frame types always marshal
 	}
-	c.push(wsItem{text: b}, len(b))
+	c.push(wsItem{frame: serverFrame(websocket.TextMessage, b)}, len(b))
 }
 
 func (c *WS) push(it wsItem, size int) {
@@ -144,7 +143,7 @@ func (c *WS) Replay(control [][]byte, msgs []*Message) {
 		return
 	}
 	for _, b := range control {
-		c.queue = append(c.queue, wsItem{text: b})
+		c.queue = append(c.queue, wsItem{frame: serverFrame(websocket.TextMessage, b)})
 	}
 	for _, m := range msgs {
 		c.queue = append(c.queue, wsItem{m: m})
@@ -167,16 +166,16 @@ func (c *WS) kickLocked() {
 func (c *WS) writeLoop() {
 	for {
 		c.mu.Lock()
-		batch, ping := c.queue, c.pingDue
-		if len(batch) == 0 && !ping {
+		batch, ping, pong := c.queue, c.pingDue, c.pong
+		if len(batch) == 0 && !ping && pong == nil {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
-		c.queue, c.queued, c.exempt, c.pingDue = nil, 0, 0, false
+		c.queue, c.queued, c.exempt, c.pingDue, c.pong = nil, 0, 0, false, nil
 		c.mu.Unlock()
 
-		if err := c.write(batch, ping); err != nil {
+		if err := c.write(batch, ping, pong); err != nil {
 			c.mu.Lock()
 			c.closing, c.writing = true, false
 			c.queue, c.queued, c.exempt = nil, 0, 0
@@ -189,31 +188,68 @@ func (c *WS) writeLoop() {
 
 var errClosed = errors.New("connection closed by us")
 
-func (c *WS) write(batch []wsItem, ping bool) error {
-	if err := c.conn.SetWriteDeadline(time.Now().Add(writeWait)); err != nil {
+// write sends a batch, with the pong and ping due, in one vectored write: one syscall
+// for all of it where the kernel takes it at once, which is what lets a connection keep
+// up with hundreds of thousands of deliveries a second (BENCHMARKS.md, "Hub to sockets").
+//
+// Writing past gorilla is safe because:
+//   - This goroutine is the only writer of frames: even pongs are queued here (see
+//     Serve). gorilla itself writes from the reader goroutine only as the connection
+//     ends: its close handler answers a client's close, and a protocol error or a frame
+//     over the read limit closes with WriteControl.
+//   - Such a frame never lands inside one of ours. net.Buffers.WriteTo on a
+//     *net.TCPConn is one (*poll.FD).Writev (net/writev_unix.go), which holds the fd's
+//     write lock across all its writev calls, IOV_MAX (1024) chunking and EAGAIN waits
+//     included (internal/poll/writev.go), as (*poll.FD).Write does for gorilla's frame
+//     (internal/poll/fd_unix.go). A net.Conn without writev (a *tls.Conn, or a wrapper
+//     around a *net.TCPConn, which hides its writev: keep the listener's conns bare) gets
+//     one Write per buffer, and each buffer is one whole frame, so frames still only meet
+//     at their boundaries, where RFC 6455 lets control frames go.
+//   - gorilla holds no bytes of its own when we write: WriteMessage builds and flushes a
+//     whole frame in one call (flushFrame, final, to Conn.write, to net.Conn.Write),
+//     and no NextWriter is ever left open.
+//   - Deadlines: gorilla's SetWriteDeadline only records the time, which Conn.write sets
+//     on the net.Conn before each of gorilla's writes; ours is set on the net.Conn. A
+//     WriteControl sets the net.Conn's deadline to its own (now + 1s), and a pending
+//     writev is held to it: another reason pongs do not go through gorilla, or a client
+//     pinging while its socket is stalled would cut our write short.
+//   - Any error, a partial write included, may leave a frame cut off: writeLoop closes
+//     the socket, as it did when gorilla wrote.
+func (c *WS) write(batch []wsItem, ping bool, pong []byte) error {
+	deadline := time.Now().Add(writeWait)
+	_ = c.conn.SetWriteDeadline(deadline) // for the close frame, written by gorilla
+	nc := c.conn.NetConn()
+	if err := nc.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
+	bufs := make(net.Buffers, 0, len(batch)+2)
+	if pong != nil {
+		bufs = append(bufs, pong)
+	}
 	for _, it := range batch {
-		var err error
 		switch {
 		case it.m != nil && c.opts.V1:
-			err = c.conn.WritePreparedMessage(it.m.V1Frame())
+			bufs = append(bufs, it.m.V1Frame())
 		case it.m != nil:
-			err = c.conn.WritePreparedMessage(it.m.RawFrame())
-		case it.text != nil:
-			err = c.conn.WriteMessage(websocket.TextMessage, it.text)
+			bufs = append(bufs, it.m.RawFrame())
+		case it.frame != nil:
+			bufs = append(bufs, it.frame)
 		default:
+			if _, err := bufs.WriteTo(nc); err != nil {
+				return err
+			}
+			// Through gorilla, which then refuses to write anything more (ErrCloseSent),
+			// its close handler's answer to the client's close included.
 			_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(it.closeCode, it.reason))
 			return errClosedAfterGrace(c)
 		}
-		if err != nil {
-			return err
-		}
 	}
 	if ping {
-		return c.conn.WriteMessage(websocket.PingMessage, nil)
+		bufs = append(bufs, pingFrame)
 	}
-	return nil
+	// WriteTo only reslices bufs' elements as it goes, never the shared frames' bytes.
+	_, err := bufs.WriteTo(nc)
+	return err
 }
 
 // errClosedAfterGrace waits for the client to answer our close frame (Serve ends when it
@@ -224,6 +260,20 @@ func errClosedAfterGrace(c *WS) error {
 	case <-time.After(closeGrace):
 	}
 	return errClosed
+}
+
+// onPing answers the client's ping through the writer: gorilla's default handler would
+// write the pong from the reader goroutine (see write). Only the latest ping is
+// answered when several arrive before the writer runs, as RFC 6455 §5.5.3 allows, so
+// pings never pile up in the queue.
+func (c *WS) onPing(data string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closing {
+		c.pong = serverFrame(websocket.PongMessage, []byte(data))
+		c.kickLocked()
+	}
+	return nil
 }
 
 func (c *WS) onPingTimer() {
@@ -261,6 +311,7 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 	c.conn.SetPongHandler(func(string) error {
 		return c.conn.SetReadDeadline(time.Now().Add(pongWait))
 	})
+	c.conn.SetPingHandler(c.onPing)
 	c.mu.Lock()
 	c.ping = time.AfterFunc(c.opts.PingPeriod, c.onPingTimer)
 	if c.opts.MaxAge > 0 {
