@@ -64,8 +64,10 @@ type WS struct {
 	since time.Time
 	opts  WSOptions
 	ping  *time.Timer
-	age   *time.Timer   // ends the connection at its maximum age
-	done  chan struct{} // closed when Serve returns
+	age   *time.Timer // ends the connection at its maximum age
+
+	pingGuard func() bool   // see GuardPings; nil: every ping is answered
+	done      chan struct{} // closed when Serve returns
 
 	refused atomic.Bool // CloseWith was called: what the client sends is discarded
 
@@ -267,6 +269,9 @@ func errClosedAfterGrace(c *WS) error {
 // answered when several arrive before the writer runs, as RFC 6455 §5.5.3 allows, so
 // pings never pile up in the queue.
 func (c *WS) onPing(data string) error {
+	if c.pingGuard != nil && !c.pingGuard() {
+		return nil // over the rate: no pong, and the guard is closing the connection
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closing {
@@ -390,14 +395,6 @@ func (c *WS) Drain(ctx context.Context, after time.Duration) {
 
 // GuardPings makes the client's pings count against allow, as its messages do: a
 // ping within the rate gets its pong, one beyond it does not (allow closes the
-// connection). Without it a client could make us write a pong per ping it sends, at
-// any rate. Call it before Serve.
-func (c *WS) GuardPings(allow func() bool) {
-	ponger := c.conn.PingHandler()
-	c.conn.SetPingHandler(func(data string) error {
-		if !allow() {
-			return nil
-		}
-		return ponger(data)
-	})
-}
+// connection). Without it a client could keep our writer busy with pongs at any
+// rate. Call it before Serve.
+func (c *WS) GuardPings(allow func() bool) { c.pingGuard = allow }
