@@ -264,27 +264,82 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 		r.mu.Unlock()
 		go func() {
 			defer r.inflight.Done()
+			done := make(chan struct{})
+			defer close(done)
+			buf := r.buffer(ds, done)
 			for {
-				// A stop ends the loop after the delivery in hand, whichever session
+				// A stop ends the loop after the batch in hand, whichever session
 				// this is: one that connected while the stop began may never have had
-				// its consumers cancelled. What the library still buffers stays
+				// its consumers cancelled. What is still buffered stays
 				// unacknowledged and the broker hands it to another consumer.
 				select {
 				case <-r.stop:
 					return
-				case d, ok := <-ds:
+				case d, ok := <-buf:
 					if !ok {
 						return
 					}
-					r.settle(d, handle(context.WithoutCancel(ctx), Delivery{
-						Queue: q, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
-						MessageID: d.MessageId, Redelivered: d.Redelivered,
-					}))
+					batch := take(buf, d)
+					if ch.IsClosed() {
+						// The broker redelivers them: handled now, they would be
+						// dispatched twice, since none could be acked.
+						return
+					}
+					r.settle(batch, handle(context.WithoutCancel(ctx), deliveries(q, batch)))
 				}
 			}
 		}()
 	}
 	return nil
+}
+
+// buffer forwards ds into a buffered channel as fast as the library hands them over.
+// The library's channel is unbuffered: a receive that must not wait finds a delivery
+// there only while the library's goroutine is parked on the send, which it is not
+// right after the previous one. This one fills while a batch is being handled, so the
+// next batch is what has arrived meanwhile. It ends when ds closes or done does.
+func (r *Rabbit) buffer(ds <-chan amqp.Delivery, done <-chan struct{}) <-chan amqp.Delivery {
+	buf := make(chan amqp.Delivery, min(max(r.cfg.Prefetch, 1), maxBatch))
+	go func() {
+		defer close(buf)
+		for d := range ds {
+			select {
+			case buf <- d:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return buf
+}
+
+// take returns first and what buf already holds after it, up to maxBatch, without
+// waiting for more.
+func take(buf <-chan amqp.Delivery, first amqp.Delivery) []amqp.Delivery {
+	batch := []amqp.Delivery{first}
+	for len(batch) < maxBatch {
+		select {
+		case d, ok := <-buf:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, d)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func deliveries(queue string, batch []amqp.Delivery) []Delivery {
+	out := make([]Delivery, len(batch))
+	for i, d := range batch {
+		out[i] = Delivery{
+			Queue: queue, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
+			MessageID: d.MessageId, Redelivered: d.Redelivered,
+		}
+	}
+	return out
 }
 
 func (r *Rabbit) isStopping() bool {
@@ -293,21 +348,36 @@ func (r *Rabbit) isStopping() bool {
 	return r.stopping
 }
 
-func (r *Rabbit) settle(d amqp.Delivery, o Outcome) {
-	var err error
-	switch o {
-	case Ack:
-		err = d.Ack(false)
-	case Reject:
-		err = d.Reject(false) // to the dead-letter exchange, where one is set
-	case Requeue:
-		select { // a pause, so a dependency that is down is not hammered
-		case <-time.After(requeuePause):
-		case <-r.stop:
-		case <-r.closed:
+// settle acks or rejects each delivery of a batch at once, and requeues the rest
+// after one pause, so a dependency that is down is not hammered. Each is settled on
+// its own: the channel's delivery tags interleave the queues, so one ack with
+// multiple set would also ack deliveries another queue's goroutine still holds.
+func (r *Rabbit) settle(batch []amqp.Delivery, outcomes []Outcome) {
+	var requeue []amqp.Delivery
+	for i, d := range batch {
+		switch outcomes[i] {
+		case Ack:
+			r.settled(d.Ack(false))
+		case Reject:
+			r.settled(d.Reject(false)) // to the dead-letter exchange, where one is set
+		case Requeue:
+			requeue = append(requeue, d)
 		}
-		err = d.Nack(false, true)
 	}
+	if len(requeue) == 0 {
+		return
+	}
+	select {
+	case <-time.After(requeuePause):
+	case <-r.stop:
+	case <-r.closed:
+	}
+	for _, d := range requeue {
+		r.settled(d.Nack(false, true))
+	}
+}
+
+func (r *Rabbit) settled(err error) {
 	if err != nil {
 		// The channel is gone; the broker redelivers what we did not settle.
 		r.log.Debug("settle delivery", "err", err)
