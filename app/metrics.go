@@ -24,6 +24,8 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 			func() float64 { return float64(hub.Stats.Delivered.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_slow_client_disconnects_total", Help: "Connections closed because their send queue overflowed."},
 			func() float64 { return float64(hub.Stats.SlowDisconnect.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_delivery_batches_total", Help: "Batches of broker deliveries handled, each dispatched in one round trip (deliveries / batches = mean batch size)."},
+			func() float64 { return float64(r.Batches.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_acked_total", Help: "Broker deliveries handed off and acknowledged."},
 			func() float64 { return float64(r.Consumed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_rejected_total", Help: "Broker deliveries rejected as unusable (bad body, no target)."},

@@ -27,6 +27,7 @@ type Router struct {
 	listening     chan struct{} // closed once the relay first listens
 	listeningOnce sync.Once
 
+	Batches    atomic.Int64 // batches of deliveries handled (Handle calls)
 	Consumed   atomic.Int64 // deliveries handed off
 	Rejected   atomic.Int64 // deliveries dropped as unusable
 	Requeued   atomic.Int64 // deliveries put back because a dependency failed
@@ -56,36 +57,63 @@ func NewRouter(d RouterDeps) *Router {
 	}
 }
 
-// Handle is the broker.Handler: decode, dispatch, and say what to do with the delivery.
-// The dispatch is one atomic step, so a failed one left nothing behind and the
-// delivery is requeued; a redelivered message (same AMQP message id) is acked without
-// being dispatched again.
-func (r *Router) Handle(ctx context.Context, d broker.Delivery) broker.Outcome {
+// Handle is the broker.Handler: decode each delivery of a batch, dispatch the usable
+// ones together (one round trip to Redis), and say what to do with each. An unusable
+// body is rejected on its own. A dispatch is one atomic step per message, so a failed
+// one left nothing behind and that delivery is requeued, while the others of the batch
+// are acked; a redelivered message (same AMQP message id) is acked without being
+// dispatched again.
+func (r *Router) Handle(ctx context.Context, ds []broker.Delivery) []broker.Outcome {
+	r.Batches.Add(1)
+	out := make([]broker.Outcome, len(ds))
+	batch := make([]presence.Dispatch, 0, len(ds))
+	at := make([]int, 0, len(ds)) // batch[j] is ds[at[j]]
+	for i, d := range ds {
+		m, err := r.decode(d)
+		if err != nil {
+			r.reject(d, err)
+			out[i] = broker.Reject
+			continue
+		}
+		batch = append(batch, presence.Dispatch{M: m, Key: d.MessageID})
+		at = append(at, i)
+	}
+	r.disp.DispatchBatch(ctx, batch)
+	var failed error
+	requeued := 0
+	for j, b := range batch {
+		i := at[j]
+		if b.Err != nil {
+			out[i], failed = broker.Requeue, b.Err
+			requeued++
+			continue
+		}
+		if b.Dup {
+			r.Duplicates.Add(1)
+		}
+		r.Consumed.Add(1)
+		out[i] = broker.Ack
+	}
+	if failed != nil {
+		r.Requeued.Add(int64(requeued))
+		r.log.Warn("dispatch failed; deliveries requeued", "queue", ds[0].Queue, "requeued", requeued, "batch", len(ds), "err", failed)
+	}
+	return out
+}
+
+// decode makes the message of d, or says why d can never be delivered.
+func (r *Router) decode(d broker.Delivery) (*presence.Message, error) {
 	if len(d.Body) > r.maxBytes {
-		r.reject(d, fmt.Errorf("body of %d bytes is over BRIDGE_MAX_MESSAGE_BYTES (%d)", len(d.Body), r.maxBytes))
-		return broker.Reject
+		return nil, fmt.Errorf("body of %d bytes is over BRIDGE_MAX_MESSAGE_BYTES (%d)", len(d.Body), r.maxBytes)
 	}
 	if len(d.Body) == 0 {
-		r.reject(d, fmt.Errorf("empty body"))
-		return broker.Reject
+		return nil, fmt.Errorf("empty body")
 	}
 	user, err := Target(d.Body, d.Headers)
 	if err != nil {
-		r.reject(d, err)
-		return broker.Reject
+		return nil, err
 	}
-	m := &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body}
-	dup, err := r.disp.Dispatch(ctx, m, d.MessageID)
-	if err != nil {
-		r.Requeued.Add(1)
-		r.log.Warn("dispatch failed; delivery requeued", "queue", d.Queue, "err", err)
-		return broker.Requeue
-	}
-	if dup {
-		r.Duplicates.Add(1)
-	}
-	r.Consumed.Add(1)
-	return broker.Ack
+	return &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body}, nil
 }
 
 func (r *Router) reject(d broker.Delivery, err error) {

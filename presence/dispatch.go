@@ -19,6 +19,20 @@ type Dispatcher interface {
 	// is recorded or sent, m.ID is that message's id and dup is true: a delivery the
 	// broker redelivers (its consumer died before acking) is not delivered twice.
 	Dispatch(ctx context.Context, m *Message, key string) (dup bool, err error)
+	// DispatchBatch dispatches each of b in order, as Dispatch would one after the
+	// other, in one round trip to the backend: ids follow the order of b, and every
+	// instance receives them in that order. It sets each one's Dup and Err; an item
+	// that failed was not dispatched and may be retried, the others stand.
+	DispatchBatch(ctx context.Context, b []Dispatch)
+}
+
+// Dispatch is one message of a DispatchBatch: M and Key as Dispatch takes them, Dup
+// and Err as it returns them.
+type Dispatch struct {
+	M   *Message
+	Key string
+	Dup bool
+	Err error
 }
 
 // DedupeWindow is how long a dispatched message's key is remembered. A broker
@@ -82,6 +96,14 @@ func (p *MemoryDispatcher) Dispatch(ctx context.Context, m *Message, key string)
 		}
 	}
 	return false, nil
+}
+
+// DispatchBatch dispatches one message after the other: in memory there is no round
+// trip to save.
+func (p *MemoryDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
+	for i := range b {
+		b[i].Dup, b[i].Err = p.Dispatch(ctx, b[i].M, b[i].Key)
+	}
 }
 
 // forget drops the keys older than DedupeWindow; p.mu is held.

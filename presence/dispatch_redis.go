@@ -56,17 +56,58 @@ return {seq, prev, 0}
 `)
 
 func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
+	return d.reply(d.run(ctx, d.rdb, dispatchScript.Run, m, key), m)
+}
+
+// DispatchBatch sends the script calls of b in one pipeline. Redis runs them in
+// order, one at a time, so b is numbered and published as one Dispatch after the
+// other would; other clients' commands may run in between. The first call carries
+// the script itself (EVAL), so a Redis that lost its script cache (a restart) has it
+// again before the others name it by hash (EVALSHA): loading it after a NOSCRIPT and
+// retrying would number those calls after the ones that followed them. Each call
+// succeeds or fails on its own; a connection that breaks fails the ones whose reply
+// did not come.
+func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
+	if len(b) == 0 {
+		return
+	}
+	pipe := d.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(b))
+	for i := range b {
+		call := dispatchScript.EvalSha
+		if i == 0 {
+			call = dispatchScript.Eval
+		}
+		cmds[i] = d.run(ctx, pipe, call, b[i].M, b[i].Key)
+	}
+	_, _ = pipe.Exec(ctx) // each command holds its own error
+	for i := range b {
+		b[i].Dup, b[i].Err = d.reply(cmds[i], b[i].M)
+	}
+}
+
+// scriptCall is one way of calling a script: Run, Eval or EvalSha.
+type scriptCall func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd
+
+// run calls the dispatch script for m on c (the client, or a pipeline).
+func (d *RedisDispatcher) run(ctx context.Context, c redis.Scripter, call scriptCall, m *Message, key string) *redis.Cmd {
 	keys := []string{d.keys.seq(), d.h.stream(m.UserID), d.keys.clock(), d.keys.instances()}
 	if key != "" {
 		keys = append(keys, d.keys.dedupe(key))
 	}
 	// The sender is left empty: a dispatched broadcast goes to every instance,
 	// the dispatching one included.
-	vals, err := dispatchScript.Run(ctx, d.rdb, keys,
+	return call(ctx, c, keys,
 		d.h.size, d.h.ttl.Milliseconds(), d.h.step.Milliseconds(), m.RoutingKey, m.Body,
 		m.UserID, relayTail("", m), d.keys.conns(""), d.keys.instance(""),
 		d.keys.relayInstance(""), d.keys.relayBroadcast(), DedupeWindow.Milliseconds(),
-	).Slice()
+	)
+}
+
+// reply reads the script's answer into m.ID and m.Prev and says whether m was a
+// duplicate.
+func (d *RedisDispatcher) reply(cmd *redis.Cmd, m *Message) (bool, error) {
+	vals, err := cmd.Slice()
 	if err != nil {
 		return false, fmt.Errorf("dispatch: %w", err)
 	}

@@ -118,8 +118,78 @@ func TestDispatcherContract(t *testing.T) {
 	}
 }
 
-// TestDispatcherOrder: two consumers dispatch at once; each instance receives every
-// message meant for it exactly once and in id order.
+// TestDispatchBatchContract: a batch is numbered, recorded and handed out in its own
+// order, each message as Dispatch would, with the dedupe key checked per message (also
+// against an earlier message of the same batch).
+func TestDispatchBatchContract(t *testing.T) {
+	for name, mk := range dispatchImpls {
+		t.Run(name, func(t *testing.T) {
+			rig := mk(t)
+			pa, pc := startRelay(t, rig.relay("A")), startRelay(t, rig.relay("C"))
+			rig.connect(Entry{User: "u", Instance: "A", Transport: "ws", Since: time.Now()})
+			rig.connect(Entry{User: "w", Instance: "C", Transport: "ws", Since: time.Now()})
+			before := &Message{UserID: "u", Body: []byte("before")}
+			dispatch(t, rig.disp[0], before, "")
+			sameRelayed(t, pa.next(t), before)
+			rig.disp[0].DispatchBatch(context.Background(), nil) // nothing to do, no error
+
+			b := []Dispatch{
+				{M: &Message{UserID: "u", RoutingKey: "k", Body: []byte("one")}, Key: "id-1"},
+				{M: &Message{RoutingKey: "news", Body: []byte("all")}},
+				{M: &Message{UserID: "nobody", Body: []byte("kept")}},
+				{M: &Message{UserID: "u", RoutingKey: "k", Body: []byte("one")}, Key: "id-1"}, // redelivered
+				{M: &Message{UserID: "w", Body: []byte("for w")}},
+				{M: &Message{UserID: "u", Body: []byte{0, 0xff, 't', 'w', 'o'}}, Key: "id-2"},
+			}
+			rig.disp[0].DispatchBatch(context.Background(), b)
+			last := mustCursor(t, before.ID)
+			for i, d := range b {
+				if d.Err != nil {
+					t.Fatalf("item %d: %v", i, d.Err)
+				}
+				if d.Dup != (i == 3) {
+					t.Errorf("item %d: dup = %v", i, d.Dup)
+				}
+				if i == 3 {
+					continue
+				}
+				if id := mustCursor(t, d.M.ID); id <= last {
+					t.Fatalf("item %d numbered %d after %d: not in batch order", i, id, last)
+				} else {
+					last = id
+				}
+			}
+			if b[3].M.ID != b[0].M.ID {
+				t.Errorf("duplicate's id %s, want the first's %s", b[3].M.ID, b[0].M.ID)
+			}
+			if b[0].M.Prev != before.ID || b[5].M.Prev != b[0].M.ID {
+				t.Errorf("prev: %q and %q, want %q and %q", b[0].M.Prev, b[5].M.Prev, before.ID, b[0].M.ID)
+			}
+			for _, i := range []int{0, 1, 5} {
+				sameRelayed(t, pa.next(t), b[i].M)
+			}
+			for _, i := range []int{1, 4} {
+				sameRelayed(t, pc.next(t), b[i].M)
+			}
+			wantAfter(t, rig.history, "u", before.ID, 10, true, b[0].M, b[1].M, b[5].M)
+			wantAfter(t, rig.history, "nobody", before.ID, 10, true, b[1].M, b[2].M)
+
+			// A later batch on the other dispatcher sees the keys of this one.
+			again := []Dispatch{{M: &Message{UserID: "u", Body: []byte("x")}, Key: "id-2"}}
+			rig.disp[1].DispatchBatch(context.Background(), again)
+			if again[0].Err != nil || !again[0].Dup || again[0].M.ID != b[5].M.ID {
+				t.Fatalf("redelivery in a later batch: %+v, want a duplicate of %s", again[0], b[5].M.ID)
+			}
+			end := &Message{UserID: "u", Body: []byte("end")}
+			dispatch(t, rig.disp[1], end, "")
+			sameRelayed(t, pa.next(t), end) // nothing was sent for the duplicates
+		})
+	}
+}
+
+// TestDispatcherOrder: two consumers dispatch at once, one message at a time and in
+// batches; each instance receives every message meant for it exactly once and in id
+// order.
 func TestDispatcherOrder(t *testing.T) {
 	for name, mk := range dispatchImpls {
 		t.Run(name, func(t *testing.T) {
@@ -130,15 +200,30 @@ func TestDispatcherOrder(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range rig.disp {
 				wg.Go(func() {
+					var batch []Dispatch // the second dispatcher sends batches of 10
 					for n := range per {
 						m := &Message{UserID: "u", Body: []byte{byte(i), byte(n)}}
 						if n%10 == 0 {
 							m.UserID = ""
 						}
-						if _, err := rig.disp[i].Dispatch(context.Background(), m, ""); err != nil {
-							t.Errorf("dispatch: %v", err)
-							return
+						if i == 0 {
+							if _, err := rig.disp[i].Dispatch(context.Background(), m, ""); err != nil {
+								t.Errorf("dispatch: %v", err)
+								return
+							}
+							continue
 						}
+						if batch = append(batch, Dispatch{M: m}); len(batch) < 10 {
+							continue
+						}
+						rig.disp[i].DispatchBatch(context.Background(), batch)
+						for _, d := range batch {
+							if d.Err != nil {
+								t.Errorf("dispatch batch: %v", d.Err)
+								return
+							}
+						}
+						batch = batch[:0]
 					}
 				})
 			}

@@ -56,9 +56,17 @@ const (
 	Reject                 // can never be handled: drop it, or dead-letter it
 )
 
-// Handler handles one delivery. It is called from one goroutine per queue, so the
-// deliveries of a queue are handled in order.
-type Handler func(ctx context.Context, d Delivery) Outcome
+// Handler handles a batch of deliveries of one queue, in order, and returns one
+// Outcome per delivery. It is called from one goroutine per queue, so the deliveries
+// of a queue are handled in order. A batch is what the queue's consumer already
+// holds, up to maxBatch: the consumer never waits for more, so at a low rate a batch
+// is one delivery and nothing is delayed, and under load one call (one round trip to
+// Redis) hands off many.
+type Handler func(ctx context.Context, ds []Delivery) []Outcome
+
+// maxBatch bounds a batch: RabbitMQ holds no more than the prefetch unacknowledged
+// anyway, and this caps what one failed round trip sends back to the queue.
+const maxBatch = 128
 
 var (
 	ErrUnroutable  = errors.New("no queue is bound to that routing key")

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -52,16 +53,23 @@ func (m *Memory) Start(ctx context.Context, handle Handler) error {
 		go func() {
 			defer m.wg.Done()
 			for {
-				d, ok := q.pop()
+				ds, ok := q.pop(maxBatch)
 				if !ok {
 					return
 				}
-				d.Queue = name
-				switch handle(context.WithoutCancel(ctx), d) {
-				case Requeue:
+				for i := range ds {
+					ds[i].Queue = name
+				}
+				var again []Delivery
+				for i, o := range handle(context.WithoutCancel(ctx), ds) {
+					if o == Requeue {
+						ds[i].Redelivered = true
+						again = append(again, ds[i])
+					}
+				}
+				if len(again) > 0 {
 					time.Sleep(requeuePause)
-					d.Redelivered = true
-					q.pushFront(d)
+					q.pushFront(again)
 				}
 			}
 		}()
@@ -97,7 +105,7 @@ func (m *Memory) Publish(_ context.Context, p Publishing) error {
 
 func (m *Memory) Ready() bool { return true }
 
-// StopConsuming stops the consumers after the delivery each is handling; what is still
+// StopConsuming stops the consumers after the batch each is handling; what is still
 // queued is lost with the process, as an in-process queue must.
 func (m *Memory) StopConsuming(ctx context.Context) {
 	m.mu.Lock()
@@ -132,26 +140,29 @@ func (q *memQueue) len() int {
 	return len(q.items)
 }
 
-func (q *memQueue) pushFront(d Delivery) {
+// pushFront puts ds back at the head of the queue, in their order.
+func (q *memQueue) pushFront(ds []Delivery) {
 	q.mu.Lock()
-	q.items = append([]Delivery{d}, q.items...)
+	q.items = append(ds, q.items...)
 	q.mu.Unlock()
 	q.cond.Signal()
 }
 
-func (q *memQueue) pop() (Delivery, bool) {
+// pop waits for the queue to hold something and takes up to n from its head.
+func (q *memQueue) pop(n int) ([]Delivery, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.items) == 0 && !q.done {
 		q.cond.Wait()
 	}
 	if q.done {
-		return Delivery{}, false
+		return nil, false
 	}
-	d := q.items[0]
-	q.items[0] = Delivery{}
-	q.items = q.items[1:]
-	return d, true
+	n = min(n, len(q.items))
+	ds := slices.Clone(q.items[:n])
+	clear(q.items[:n])
+	q.items = q.items[n:]
+	return ds, true
 }
 
 func (q *memQueue) stop() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -11,7 +12,7 @@ import (
 func TestMemoryRoutesLikeADirectExchange(t *testing.T) {
 	m := NewMemory([]Binding{{Queue: "a", Key: "k"}, {Queue: "b", Key: "k"}, {Queue: "b", Key: "other"}})
 	got := make(chan Delivery, 16)
-	if err := m.Start(context.Background(), func(_ context.Context, d Delivery) Outcome { got <- d; return Ack }); err != nil {
+	if err := m.Start(context.Background(), each(func(d Delivery) Outcome { got <- d; return Ack })); err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
@@ -40,57 +41,72 @@ func TestMemoryRoutesLikeADirectExchange(t *testing.T) {
 	}
 }
 
-func TestMemoryKeepsOrderAndRequeuesToTheFront(t *testing.T) {
+// The consumer takes what is queued as one batch; what the handler requeues goes back
+// to the front, in order, after a pause.
+func TestMemoryBatchesAndRequeuesToTheFront(t *testing.T) {
 	m := NewMemory([]Binding{{Queue: "q", Key: "k"}})
-	got := make(chan Delivery, 16)
-	failedOnce := false
-	release := make(chan struct{})
-	if err := m.Start(context.Background(), func(_ context.Context, d Delivery) Outcome {
-		<-release
-		if string(d.Body) == "1" && !failedOnce {
-			failedOnce = true
-			return Requeue
-		}
-		got <- d
-		return Ack
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	for i := range 3 {
+	for i := range 3 { // queued before the consumer starts: one batch
 		if err := m.Publish(context.Background(), Publishing{RoutingKey: "k", Body: fmt.Append(nil, i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	close(release)
-	for i := range 3 {
-		d := recv(t, got)
-		if string(d.Body) != fmt.Sprint(i) {
-			t.Fatalf("delivery %d: got body %q, want %d (order kept across a requeue)", i, d.Body, i)
+	batches := make(chan []Delivery, 4)
+	calls := 0
+	if err := m.Start(context.Background(), func(_ context.Context, ds []Delivery) []Outcome {
+		calls++
+		batches <- slices.Clone(ds)
+		out := make([]Outcome, len(ds))
+		for i, d := range ds {
+			if calls == 1 && string(d.Body) != "0" {
+				out[i] = Requeue // the first time, as if Redis failed after the first
+			}
 		}
-		if d.Redelivered != (i == 1) {
-			t.Errorf("delivery %d: Redelivered = %v", i, d.Redelivered)
+		return out
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	bodies := func(ds []Delivery) (s []string) {
+		for _, d := range ds {
+			s = append(s, fmt.Sprintf("%s/%v", d.Body, d.Redelivered))
 		}
+		return s
+	}
+	first := recvBatch(t, batches)
+	if got := fmt.Sprint(bodies(first)); got != "[0/false 1/false 2/false]" {
+		t.Fatalf("first batch %s, want the three queued deliveries", got)
+	}
+	if first[0].Queue != "q" {
+		t.Errorf("queue %q, want q", first[0].Queue)
+	}
+	start := time.Now()
+	if got := fmt.Sprint(bodies(recvBatch(t, batches))); got != "[1/true 2/true]" {
+		t.Fatalf("after the requeue: %s, want 1 and 2 redelivered, in order", got)
+	}
+	if waited := time.Since(start); waited < requeuePause/2 {
+		t.Errorf("requeued deliveries came back after %v: no pause", waited)
 	}
 }
 
-func TestMemoryStopFinishesTheDeliveryInHandAndRefusesPublishes(t *testing.T) {
+func TestMemoryStopFinishesTheBatchInHandAndRefusesPublishes(t *testing.T) {
 	m := NewMemory([]Binding{{Queue: "q", Key: "k"}})
 	inHandler, finish, handled := make(chan struct{}), make(chan struct{}), make(chan string, 4)
-	if err := m.Start(context.Background(), func(_ context.Context, d Delivery) Outcome {
+	if err := m.Start(context.Background(), each(func(d Delivery) Outcome {
 		close(inHandler)
 		<-finish
 		handled <- string(d.Body)
 		return Ack
-	}); err != nil {
+	})); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []string{"first", "second"} {
+	publish := func(b string) {
 		if err := m.Publish(context.Background(), Publishing{RoutingKey: "k", Body: []byte(b)}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	publish("first")
 	<-inHandler
+	publish("second") // queued behind the batch in hand
 	stopped := make(chan struct{})
 	go func() { m.StopConsuming(context.Background()); close(stopped) }()
 	select {
@@ -137,4 +153,26 @@ func recv(t *testing.T, ch <-chan Delivery) Delivery {
 		t.Fatal("no delivery within 5s")
 	}
 	return Delivery{}
+}
+
+// each makes a Handler of a function of one delivery.
+func each(f func(Delivery) Outcome) Handler {
+	return func(_ context.Context, ds []Delivery) []Outcome {
+		out := make([]Outcome, len(ds))
+		for i, d := range ds {
+			out[i] = f(d)
+		}
+		return out
+	}
+}
+
+func recvBatch(t *testing.T, ch <-chan []Delivery) []Delivery {
+	t.Helper()
+	select {
+	case ds := <-ch:
+		return ds
+	case <-time.After(5 * time.Second):
+		t.Fatal("no batch within 5s")
+	}
+	return nil
 }

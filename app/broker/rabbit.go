@@ -233,85 +233,10 @@ func (r *Rabbit) declare(conn *amqp.Connection) error {
 	return nil
 }
 
-// consume starts one consumer goroutine per queue on one channel.
-func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error {
-	ch, err := s.conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open consumer channel: %w", err)
-	}
-	if err := ch.Qos(r.cfg.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("set prefetch: %w", err)
-	}
-	s.consume = ch
-	s.cancels = ch.NotifyCancel(make(chan string, len(r.cfg.Bindings)))
-	if r.isStopping() { // draining: publish, but take no new deliveries
-		return nil
-	}
-	for i, q := range Queues(r.cfg.Bindings) {
-		tag := fmt.Sprintf("pushbridge-%d", i)
-		ds, err := ch.Consume(q, tag, false, false, false, false, nil)
-		if err != nil {
-			return fmt.Errorf("consume %s: %w", q, err)
-		}
-		s.tags = append(s.tags, tag)
-		// Checked with the Add as one step, so no Add can race StopConsuming's Wait.
-		r.mu.Lock()
-		if r.stopping {
-			r.mu.Unlock()
-			return nil
-		}
-		r.inflight.Add(1)
-		r.mu.Unlock()
-		go func() {
-			defer r.inflight.Done()
-			for {
-				// A stop ends the loop after the delivery in hand, whichever session
-				// this is: one that connected while the stop began may never have had
-				// its consumers cancelled. What the library still buffers stays
-				// unacknowledged and the broker hands it to another consumer.
-				select {
-				case <-r.stop:
-					return
-				case d, ok := <-ds:
-					if !ok {
-						return
-					}
-					r.settle(d, handle(context.WithoutCancel(ctx), Delivery{
-						Queue: q, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
-						MessageID: d.MessageId, Redelivered: d.Redelivered,
-					}))
-				}
-			}
-		}()
-	}
-	return nil
-}
-
 func (r *Rabbit) isStopping() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.stopping
-}
-
-func (r *Rabbit) settle(d amqp.Delivery, o Outcome) {
-	var err error
-	switch o {
-	case Ack:
-		err = d.Ack(false)
-	case Reject:
-		err = d.Reject(false) // to the dead-letter exchange, where one is set
-	case Requeue:
-		select { // a pause, so a dependency that is down is not hammered
-		case <-time.After(requeuePause):
-		case <-r.stop:
-		case <-r.closed:
-		}
-		err = d.Nack(false, true)
-	}
-	if err != nil {
-		// The channel is gone; the broker redelivers what we did not settle.
-		r.log.Debug("settle delivery", "err", err)
-	}
 }
 
 func (r *Rabbit) StopConsuming(ctx context.Context) {

@@ -1,0 +1,160 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// consume starts one consumer goroutine per queue on one channel.
+func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error {
+	ch, err := s.conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open consumer channel: %w", err)
+	}
+	if err := ch.Qos(r.cfg.Prefetch, 0, false); err != nil {
+		return fmt.Errorf("set prefetch: %w", err)
+	}
+	s.consume = ch
+	s.cancels = ch.NotifyCancel(make(chan string, len(r.cfg.Bindings)))
+	if r.isStopping() { // draining: publish, but take no new deliveries
+		return nil
+	}
+	for i, q := range Queues(r.cfg.Bindings) {
+		tag := fmt.Sprintf("pushbridge-%d", i)
+		ds, err := ch.Consume(q, tag, false, false, false, false, nil)
+		if err != nil {
+			return fmt.Errorf("consume %s: %w", q, err)
+		}
+		s.tags = append(s.tags, tag)
+		// Checked with the Add as one step, so no Add can race StopConsuming's Wait.
+		r.mu.Lock()
+		if r.stopping {
+			r.mu.Unlock()
+			return nil
+		}
+		r.inflight.Add(1)
+		r.mu.Unlock()
+		go func() {
+			defer r.inflight.Done()
+			r.consumeQueue(ctx, ch, q, ds, handle)
+		}()
+	}
+	return nil
+}
+
+// consumeQueue hands the deliveries of queue q to handle in batches and settles them,
+// until ds closes, the channel does or a stop begins.
+func (r *Rabbit) consumeQueue(ctx context.Context, ch *amqp.Channel, q string, ds <-chan amqp.Delivery, handle Handler) {
+	done := make(chan struct{})
+	defer close(done)
+	buf := r.buffer(ds, done)
+	for {
+		// A stop ends the loop after the batch in hand, whichever session this is:
+		// one that connected while the stop began may never have had its consumers
+		// cancelled. What is still buffered stays unacknowledged and the broker hands
+		// it to another consumer.
+		select {
+		case <-r.stop:
+			return
+		case d, ok := <-buf:
+			if !ok {
+				return
+			}
+			batch := take(buf, d)
+			if ch.IsClosed() {
+				// The broker redelivers them: handled now, they would be dispatched
+				// twice, since none could be acked.
+				return
+			}
+			r.settle(batch, handle(context.WithoutCancel(ctx), deliveries(q, batch)))
+		}
+	}
+}
+
+// buffer forwards ds into a buffered channel as fast as the library hands them over.
+// The library's channel is unbuffered: a receive that must not wait finds a delivery
+// there only while the library's goroutine is parked on the send, which it is not
+// right after the previous one. This one fills while a batch is being handled, so the
+// next batch is what has arrived meanwhile. It ends when ds closes or done does.
+func (r *Rabbit) buffer(ds <-chan amqp.Delivery, done <-chan struct{}) <-chan amqp.Delivery {
+	buf := make(chan amqp.Delivery, min(max(r.cfg.Prefetch, 1), maxBatch))
+	go func() {
+		defer close(buf)
+		for d := range ds {
+			select {
+			case buf <- d:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return buf
+}
+
+// take returns first and what buf already holds after it, up to maxBatch, without
+// waiting for more.
+func take(buf <-chan amqp.Delivery, first amqp.Delivery) []amqp.Delivery {
+	batch := []amqp.Delivery{first}
+	for len(batch) < maxBatch {
+		select {
+		case d, ok := <-buf:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, d)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func deliveries(queue string, batch []amqp.Delivery) []Delivery {
+	out := make([]Delivery, len(batch))
+	for i, d := range batch {
+		out[i] = Delivery{
+			Queue: queue, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
+			MessageID: d.MessageId, Redelivered: d.Redelivered,
+		}
+	}
+	return out
+}
+
+// settle acks or rejects each delivery of a batch at once, and requeues the rest
+// after one pause, so a dependency that is down is not hammered. Each is settled on
+// its own: the channel's delivery tags interleave the queues, so one ack with
+// multiple set would also ack deliveries another queue's goroutine still holds.
+func (r *Rabbit) settle(batch []amqp.Delivery, outcomes []Outcome) {
+	var requeue []amqp.Delivery
+	for i, d := range batch {
+		switch outcomes[i] {
+		case Ack:
+			r.settled(d.Ack(false))
+		case Reject:
+			r.settled(d.Reject(false)) // to the dead-letter exchange, where one is set
+		case Requeue:
+			requeue = append(requeue, d)
+		}
+	}
+	if len(requeue) == 0 {
+		return
+	}
+	select {
+	case <-time.After(requeuePause):
+	case <-r.stop:
+	case <-r.closed:
+	}
+	for _, d := range requeue {
+		r.settled(d.Nack(false, true))
+	}
+}
+
+func (r *Rabbit) settled(err error) {
+	if err != nil {
+		// The channel is gone; the broker redelivers what we did not settle.
+		r.log.Debug("settle delivery", "err", err)
+	}
+}

@@ -1,0 +1,129 @@
+package presence
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestRedisDispatchBatchFailsOnlyTheBrokenCall: a call of the pipeline that Redis
+// refuses (here the user's stream key holds a string) fails alone; the calls around it
+// are dispatched, in order.
+func TestRedisDispatchBatchFailsOnlyTheBrokenCall(t *testing.T) {
+	rdb, opts := newTestRedis(t)
+	opts.Instance = "A"
+	if err := NewRedisInstances(rdb, opts).Beat(context.Background(), Instance{ID: "A", Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewRedisDirectory(rdb, opts).Add(context.Background(), Entry{User: "u", Instance: "A", Transport: "ws", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	pa := startRelay(t, NewRedisRelay(rdb, opts, nil))
+	d := NewRedisDispatcher(rdb, opts)
+	if err := rdb.Set(context.Background(), d.h.stream("broken"), "not a stream", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b := []Dispatch{
+		{M: &Message{UserID: "u", Body: []byte("first")}},
+		{M: &Message{UserID: "broken", Body: []byte("refused")}, Key: "id-broken"},
+		{M: &Message{UserID: "u", Body: []byte("third")}},
+	}
+	d.DispatchBatch(context.Background(), b)
+	if b[0].Err != nil || b[2].Err != nil {
+		t.Fatalf("the calls around the broken one failed: %v, %v", b[0].Err, b[2].Err)
+	}
+	if b[1].Err == nil {
+		t.Fatal("the call on a stream key holding a string succeeded")
+	}
+	if mustCursor(t, b[2].M.ID) <= mustCursor(t, b[0].M.ID) {
+		t.Fatalf("ids %s then %s: not in batch order", b[0].M.ID, b[2].M.ID)
+	}
+	sameRelayed(t, pa.next(t), b[0].M)
+	sameRelayed(t, pa.next(t), b[2].M)
+	// The refused call left no dedupe key behind: once Redis takes it, it is dispatched.
+	if err := rdb.Del(context.Background(), d.h.stream("broken")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	retry := []Dispatch{{M: &Message{UserID: "broken", Body: []byte("refused")}, Key: "id-broken"}}
+	d.DispatchBatch(context.Background(), retry)
+	if retry[0].Err != nil || retry[0].Dup {
+		t.Fatalf("retry after the failure: dup %v, err %v; want a first dispatch", retry[0].Dup, retry[0].Err)
+	}
+}
+
+// TestRedisDispatchBatchWithRedisGone: with Redis unreachable every call of the batch
+// fails, so every delivery is requeued.
+func TestRedisDispatchBatchWithRedisGone(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer rdb.Close()
+	b := []Dispatch{{M: &Message{UserID: "u"}}, {M: &Message{}}, {M: &Message{UserID: "w"}, Key: "k"}}
+	NewRedisDispatcher(rdb, RedisOptions{Prefix: "bridge:test_gone:"}).DispatchBatch(context.Background(), b)
+	for i, d := range b {
+		if d.Err == nil {
+			t.Errorf("item %d dispatched with Redis gone", i)
+		}
+	}
+}
+
+// TestRedisDispatchBatchAfterScriptFlush: a Redis that lost its scripts (a restart)
+// runs the whole batch in order, with no NOSCRIPT failure to requeue. It runs on a
+// Redis of its own, as SCRIPT FLUSH is server-wide.
+func TestRedisDispatchBatchAfterScriptFlush(t *testing.T) {
+	rdb := privateRedis(t)
+	d := NewRedisDispatcher(rdb, RedisOptions{Prefix: "bridge:test_flush:"})
+	next := uint64(1) // a fresh Redis numbers from 1
+	for round := range 2 {
+		if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		b := []Dispatch{{M: &Message{UserID: "u"}}, {M: &Message{}}, {M: &Message{UserID: "w"}}}
+		d.DispatchBatch(context.Background(), b)
+		for i, x := range b {
+			if x.Err != nil {
+				t.Fatalf("round %d, item %d after SCRIPT FLUSH: %v", round, i, x.Err)
+			}
+			if want := FormatCursor(next); x.M.ID != want {
+				t.Errorf("round %d, item %d: id %s, want %s", round, i, x.M.ID, want)
+			}
+			next++
+		}
+	}
+}
+
+// privateRedis starts a redis-server of the test's own on a free port, stopped when
+// the test ends.
+func privateRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis-server (apt-get install redis-server): %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the test's redis-server did not answer within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return rdb
+}
