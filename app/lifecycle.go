@@ -85,6 +85,20 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 	}
 }
 
+// flush waits until what this instance dispatched to itself has reached its hub, where
+// the relay can tell (the in-process one): called after the last delivery was acked and
+// before the clients are sent away. Through Redis a message still in pub/sub is in the
+// shared history, and the clients get it when they resume.
+func (s *shared) flush(ctx context.Context) {
+	f, ok := s.be.relay.(interface{ Flush(context.Context) error })
+	if !ok {
+		return
+	}
+	if err := f.Flush(ctx); err != nil {
+		s.log.Warn("relay flush before the drain", "err", err)
+	}
+}
+
 // leave ends the heartbeat and removes this instance and its connections from
 // presence at once (a clean stop), then stops the relay. Call it once the hub drained.
 func (s *shared) leave(ctx context.Context) {

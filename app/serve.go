@@ -104,6 +104,7 @@ func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Serv
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	b.StopConsuming(shutCtx)
+	lc.flush(shutCtx)
 	// Stop accepting before telling clients to reconnect, so none comes back here.
 	// Shutdown closes the listener at once, then waits for requests that the hub
 	// drain below ends (streams) or that finish by themselves.

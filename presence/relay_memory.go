@@ -20,8 +20,14 @@ type MemoryBus struct {
 }
 
 type memSub struct {
-	ch   chan *Message
+	ch   chan memItem
 	done chan struct{}
+}
+
+// memItem is a message, or a flush marker: closed once everything before it was delivered.
+type memItem struct {
+	m       *Message
+	flushed chan struct{}
 }
 
 // NewMemoryBus returns a bus with nobody listening.
@@ -74,12 +80,14 @@ func (b *MemoryBus) broadcast(ctx context.Context, except string, m *Message) er
 }
 
 // put queues m unless nobody listens (s is nil or done).
-func (s *memSub) put(ctx context.Context, m *Message) error {
+func (s *memSub) put(ctx context.Context, m *Message) error { return s.putItem(ctx, memItem{m: m}) }
+
+func (s *memSub) putItem(ctx context.Context, it memItem) error {
 	if s == nil {
 		return nil
 	}
 	select {
-	case s.ch <- m:
+	case s.ch <- it:
 	case <-s.done:
 	case <-ctx.Done():
 		return fmt.Errorf("relay: %w", ctx.Err())
@@ -88,7 +96,7 @@ func (s *memSub) put(ctx context.Context, m *Message) error {
 }
 
 func (r *MemoryRelay) Run(ctx context.Context, deliver func(*Message), subscribed func()) error {
-	s := &memSub{ch: make(chan *Message, memRelayQueue), done: make(chan struct{})}
+	s := &memSub{ch: make(chan memItem, memRelayQueue), done: make(chan struct{})}
 	r.bus.mu.Lock()
 	if r.bus.subs[r.instance] != nil {
 		r.bus.mu.Unlock()
@@ -105,10 +113,37 @@ func (r *MemoryRelay) Run(ctx context.Context, deliver func(*Message), subscribe
 	subscribed()
 	for {
 		select {
-		case m := <-s.ch:
-			deliver(m)
+		case it := <-s.ch:
+			if it.flushed != nil {
+				close(it.flushed)
+				continue
+			}
+			deliver(it.m)
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// Flush returns once every message queued to this instance before the call has been
+// handed to deliver (or nobody listens, or ctx ends). A drain calls it between the
+// last acked delivery and sending its clients away: in one process, a message acked
+// but still in this queue would otherwise reach nobody, and the in-memory history
+// that could replay it dies with the process.
+func (r *MemoryRelay) Flush(ctx context.Context) error {
+	r.bus.mu.Lock()
+	s := r.bus.subs[r.instance]
+	r.bus.mu.Unlock()
+	flushed := make(chan struct{})
+	if err := s.putItem(ctx, memItem{flushed: flushed}); err != nil || s == nil {
+		return err
+	}
+	select {
+	case <-flushed:
+		return nil
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("relay flush: %w", ctx.Err())
 	}
 }
