@@ -92,9 +92,19 @@ func encodeV1(m *Message, skip int) []byte {
 	return append(b, '}')
 }
 
+// appendJSONString appends s as encoding/json writes it. Ids and routing keys are
+// nearly always plain ASCII, which needs no escaping and is copied as it is; anything
+// else goes through json.Marshal.
 func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // DataJSON is the "data" of a frame: the body itself when it is JSON, else the body as a
