@@ -53,6 +53,17 @@ func (r *Router) Attach(ctx context.Context, c presence.Conn, cursor string, lim
 	return nil
 }
 
+// Replay reads what user's connections should read after cursor, at most limit
+// messages, without registering anything: a poll with something to answer needs no
+// more. An error answers the client as Attach's do.
+func (r *Router) Replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, error) {
+	rp, _, err := r.replay(ctx, user, cursor, limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%w)", errPresence, err)
+	}
+	return rp, nil
+}
+
 // Detach unregisters c from the hub and the directory.
 func (r *Router) Detach(ctx context.Context, c presence.Conn) {
 	r.hub.Remove(c)

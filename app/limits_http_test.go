@@ -91,7 +91,7 @@ func TestSendFlood429(t *testing.T) {
 // TestStreamsPerUser: SSE streams and waiting polls count toward
 // BRIDGE_MAX_CONNS_PER_USER with WebSockets; over it, every transport is refused with
 // 503 and Retry-After while the bystander keeps receiving; a poll that answers frees
-// its slot.
+// its slot, and one that answers at once takes none.
 func TestStreamsPerUser(t *testing.T) {
 	ls := newLimitServer(t, nil) // BRIDGE_MAX_CONNS_PER_USER=5
 	cursor := poll(t, ls.Server, q("user", "a")).Cursor
@@ -117,7 +117,7 @@ func TestStreamsPerUser(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range attempts / parallel {
-				path := []string{"/sse?user=a", "/poll?user=a&wait=0s"}[(w+i)%2]
+				path := []string{"/sse?user=a", "/poll?user=a&wait=1s&cursor=" + cursor}[(w+i)%2]
 				answers <- do(http.MethodGet, ls.URL+path, "")
 			}
 		}()
@@ -132,6 +132,11 @@ func TestStreamsPerUser(t *testing.T) {
 	}
 	if got := dialResponse(t, ls.WSURL("/ws/yxd/a"), nil); got.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("a WebSocket over the limit: got %d, want 503", got.StatusCode)
+	}
+	// A poll that answers at once (here: no cursor yet) holds no connection, so the
+	// limit does not refuse it.
+	if got := do(http.MethodGet, ls.URL+"/poll?user=a", ""); got.status != http.StatusOK {
+		t.Errorf("a poll that does not wait, at the limit: got %v, want 200", got)
 	}
 	ls.bystanderReceives(t)
 

@@ -115,14 +115,23 @@ func admitConn(d Deps, r *http.Request, pathUser string) (user string, release f
 	if user, err = d.Auth.Admit(r, pathUser); err != nil {
 		return "", nil, err
 	}
-	if release, err = d.slots.acquire(user); err != nil {
-		return "", nil, err
-	}
-	if err = userConnsEverywhere(r.Context(), d, user); err != nil {
-		release()
+	if release, err = reserveConn(r.Context(), d, user); err != nil {
 		return "", nil, err
 	}
 	return user, release, nil
+}
+
+// reserveConn takes a connection slot of user's, here and (by the directory's count)
+// across instances; the caller releases it when the connection ends.
+func reserveConn(ctx context.Context, d Deps, user string) (release func(), err error) {
+	if release, err = d.slots.acquire(user); err != nil {
+		return nil, err
+	}
+	if err = userConnsEverywhere(ctx, d, user); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
 }
 
 // userConnsEverywhere holds a user to BRIDGE_MAX_CONNS_PER_USER across instances, by

@@ -40,28 +40,43 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		user, release, err := admitConn(d, r, "")
+		user, err := d.Auth.Admit(r, "")
 		if err != nil {
 			return err
 		}
-		defer release()
 		wait, err := pollWait(c.QueryParam("wait"))
 		if err != nil {
 			return err
 		}
+		if d.Draining != nil && d.Draining() {
+			return errDraining
+		}
 		cursor := c.QueryParam("cursor")
+		ctx := context.WithoutCancel(r.Context())
+		// First a plain read: a poll that has something to answer (or must not wait)
+		// answers from it, registering nothing — one history read instead of a
+		// directory write, the reads, and a directory delete.
+		rp, err := d.Router.Replay(ctx, user, cursor, maxPollMessages)
+		if err != nil {
+			return err
+		}
+		if !pollMustWait(cursor, wait, rp, topics) {
+			return writePoll(c, cursor, rp, nil, topics, nil)
+		}
+		// Nothing yet: register, read again (what came in between is in this read),
+		// and wait for what comes live.
+		release, err := reserveConn(ctx, d, user)
+		if err != nil {
+			return err
+		}
+		defer release()
 		p := presence.NewPoll(user, maxPollMessages)
 		defer p.Close()
-		var rp *presence.Replay
-		ctx := context.WithoutCancel(r.Context())
 		detach, err := attach(ctx, d, presence.Subscribe(p, topics), cursor, maxPollMessages, func(x *presence.Replay) { rp = x })
 		if err != nil {
 			return err
 		}
-		// The replay is read whole, so that the cursor moves past what the subscription
-		// leaves out; live messages come through it already filtered.
-		replayed := topics.Filter(rp.Messages)
-		if cursor != "" && rp.Reset == "" && len(replayed) == 0 && !rp.More {
+		if pollMustWait(cursor, wait, rp, topics) {
 			t := time.NewTimer(wait)
 			select {
 			case <-p.Ready():
@@ -72,18 +87,32 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		}
 		detach()
 		live, drained, after := p.Take()
-		all := rp.Messages
-		if !rp.More { // with More, what came live is after a gap: the next poll reads it
-			all = append(all, live[:min(len(live), maxPollMessages-len(all))]...)
-		}
-		msgs := topics.Filter(all)
-		tail := pollTail{Cursor: pollCursor(cursor, all, rp), Reset: rp.Reset != "", Reason: rp.Reset}
+		var reconnect *presence.Reconnect
 		if drained {
-			tail.Reconnect = &presence.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
+			reconnect = &presence.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
 		}
-		c.Response().Header().Set("Cache-Control", "no-store")
-		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, pollAnswer(msgs, tail))
+		return writePoll(c, cursor, rp, live, topics, reconnect)
 	}
+}
+
+// pollMustWait: there is nothing to answer yet, and the client asked to wait for it.
+// The replay is judged through the subscription: messages it leaves out do not end a
+// wait, though the cursor moves past them.
+func pollMustWait(cursor string, wait time.Duration, rp *presence.Replay, topics *presence.Topics) bool {
+	return cursor != "" && wait > 0 && rp.Reset == "" && !rp.More && len(topics.Filter(rp.Messages)) == 0
+}
+
+// writePoll answers a poll: the replayed messages, then (unless the replay stopped at
+// its limit: what came live is after a gap, and the next poll reads it) the live ones,
+// through the subscription; and the cursor after all of them, the ones left out too.
+func writePoll(c echo.Context, cursor string, rp *presence.Replay, live []*presence.Message, topics *presence.Topics, reconnect *presence.Reconnect) error {
+	all := rp.Messages
+	if !rp.More {
+		all = append(all, live[:min(len(live), maxPollMessages-len(all))]...)
+	}
+	tail := pollTail{Cursor: pollCursor(cursor, all, rp), Reset: rp.Reset != "", Reason: rp.Reset, Reconnect: reconnect}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, pollAnswer(topics.Filter(all), tail))
 }
 
 // pollCursor is where the next poll starts: after the last message given, else where

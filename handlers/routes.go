@@ -27,6 +27,9 @@ type Router interface {
 	Attach(ctx context.Context, c presence.Conn, cursor string, limit int, load func(*presence.Replay)) error
 	// Detach undoes Attach.
 	Detach(ctx context.Context, c presence.Conn)
+	// Replay reads what user's connections should read after cursor (at most limit
+	// messages), registering nothing.
+	Replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, error)
 }
 
 // Limits are the per-connection limits of every transport.
