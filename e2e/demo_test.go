@@ -208,3 +208,32 @@ func TestDemoPageReconnectsAfterRestart(t *testing.T) {
 	}
 	screenshot(t, tab, "demo-after-restart.png")
 }
+
+// TestDemoPageOutlivesMaxConnectionAge: the server ends the page's WebSocket at
+// BRIDGE_MAX_CONNECTION_AGE with a reconnect frame and close 1001; the page comes
+// back at once, on WebSocket, resuming, and misses nothing.
+func TestDemoPageOutlivesMaxConnectionAge(t *testing.T) {
+	env, tp := serverEnv(t)
+	env["BRIDGE_MAX_CONNECTION_AGE"] = "2s"
+	s := apptest.Start(t, env)
+	tab := newTab(t, newBrowser(t))
+	navigate(t, tab, s.URL+"/?user=aged")
+	waitOpen(t, tab, "ws")
+	ctx, cancel := context.WithTimeout(tab, pageWait)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](
+		`window.states = []; bridge.on("state", (s) => window.states.push(s));`)); err != nil {
+		t.Fatal(err)
+	}
+	m := func(n int) string { return bodyFor("aged", "message "+strconv.Itoa(n)) }
+	tp.Publish(t, "contract", []byte(m(1)), nil)
+	waitShown(t, tab, 1)
+	waitFor(t, tab, "the connection to end at its age and come back",
+		`window.states.includes("reconnecting") && window.states[window.states.length-1] === "open"`)
+	waitOpen(t, tab, "ws")
+	tp.Publish(t, "contract", []byte(m(2)), nil)
+	want := []string{m(1), m(2)}
+	if got := waitShown(t, tab, 2); !slices.Equal(got, want) {
+		t.Fatalf("page shows\n%q\nwant\n%q", got, want)
+	}
+}
