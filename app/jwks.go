@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -61,7 +63,7 @@ func jwksKeyFunc(ctx context.Context, url string, log *slog.Logger) (jwt.Keyfunc
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("fetching the key set: %w", err)
+		return nil, fmt.Errorf("cannot fetch the key set: %s", oneLine(err))
 	}
 	keys, err := kf.Storage().KeyReadAll(ctx)
 	if err != nil {
@@ -86,4 +88,14 @@ func usableKeys(keys []jwkset.JWK) int {
 		}
 	}
 	return n
+}
+
+// oneLine is why a fetch failed, on one line: keyfunc joins its errors with newlines,
+// and a start-up error is one line. A network failure says it best by itself.
+func oneLine(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Error()
+	}
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
