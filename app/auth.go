@@ -1,9 +1,12 @@
 package app
 
 import (
+	"context"
 	"crypto/elliptic"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -15,15 +18,23 @@ import (
 const minSecretBytes = 16
 
 // newAuth builds the request authenticator from the configuration, pinning the token
-// algorithms to the kind of key configured (no "none", no HS/RS confusion).
-func newAuth(cfg *Config) (*handlers.Auth, error) {
+// algorithms to the kind of key configured (no "none", no HS/RS confusion). A JWKS is
+// refreshed in the background until ctx ends.
+func newAuth(ctx context.Context, cfg *Config, log *slog.Logger) (*handlers.Auth, error) {
 	a := &handlers.Auth{
 		Dev: cfg.Dev, APIKey: cfg.APIKey, AllowedOrigins: cfg.AllowedOrigins,
 		Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer,
 	}
+	if set := keySources(cfg); len(set) > 1 {
+		return nil, fmt.Errorf("%s are set together: set only the one your tokens are signed for", strings.Join(set, " and "))
+	}
 	switch {
-	case cfg.JWTPublicKeyFile != "" && cfg.JWTSecret != "":
-		return nil, fmt.Errorf("BRIDGE_JWT_SECRET and BRIDGE_JWT_PUBLIC_KEY_FILE are both set: set the one your tokens are signed for")
+	case cfg.JWTJWKSURL != "":
+		kf, err := jwksKeyFunc(ctx, cfg.JWTJWKSURL, log)
+		if err != nil {
+			return nil, fmt.Errorf("BRIDGE_JWT_JWKS_URL: %w", err)
+		}
+		a.KeyFunc, a.Methods = kf, jwksMethods
 	case cfg.JWTPublicKeyFile != "":
 		pem, err := os.ReadFile(cfg.JWTPublicKeyFile)
 		if err != nil {
@@ -39,6 +50,21 @@ func newAuth(cfg *Config) (*handlers.Auth, error) {
 		a.Key, a.Methods = []byte(cfg.JWTSecret), []string{"HS256"}
 	}
 	return a, nil
+}
+
+// keySources names the token key settings that are set; one at most may be.
+func keySources(cfg *Config) []string {
+	var set []string
+	for _, s := range []struct{ env, v string }{
+		{"BRIDGE_JWT_SECRET", cfg.JWTSecret},
+		{"BRIDGE_JWT_PUBLIC_KEY_FILE", cfg.JWTPublicKeyFile},
+		{"BRIDGE_JWT_JWKS_URL", cfg.JWTJWKSURL},
+	} {
+		if s.v != "" {
+			set = append(set, s.env)
+		}
+	}
+	return set
 }
 
 // publicKey reads an RSA key (RS256) or an ECDSA key (ES256 on P-256, ES384 on P-384,

@@ -35,6 +35,8 @@ func gentoken(args []string, getenv func(string) string, stdout, stderr io.Write
 	switch {
 	case *user == "":
 		return errors.New("gentoken: -user is required")
+	case *secret == "" && getenv("BRIDGE_JWT_JWKS_URL") != "":
+		return errors.New("gentoken: cannot sign for BRIDGE_JWT_JWKS_URL: your identity provider holds the private key, so get a token from it (gentoken signs only with BRIDGE_JWT_SECRET)")
 	case *secret == "":
 		return errors.New("gentoken: set BRIDGE_JWT_SECRET or -jwt-secret")
 	case *ttl <= 0:

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -28,6 +29,7 @@ type Config struct {
 	Prefetch           int
 	JWTSecret          string
 	JWTPublicKeyFile   string
+	JWTJWKSURL         string // https, or http on loopback
 	JWTAudience        string // empty: aud not checked
 	JWTIssuer          string // empty: iss not checked
 	APIKey             string
@@ -109,6 +111,15 @@ var settings = []setting{
 		c.JWTPublicKeyFile = v
 		return nil
 	}},
+	{"BRIDGE_JWT_JWKS_URL", "jwt-jwks-url", "", "JWKS URL of your identity provider: client tokens are verified with the key their kid names (RS*/PS*/ES*/EdDSA)", func(c *Config, v string) error {
+		if v != "" {
+			if err := checkJWKSURL(v); err != nil {
+				return err
+			}
+		}
+		c.JWTJWKSURL = v
+		return nil
+	}},
 	{"BRIDGE_JWT_AUDIENCE", "jwt-audience", "", "required aud of client tokens (unset: not checked)", func(c *Config, v string) error { c.JWTAudience = v; return nil }},
 	{"BRIDGE_JWT_ISSUER", "jwt-issuer", "", "required iss of client tokens (unset: not checked)", func(c *Config, v string) error { c.JWTIssuer = v; return nil }},
 	{"BRIDGE_API_KEY", "api-key", "", "bearer key for /api/publish and the inspection routes", func(c *Config, v string) error { c.APIKey = v; return nil }},
@@ -163,6 +174,31 @@ var settings = []setting{
 		return nil
 	}},
 	{"BRIDGE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a drain may take before the process exits anyway", durTo(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 0)},
+}
+
+// checkJWKSURL demands https: the keys decide who may come in, so a key set fetched in
+// the clear could be swapped on the way. Plain http is allowed only on loopback, for
+// tests and an identity provider on the same host.
+func checkJWKSURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" {
+		return errors.New("want an https:// URL")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if h := u.Hostname(); h == "localhost" || isLoopback(h) {
+			return nil
+		}
+		return fmt.Errorf("%s is plain http: use https (http only on loopback)", u.Host)
+	}
+	return errors.New("want an https:// URL")
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func intTo(field func(*Config) *int, lo, hi int) func(*Config, string) error {
@@ -238,8 +274,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		// predecessor's presence must expire, not be refreshed by the newcomer.
 		c.InstanceID += "-" + startSuffix()
 	}
-	if !c.Dev && c.JWTSecret == "" && c.JWTPublicKeyFile == "" {
-		return nil, errors.New("no client auth configured: set BRIDGE_JWT_SECRET or BRIDGE_JWT_PUBLIC_KEY_FILE, or run with -dev (BRIDGE_DEV=1)")
+	if !c.Dev && c.JWTSecret == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSURL == "" {
+		return nil, errors.New("no client auth configured: set BRIDGE_JWT_SECRET, BRIDGE_JWT_PUBLIC_KEY_FILE or BRIDGE_JWT_JWKS_URL, or run with -dev (BRIDGE_DEV=1)")
 	}
 	return c, nil
 }

@@ -42,7 +42,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Dev {
 		log.Warn("DEV MODE: clients are NOT authenticated (user id from the path or ?user=) and any Origin is accepted unless BRIDGE_ALLOWED_ORIGINS is set; never run this in production")
 	}
-	auth, err := newAuth(cfg)
+	authCtx, stopAuth := context.WithCancel(ctx) // ends the JWKS refresh when serve returns, whyever
+	defer stopAuth()
+	auth, err := newAuth(authCtx, cfg, log)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func TestStartRefusesWithoutAuth(t *testing.T) {
 		{"short secret", map[string]string{"BRIDGE_JWT_SECRET": "short"}, "BRIDGE_JWT_SECRET: use at least 16 bytes"},
 		{"key file missing", map[string]string{"BRIDGE_JWT_PUBLIC_KEY_FILE": "/nonexistent/key.pem"}, "BRIDGE_JWT_PUBLIC_KEY_FILE"},
 		{"key file not PEM", map[string]string{"BRIDGE_JWT_PUBLIC_KEY_FILE": notPEM}, "not an RSA or ECDSA public key"},
-		{"secret and key file", map[string]string{"BRIDGE_JWT_SECRET": testSecret, "BRIDGE_JWT_PUBLIC_KEY_FILE": notPEM}, "both set"},
+		{"secret and key file", map[string]string{"BRIDGE_JWT_SECRET": testSecret, "BRIDGE_JWT_PUBLIC_KEY_FILE": notPEM}, "set together"},
 		{"bad limit", map[string]string{"BRIDGE_DEV": "1", "BRIDGE_MAX_CONNS_PER_USER": "0"}, "BRIDGE_MAX_CONNS_PER_USER"},
 		{"bad rate", map[string]string{"BRIDGE_DEV": "1", "BRIDGE_MESSAGE_RATE": "fast"}, "BRIDGE_MESSAGE_RATE"},
 	}

@@ -28,13 +28,14 @@ const maxTokenBytes = 8 << 10
 
 // Auth decides who a request is and whether it may come in.
 type Auth struct {
-	Dev            bool     // ids from the path or ?user=, no token needed
-	Key            any      // []byte for HS256, or an RSA/ECDSA public key
-	Methods        []string // accepted alg values, pinned to the key's kind
-	Audience       string   // required aud claim; empty: not checked
-	Issuer         string   // required iss claim; empty: not checked
-	APIKey         string   // bearer key of /api/publish and inspection; empty in dev: open
-	AllowedOrigins []string // "*" for any; empty: same origin (any in dev)
+	Dev            bool        // ids from the path or ?user=, no token needed
+	Key            any         // []byte for HS256, or an RSA/ECDSA public key
+	KeyFunc        jwt.Keyfunc // the key a token names by kid, from a JWKS; when set, Key is unused
+	Methods        []string    // accepted alg values, pinned to the key's kind
+	Audience       string      // required aud claim; empty: not checked
+	Issuer         string      // required iss claim; empty: not checked
+	APIKey         string      // bearer key of /api/publish and inspection; empty in dev: open
+	AllowedOrigins []string    // "*" for any; empty: same origin (any in dev)
 }
 
 var (
@@ -83,14 +84,18 @@ func (a *Auth) Identify(r *http.Request, pathUser string) (string, error) {
 	return sub, nil
 }
 
-// verify checks a token's signature with the configured key, accepting only the
-// configured algorithm (so neither "none" nor an HS256 token keyed with our public key
-// gets in), and its exp, aud and iss; it returns the sub.
+// verify checks a token's signature with the configured key (or the JWKS key its kid
+// names), accepting only the configured algorithms (so neither "none" nor an HS256
+// token keyed with our public key gets in), and its exp, aud and iss; it returns the sub.
 func (a *Auth) verify(raw string) (string, error) {
 	if len(raw) > maxTokenBytes {
 		return "", fmt.Errorf("%w: longer than %d bytes", errBadToken, maxTokenBytes)
 	}
-	if a.Key == nil || len(a.Methods) == 0 {
+	keyFunc := a.KeyFunc
+	if keyFunc == nil && a.Key != nil {
+		keyFunc = func(*jwt.Token) (any, error) { return a.Key, nil }
+	}
+	if keyFunc == nil || len(a.Methods) == 0 {
 		return "", fmt.Errorf("%w: no token key is configured", errBadToken)
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(a.Methods), jwt.WithExpirationRequired(), jwt.WithLeeway(jwtLeeway)}
@@ -100,7 +105,9 @@ func (a *Auth) verify(raw string) (string, error) {
 	if a.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(a.Issuer))
 	}
-	tok, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return a.Key, nil }, opts...)
+	// WithValidMethods is checked before keyFunc runs: a JWKS lookup never sees an
+	// algorithm we do not accept.
+	tok, err := jwt.Parse(raw, keyFunc, opts...)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", errBadToken, err)
 	}
