@@ -113,6 +113,43 @@ func TestDemoPageInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("subscribe at run time", func(t *testing.T) {
+		// bridge.subscribe(["contract"]) on an open page: a subscribe frame on WebSocket
+		// (the page hears "subscribed"), a reconnect with ?topics= on SSE and poll.
+		for _, tr := range []string{"ws", "sse", "poll"} {
+			tab := newTab(t, browser)
+			user := "resub-" + tr
+			navigate(t, tab, s.URL+"/?transport="+tr+"&user="+user)
+			waitOpen(t, tab, tr)
+			ctx, cancel := context.WithTimeout(tab, pageWait)
+			if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.subscribed = null;
+				bridge.on("subscribed", (ts) => { window.subscribed = ts.join(","); });
+				bridge.subscribe(["contract"]);`)); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			if tr == "ws" {
+				waitFor(t, tab, "the subscribed event", `window.subscribed === "contract"`)
+			}
+			waitOpen(t, tab, tr)
+			watch := apptest.DialWS(t, s.WSURL("/ws?user="+user), "bridge.v1", nil)
+			watch.Next(t, pageWait) // welcome
+			if err := watch.Conn.WriteMessage(1, []byte(`{"type":"send","routingKey":"chat","data":"left out"}`)); err != nil {
+				t.Fatal(err)
+			}
+			body := bodyFor(user, "subscribed at run time")
+			tp.Publish(t, "contract", []byte(body), nil)
+			for _, want := range []string{"left out", "subscribed at run time"} {
+				if f := watch.Next(t, pageWait); !strings.Contains(string(f.Data), want) {
+					t.Fatalf("%s: watcher got %s, want the message with %q", tr, f.Data, want)
+				}
+			}
+			if got := waitShown(t, tab, 1); got[0] != body {
+				t.Fatalf("%s: page shows %q first, want only %q", tr, got, body)
+			}
+		}
+	})
+
 	t.Run("original pattern page", func(t *testing.T) {
 		originalPattern(t, browser, s, tp)
 	})

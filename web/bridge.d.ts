@@ -63,6 +63,8 @@ export interface BridgeEvents {
   state: (state: State, transport: Transport | null) => void;
   reset: (r: Reset) => void;
   welcome: (w: Welcome) => void;
+  /** The server applied a subscribe (WebSocket); [] means every routing key. */
+  subscribed: (topics: string[]) => void;
   error: (e: Error) => void;
 }
 
@@ -77,6 +79,11 @@ export class Bridge {
   on<E extends keyof BridgeEvents>(event: E, fn: BridgeEvents[E]): () => void;
   /** Sends data with an optional routing key (server default "inbound"). */
   send(data: unknown, routingKey?: string): Promise<void>;
+  /**
+   * Receive only these routing keys from now on (null or []: all). WebSocket sends a
+   * subscribe frame; SSE and poll reconnect with the new ?topics=.
+   */
+  subscribe(topics: string[] | null): void;
   close(): void;
 }
 

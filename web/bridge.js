@@ -83,7 +83,7 @@ export class Bridge {
   get cursor() { return this.#cursor; }
 
   /**
-   * on("message" | "state" | "reset" | "welcome" | "error", fn). Returns a function
+   * on("message" | "state" | "reset" | "welcome" | "subscribed" | "error", fn). Returns a function
    * that removes the listener.
    */
   on(event, fn) {
@@ -110,6 +110,25 @@ export class Bridge {
       credentials: this.#opts.withCredentials ? "include" : "same-origin",
     });
     if (!res.ok) throw new Error(await errorText(res));
+  }
+
+  /**
+   * Replaces the subscription: from now on only messages with these routing keys
+   * (null or []: all of them). On WebSocket it is a subscribe frame, answered by a
+   * "subscribed" event; SSE and poll carry topics in their URL, so they reconnect at
+   * once with the new ones, resuming from the cursor.
+   */
+  subscribe(topics) {
+    this.#opts.topics = topics && topics.length ? [...topics] : null;
+    const s = this.#session;
+    if (this.#closed || !s) return; // the next connection carries them
+    if (s.opened && s.conn && s.conn.canSend && s.conn.canSend()) {
+      s.conn.send({ type: "subscribe", topics: this.#opts.topics || [] });
+      return;
+    }
+    this.#end(s);
+    clearTimeout(this.#timer);
+    this.#connect();
   }
 
   /** Closes the connection for good. */
@@ -204,6 +223,9 @@ export class Bridge {
         break;
       case "reset":
         this.#emit("reset", f);
+        break;
+      case "subscribed":
+        this.#emit("subscribed", f.topics || []);
         break;
       case "reconnect":
         this.#hint = Math.max(0, Number(f.after_ms) || 0);
