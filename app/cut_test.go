@@ -24,13 +24,8 @@ func TestBrokerCutMidFlowDeliversExactlyOnce(t *testing.T) {
 		t.Run(map[bool]string{false: "memory", true: "redis"}[withRedis], func(t *testing.T) {
 			const n = 20000
 			tp := apptest.NewTopology(t, "contract")
-			u, err := url.Parse(apptest.AMQPURL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			proxy := apptest.NewProxy(t, u.Host)
-			u.Host = proxy.Addr
-			env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": u.String(), "BRIDGE_SEND_QUEUE": "8192"}
+			proxy, amqpURL := amqpThroughProxy(t)
+			env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": amqpURL, "BRIDGE_SEND_QUEUE": "8192"}
 			for k, v := range tp.Env {
 				env[k] = v
 			}
@@ -126,4 +121,16 @@ func publishWithIDs(t *testing.T, tp *apptest.Topology, key string, bodies [][]b
 			t.Fatalf("publish not confirmed: ok=%v err=%v", ok, err)
 		}
 	}
+}
+
+// amqpThroughProxy is the test RabbitMQ's URL through a proxy the test can cut.
+func amqpThroughProxy(t *testing.T) (*apptest.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(apptest.AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := apptest.NewProxy(t, u.Host)
+	u.Host = proxy.Addr
+	return proxy, u.String()
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -108,13 +107,8 @@ func TestPublishAPIConcurrentRoutableAndUnroutable(t *testing.T) {
 
 func TestPublishAPIWhileBrokerIsDown(t *testing.T) {
 	tp := apptest.NewTopology(t, "contract")
-	u, err := url.Parse(apptest.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := apptest.NewProxy(t, u.Host)
-	u.Host = proxy.Addr
-	env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": u.String(), "BRIDGE_API_KEY": testAPIKey}
+	proxy, amqpURL := amqpThroughProxy(t)
+	env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": amqpURL, "BRIDGE_API_KEY": testAPIKey}
 	for k, v := range tp.Env {
 		env[k] = v
 	}
