@@ -20,6 +20,7 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_connections", Help: "Client connections held by this instance."},
 			func() float64 { return float64(hub.Count()) }),
 		byTransport(hub, "ws"), byTransport(hub, "sse"), byTransport(hub, "poll"),
+		r.DispatchSeconds,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_sent_total", Help: "Messages queued to client connections."},
 			func() float64 { return float64(hub.Stats.Delivered.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_slow_client_disconnects_total", Help: "Connections closed because their send queue overflowed."},

@@ -13,10 +13,15 @@ import (
 // TestMetricsAreDocumented: every pushbridge_ metric an instance exposes is named in
 // docs/metrics.md, and the by-transport gauges count what is connected.
 func TestMetricsAreDocumented(t *testing.T) {
-	s, _ := rabbitServer(t, nil)
-	apptest.DialWS(t, s.WSURL("/ws?user=m"), "", nil)
+	s, tp := rabbitServer(t, nil)
+	ws := apptest.DialWS(t, s.WSURL("/ws?user=m"), "", nil)
 	apptest.OpenSSE(t, s.URL+"/sse?user=m", nil)
 	apptest.Eventually(t, wait, "2 connections", func() bool { return connCount(t, s) == 2 })
+	tp.Publish(t, "contract", []byte(`{"receiveUserId":"m"}`), nil)
+	ws.Next(t, wait)
+	if n := metric(t, s, "pushbridge_dispatch_seconds_count"); n < 1 {
+		t.Errorf("pushbridge_dispatch_seconds_count = %v after a delivery, want at least 1", n)
+	}
 	for tr, want := range map[string]float64{"ws": 1, "sse": 1, "poll": 0} {
 		if got := metric(t, s, `pushbridge_transport_connections{transport="`+tr+`"}`); got != want {
 			t.Errorf("%s connections: %v, want %v", tr, got, want)
