@@ -30,6 +30,7 @@ type benchOpts struct {
 	conns, users, rate, size, sources   int
 	broadcastEvery                      int
 	duration                            time.Duration
+	settle                              time.Duration
 }
 
 // benchBody is what the bench publishes: who it is for, a per-user sequence number and
@@ -60,6 +61,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.IntVar(&o.broadcastEvery, "broadcast-every", 0, "make every Nth message a broadcast (0: none)")
 	fs.IntVar(&o.sources, "sources", 1, "spread connections over this many source addresses 127.0.0.2..")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to publish")
+	fs.DurationVar(&o.settle, "settle", 0, "before and after connecting, wait up to this long for the server's next GC (Go forces one every 2 minutes), and report its live heap per connection too (0: don't wait)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,7 +131,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 	clients := make([]*benchClient, o.conns)
 	conns := make([]benchConn, o.conns)
 	connsOf := make(map[string]int)
-	before, _ := serverMemory(o.url)
+	before, _ := settledMemory(ctx, o, stdout)
 	fmt.Fprintf(stdout, "connecting %d %s clients (%d users) to %s ...\n", o.conns, o.transport, o.users, o.url)
 	dial := benchDialer(ctx, o, u.Host)
 	defer func() {
@@ -152,11 +154,8 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 		conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
 		connsOf[user]++
 	}
-	if after, err := serverMemory(o.url); err == nil && before != nil {
-		per := func(k string) float64 { return (after[k] - before[k]) / float64(o.conns) }
-		fmt.Fprintf(stdout, "server, per idle connection: heap %.0f B, stacks %.0f B, goroutines %.2f (from its /metrics)\n",
-			per("go_memstats_heap_inuse_bytes"), per("go_memstats_stack_inuse_bytes"), per("go_goroutines"))
-	}
+	// The readers run from here on: they answer the server's pings while the bench
+	// waits for its GC (-settle), and no message is published before they do.
 	var got atomic.Int64
 	var wg sync.WaitGroup
 	for i, c := range conns {
@@ -165,6 +164,17 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 			defer wg.Done()
 			c.read(func(body []byte) { clients[i].take(body, &got) })
 		}()
+	}
+
+	if after, err := settledMemory(ctx, o, stdout); err == nil && before != nil {
+		per := func(k string) float64 { return (after[k] - before[k]) / float64(o.conns) }
+		fmt.Fprintf(stdout, "server, per idle connection: heap %.0f B, stacks %.0f B, goroutines %.2f (from its /metrics)\n",
+			per("go_memstats_heap_inuse_bytes"), per("go_memstats_stack_inuse_bytes"), per("go_goroutines"))
+		if o.settle > 0 {
+			fmt.Fprintf(stdout, "server, per idle connection after its GC: live heap %.0f B + stacks %.0f B = %.0f B\n",
+				per("go_memstats_heap_alloc_bytes"), per("go_memstats_stack_inuse_bytes"),
+				per("go_memstats_heap_alloc_bytes")+per("go_memstats_stack_inuse_bytes"))
+		}
 	}
 
 	pub, closePub, err := benchPublisher(o)
@@ -329,7 +339,7 @@ func serverMemory(base string) (map[string]float64, error) {
 	}
 	out := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		for _, k := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines"} {
+		for _, k := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_alloc_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines", "go_gc_duration_seconds_count"} {
 			if v, ok := strings.CutPrefix(line, k+" "); ok {
 				var f float64
 				if _, err := fmt.Sscanf(v, "%g", &f); err == nil {
@@ -339,4 +349,29 @@ func serverMemory(base string) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// settledMemory is serverMemory, read (with -settle) just after the server's next
+// garbage collection: the bench cannot force one, but Go runs one at least every two
+// minutes, and right after it the allocated heap is what is live. Without -settle, or
+// if no GC comes in time, it reads at once.
+func settledMemory(ctx context.Context, o benchOpts, stdout io.Writer) (map[string]float64, error) {
+	m, err := serverMemory(o.url)
+	if err != nil || o.settle <= 0 {
+		return m, err
+	}
+	fmt.Fprintf(stdout, "waiting up to %s for the server's next GC ...\n", o.settle)
+	deadline := time.Now().Add(o.settle)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(500 * time.Millisecond) // polling another process's counter; nothing to wait on
+		next, err := serverMemory(o.url)
+		if err != nil {
+			return nil, err
+		}
+		if next["go_gc_duration_seconds_count"] > m["go_gc_duration_seconds_count"] {
+			return next, nil
+		}
+	}
+	fmt.Fprintln(stdout, "no GC came in time: the figures include garbage")
+	return serverMemory(o.url)
 }
