@@ -125,7 +125,7 @@ func (h *Hub) Resync(ctx context.Context) error {
 		return nil
 	}
 	h.mu.RLock()
-	all := make([]gapped, 0, h.count)
+	all := make([]gapped, 0, h.countLocked())
 	for _, set := range h.users {
 		for c, f := range set {
 			all = append(all, gapped{c, f})

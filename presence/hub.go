@@ -36,8 +36,7 @@ type Hub struct {
 
 	mu    sync.RWMutex
 	users map[string]map[Conn]*feed
-	count int
-	kinds map[string]int // connections by transport
+	kinds map[string]int // connections by transport; Count is their sum
 
 	history History // where gaps are repaired from (see UseHistory); nil: not tracked
 }
@@ -62,7 +61,6 @@ func (h *Hub) add(c Conn, held bool) *feed {
 	if !ok {
 		f = &feed{held: held}
 		set[c] = f
-		h.count++
 		h.kinds[c.Transport()]++
 	}
 	return f
@@ -77,7 +75,6 @@ func (h *Hub) Remove(c Conn) (last bool) {
 		return false
 	}
 	delete(set, c)
-	h.count--
 	h.kinds[c.Transport()]--
 	if len(set) == 0 {
 		delete(h.users, c.User())
@@ -125,7 +122,16 @@ func (h *Hub) Deliver(m *Message) int {
 func (h *Hub) Count() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.count
+	return h.countLocked()
+}
+
+// countLocked sums the connections of every transport; h.mu is held.
+func (h *Hub) countLocked() int {
+	n := 0
+	for _, k := range h.kinds {
+		n += k
+	}
+	return n
 }
 
 // CountOf is the number of connections held here on one transport ("ws", "sse", "poll").
@@ -146,7 +152,7 @@ func (h *Hub) UserConns(user string) int {
 func (h *Hub) Conns() []Conn {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]Conn, 0, h.count)
+	out := make([]Conn, 0, h.countLocked())
 	for _, set := range h.users {
 		for c := range set {
 			out = append(out, c)

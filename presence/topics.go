@@ -78,6 +78,3 @@ func (s *Subscribed) Send(m *Message) {
 
 // Set replaces the subscription; messages sent from now on follow it.
 func (s *Subscribed) Set(t *Topics) { s.topics.Store(t) }
-
-// Topics is the current subscription.
-func (s *Subscribed) Topics() *Topics { return s.topics.Load() }
