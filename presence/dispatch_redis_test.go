@@ -2,9 +2,8 @@ package presence
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -59,13 +58,8 @@ func TestRedisDispatchBatchFailsOnlyTheBrokenCall(t *testing.T) {
 // TestRedisDispatchBatchWithRedisGone: with Redis unreachable every call of the batch
 // fails, so every delivery is requeued.
 func TestRedisDispatchBatchWithRedisGone(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	nowhere := filepath.Join(t.TempDir(), "no-redis.sock") // a socket nothing listens on
+	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: nowhere, MaxRetries: -1, DialTimeout: time.Second})
 	defer rdb.Close()
 	b := []Dispatch{{M: &Message{UserID: "u"}}, {M: &Message{}}, {M: &Message{UserID: "w"}, Key: "k"}}
 	NewRedisDispatcher(rdb, RedisOptions{Prefix: "bridge:test_gone:"}).DispatchBatch(context.Background(), b)
@@ -101,29 +95,21 @@ func TestRedisDispatchBatchAfterScriptFlush(t *testing.T) {
 	}
 }
 
-// privateRedis starts a redis-server of the test's own on a free port, stopped when
-// the test ends.
+// privateRedis starts a redis-server of the test's own, on a unix socket in the test's
+// temporary directory (no TCP port to pick, and none another process can take first),
+// stopped when the test ends.
 func privateRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	sock := filepath.Join(t.TempDir(), "redis.sock")
+	cmd := exec.Command("redis-server", "--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no")
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server (apt-get install redis-server): %v", err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Network: "unix", Addr: sock, MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the test's redis-server did not answer within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	eventually(t, 10*time.Second, "the test's redis-server answering", func() bool {
+		return rdb.Ping(context.Background()).Err() == nil
+	})
 	return rdb
 }
