@@ -135,6 +135,16 @@ func demoState(t *testing.T, tab context.Context) string {
 	return s
 }
 
+// openDemo opens url (the demo page) in a new tab of browser and waits until the page
+// is open on transport.
+func openDemo(t *testing.T, browser context.Context, url, transport string) context.Context {
+	t.Helper()
+	tab := newTab(t, browser)
+	navigate(t, tab, url)
+	waitOpen(t, tab, transport)
+	return tab
+}
+
 // waitOpen waits until the demo page says it is open on transport.
 func waitOpen(t *testing.T, tab context.Context, transport string) {
 	t.Helper()

@@ -45,10 +45,8 @@ func TestDemoPageInBrowser(t *testing.T) {
 
 	for _, tr := range []string{"ws", "sse", "poll"} {
 		t.Run(tr, func(t *testing.T) {
-			tab := newTab(t, browser)
 			user := "demo-" + tr
-			navigate(t, tab, s.URL+"/?transport="+tr+"&user="+user)
-			waitOpen(t, tab, tr)
+			tab := openDemo(t, browser, s.URL+"/?transport="+tr+"&user="+user, tr)
 
 			body := bodyFor(user, "hello over "+tr)
 			tp.Publish(t, "contract", []byte(body), nil)
@@ -91,10 +89,8 @@ func TestDemoPageInBrowser(t *testing.T) {
 		// "chat") before a contract message reaches an unsubscribed connection of the
 		// same user first, but never the page.
 		for _, tr := range []string{"ws", "sse", "poll"} {
-			tab := newTab(t, browser)
 			user := "topics-" + tr
-			navigate(t, tab, s.URL+"/?transport="+tr+"&topics=contract&user="+user)
-			waitOpen(t, tab, tr)
+			tab := openDemo(t, browser, s.URL+"/?transport="+tr+"&topics=contract&user="+user, tr)
 			onlyContract(t, s, tp, tab, user, "subscribed to contract")
 		}
 	})
@@ -103,10 +99,8 @@ func TestDemoPageInBrowser(t *testing.T) {
 		// bridge.subscribe(["contract"]) on an open page: a subscribe frame on WebSocket
 		// (the page hears "subscribed"), a reconnect with ?topics= on SSE and poll.
 		for _, tr := range []string{"ws", "sse", "poll"} {
-			tab := newTab(t, browser)
 			user := "resub-" + tr
-			navigate(t, tab, s.URL+"/?transport="+tr+"&user="+user)
-			waitOpen(t, tab, tr)
+			tab := openDemo(t, browser, s.URL+"/?transport="+tr+"&user="+user, tr)
 			ctx, cancel := context.WithTimeout(tab, pageWait)
 			if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.subscribed = null;
 				bridge.on("subscribed", (ts) => { window.subscribed = ts.join(","); });
@@ -200,9 +194,7 @@ func TestDemoPageReconnectsAfterRestart(t *testing.T) {
 	env["BRIDGE_SHUTDOWN_TIMEOUT"] = "2s" // drained clients come back within 1s
 	s1 := apptest.Start(t, env)
 	browser := newBrowser(t)
-	tab := newTab(t, browser)
-	navigate(t, tab, s1.URL+"/?user=restart")
-	waitOpen(t, tab, "ws")
+	tab := openDemo(t, browser, s1.URL+"/?user=restart", "ws")
 
 	m := func(n int) string { return bodyFor("restart", "message "+strconv.Itoa(n)) }
 	tp.Publish(t, "contract", []byte(m(1)), nil)
@@ -247,9 +239,7 @@ func TestDemoPageOutlivesMaxConnectionAge(t *testing.T) {
 	env, tp := serverEnv(t)
 	env["BRIDGE_MAX_CONNECTION_AGE"] = "2s"
 	s := apptest.Start(t, env)
-	tab := newTab(t, newBrowser(t))
-	navigate(t, tab, s.URL+"/?user=aged")
-	waitOpen(t, tab, "ws")
+	tab := openDemo(t, newBrowser(t), s.URL+"/?user=aged", "ws")
 	ctx, cancel := context.WithTimeout(tab, pageWait)
 	defer cancel()
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](
