@@ -71,7 +71,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 	if o.conns <= 0 || o.rate <= 0 || o.sources < 1 || o.sources > 249 {
 		return errors.New("bench: -conns and -rate must be positive, -sources 1..249")
 	}
-	if !slices.Contains([]string{"ws", "sse", "poll"}, o.transport) {
+	if !slices.Contains(benchTransports, o.transport) {
 		return errors.New("bench: -transport must be ws, sse or poll")
 	}
 	if o.url == "" {
@@ -167,14 +167,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 	}
 
 	if after, err := settledMemory(ctx, o, stdout); err == nil && before != nil {
-		per := func(k string) float64 { return (after[k] - before[k]) / float64(o.conns) }
-		fmt.Fprintf(stdout, "server, per idle connection: heap %.0f B, stacks %.0f B, goroutines %.2f (from its /metrics)\n",
-			per("go_memstats_heap_inuse_bytes"), per("go_memstats_stack_inuse_bytes"), per("go_goroutines"))
-		if o.settle > 0 {
-			fmt.Fprintf(stdout, "server, per idle connection after its GC: live heap %.0f B + stacks %.0f B = %.0f B\n",
-				per("go_memstats_heap_alloc_bytes"), per("go_memstats_stack_inuse_bytes"),
-				per("go_memstats_heap_alloc_bytes")+per("go_memstats_stack_inuse_bytes"))
-		}
+		reportMemory(stdout, o, before, after)
 	}
 
 	pub, closePub, err := benchPublisher(o)
@@ -349,6 +342,18 @@ func serverMemory(base string) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// reportMemory prints what the server's runtime gauges grew by, per connection.
+func reportMemory(w io.Writer, o benchOpts, before, after map[string]float64) {
+	per := func(k string) float64 { return (after[k] - before[k]) / float64(o.conns) }
+	heapInUse, live, stacks := per("go_memstats_heap_inuse_bytes"), per("go_memstats_heap_alloc_bytes"), per("go_memstats_stack_inuse_bytes")
+	fmt.Fprintf(w, "server, per idle connection: heap %.0f B, stacks %.0f B, goroutines %.2f (from its /metrics)\n",
+		heapInUse, stacks, per("go_goroutines"))
+	if o.settle > 0 {
+		fmt.Fprintf(w, "server, per idle connection after its GC: live heap %.0f B + stacks %.0f B = %.0f B\n",
+			live, stacks, live+stacks)
+	}
 }
 
 // settledMemory is serverMemory, read (with -settle) just after the server's next

@@ -21,6 +21,9 @@ type benchConn interface {
 	close()
 }
 
+// benchTransports are what -transport takes; benchDialer opens each.
+var benchTransports = []string{"ws", "sse", "poll"}
+
 // benchDialer opens o.transport connections of a user to host, from src when set.
 func benchDialer(ctx context.Context, o benchOpts, host string) func(user string, src net.IP) (benchConn, error) {
 	switch o.transport {
