@@ -85,16 +85,11 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 	}
 }
 
-// flush waits until what this instance dispatched to itself has reached its hub, where
-// the relay can tell (the in-process one): called after the last delivery was acked and
-// before the clients are sent away. Through Redis a message still in pub/sub is in the
-// shared history, and the clients get it when they resume.
+// flush waits until what this instance dispatched to itself has reached its hub (see
+// Relay.Flush): called after the last delivery was acked and before the clients are
+// sent away.
 func (s *shared) flush(ctx context.Context) {
-	f, ok := s.be.relay.(interface{ Flush(context.Context) error })
-	if !ok {
-		return
-	}
-	if err := f.Flush(ctx); err != nil {
+	if err := s.be.relay.Flush(ctx); err != nil {
 		s.log.Warn("relay flush before the drain", "err", err)
 	}
 }

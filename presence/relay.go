@@ -35,6 +35,10 @@ type Relay interface {
 	// time it starts listening, first and after every reconnect, before the messages
 	// that follow.
 	Run(ctx context.Context, deliver func(*Message), subscribed func()) error
+	// Flush returns once what was sent to this instance before the call has been
+	// handed to deliver, where the relay can know it; a drain calls it after the last
+	// acked delivery, before the clients are sent away.
+	Flush(ctx context.Context) error
 }
 
 // relayVersion starts every relayed payload, so a format change is detected rather

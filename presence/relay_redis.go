@@ -70,6 +70,11 @@ func (r *RedisRelay) publish(ctx context.Context, channel string, m *Message) er
 // Run listens until ctx ends. Each subscription is a fresh connection; when it fails
 // it is replaced after a pause, and subscribed is called again once the new one is
 // confirmed on both channels.
+// Flush returns at once: what Redis pub/sub still carries to this instance cannot be
+// waited for, and need not be — it is in the shared history, and the clients a drain
+// sends away get it when they resume with their cursor.
+func (r *RedisRelay) Flush(context.Context) error { return nil }
+
 func (r *RedisRelay) Run(ctx context.Context, deliver func(*Message), subscribed func()) error {
 	if r.instance == "" {
 		return errors.New("relay: no instance id")
