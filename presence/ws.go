@@ -346,6 +346,15 @@ func (c *WS) CloseWith(code int, reason string) {
 	if c.refused.Swap(true) {
 		return
 	}
+	c.closeAfterQueue(nil, code, reason)
+}
+
+// closeAfterQueue queues, behind what is already queued, the reconnect hint (bridge.v1
+// only; none when nil) and a close frame with code, and accepts nothing after them.
+func (c *WS) closeAfterQueue(hint *Reconnect, code int, reason string) {
+	if hint != nil && c.opts.V1 {
+		c.SendJSON(*hint)
+	}
 	c.push(wsItem{closeCode: code, reason: reason}, 0)
 	c.mu.Lock()
 	c.closing = true
@@ -360,13 +369,7 @@ func (c *WS) expire() {
 	if c.refused.Swap(true) {
 		return // already closing for another reason
 	}
-	if c.opts.V1 {
-		c.SendJSON(Reconnect{Type: "reconnect", Reason: "max connection age"})
-	}
-	c.push(wsItem{closeCode: websocket.CloseGoingAway, reason: "max connection age"}, 0)
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
+	c.closeAfterQueue(&Reconnect{Type: "reconnect", Reason: "max connection age"}, websocket.CloseGoingAway, "max connection age")
 }
 
 // Reconnect is the bridge.v1 frame sent before a drain closes the connection.
@@ -379,13 +382,7 @@ type Reconnect struct {
 // Drain sends a reconnect hint (bridge.v1 only) and close 1012, then waits until the
 // connection is closed or ctx ends.
 func (c *WS) Drain(ctx context.Context, after time.Duration) {
-	if c.opts.V1 {
-		c.SendJSON(Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()})
-	}
-	c.push(wsItem{closeCode: CloseServiceRestart, reason: "service restart"}, 0)
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
+	c.closeAfterQueue(&Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}, CloseServiceRestart, "service restart")
 	select {
 	case <-c.done:
 	case <-ctx.Done():
