@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -99,7 +100,7 @@ func handlePoll(d Deps) echo.HandlerFunc {
 // The replay is judged through the subscription: messages it leaves out do not end a
 // wait, though the cursor moves past them.
 func pollMustWait(cursor string, wait time.Duration, rp *presence.Replay, topics *presence.Topics) bool {
-	return cursor != "" && wait > 0 && rp.Reset == "" && !rp.More && len(topics.Filter(rp.Messages)) == 0
+	return cursor != "" && wait > 0 && rp.Reset == "" && !rp.More && !slices.ContainsFunc(rp.Messages, topics.Wants)
 }
 
 // writePoll answers a poll: the replayed messages, then (unless the replay stopped at
