@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -59,7 +60,7 @@ func TestBrowserParsesWSFrames(t *testing.T) {
 		if err != nil {
 			return
 		}
-		ws := presence.NewWS(conn, "b", presence.WSOptions{})
+		ws := transport.NewWS(conn, "b", transport.WSOptions{})
 		hub.Add(ws)
 		defer hub.Remove(ws)
 		_ = ws.Serve(func(int, []byte) {})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -22,10 +23,10 @@ const maxPollMessages = 500
 
 // pollTail is the poll answer after its messages.
 type pollTail struct {
-	Cursor    string              `json:"cursor"` // where the next poll starts
-	Reset     bool                `json:"reset"`  // messages after the given cursor were missed for good
-	Reason    string              `json:"reason,omitempty"`
-	Reconnect *presence.Reconnect `json:"reconnect,omitempty"` // this instance drains: poll again after after_ms
+	Cursor    string               `json:"cursor"` // where the next poll starts
+	Reset     bool                 `json:"reset"`  // messages after the given cursor were missed for good
+	Reason    string               `json:"reason,omitempty"`
+	Reconnect *transport.Reconnect `json:"reconnect,omitempty"` // this instance drains: poll again after after_ms
 }
 
 // handlePoll serves GET /poll?cursor=: the messages after the cursor, at once when
@@ -71,7 +72,7 @@ func handlePoll(d Deps) echo.HandlerFunc {
 			return err
 		}
 		defer release()
-		p := presence.NewPoll(user, maxPollMessages)
+		p := transport.NewPoll(user, maxPollMessages)
 		defer p.Close()
 		detach, err := attach(ctx, d, presence.Subscribe(p, topics), cursor, maxPollMessages, func(x *presence.Replay) { rp = x })
 		if err != nil {
@@ -88,9 +89,9 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		}
 		detach()
 		live, drained, after := p.Take()
-		var reconnect *presence.Reconnect
+		var reconnect *transport.Reconnect
 		if drained {
-			reconnect = &presence.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
+			reconnect = &transport.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
 		}
 		return writePoll(c, cursor, rp, live, topics, reconnect)
 	}
@@ -106,7 +107,7 @@ func pollMustWait(cursor string, wait time.Duration, rp *presence.Replay, topics
 // writePoll answers a poll: the replayed messages, then (unless the replay stopped at
 // its limit: what came live is after a gap, and the next poll reads it) the live ones,
 // through the subscription; and the cursor after all of them, the ones left out too.
-func writePoll(c echo.Context, cursor string, rp *presence.Replay, live []*presence.Message, topics *presence.Topics, reconnect *presence.Reconnect) error {
+func writePoll(c echo.Context, cursor string, rp *presence.Replay, live []*presence.Message, topics *presence.Topics, reconnect *transport.Reconnect) error {
 	all := rp.Messages
 	if !rp.More {
 		all = append(all, live[:min(len(live), maxPollMessages-len(all))]...)
@@ -137,7 +138,7 @@ func pollAnswer(msgs []*presence.Message, tail pollTail) []byte {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(m.V1JSON())
+		b.Write(transport.V1JSON(m))
 	}
 	b.WriteString("],")
 	t := mustJSON(tail)

@@ -104,3 +104,15 @@ func NewServer(d Deps) *echo.Echo {
 	e.GET("/api/presence/:userId", handleUserPresence(d.Directory), d.Auth.RequireAPIKey)
 	return e
 }
+
+// limitQuery answers 414 to a query string over max bytes, before any handler parses it.
+func limitQuery(max int) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if max > 0 && len(c.Request().URL.RawQuery) > max {
+				return &Error{Status: http.StatusRequestURITooLong, Msg: "query string is over BRIDGE_MAX_QUERY_BYTES"}
+			}
+			return next(c)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -41,7 +42,7 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		}
 
 		w := c.Response()
-		conn := presence.NewSSE(w, user, presence.SSEOptions{
+		conn := transport.NewSSE(w, user, transport.SSEOptions{
 			V1:        v1,
 			QueueLen:  d.Limits.SendQueue,
 			Heartbeat: d.Limits.Heartbeat,
@@ -74,12 +75,12 @@ func handleSSE(d Deps) echo.HandlerFunc {
 // replay is incomplete, a reset event. Neither carries an id: the stream's position is
 // set by the messages and by the id-only event after the replay (see SSE.Replay).
 func sseControl(d Deps, user, cursor string, rp *presence.Replay) [][]byte {
-	out := [][]byte{presence.EncodeJSONEvent("welcome", "", welcomeFrame{
+	out := [][]byte{transport.EncodeJSONEvent("welcome", "", welcomeFrame{
 		Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head,
 		Resumed: cursor != "" && rp.Reset == "",
 	})}
 	if rp.Reset != "" {
-		out = append(out, presence.EncodeJSONEvent("reset", "", presence.NewResetFrame(rp.Reset)))
+		out = append(out, transport.EncodeJSONEvent("reset", "", presence.NewResetFrame(rp.Reset)))
 	}
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -97,13 +98,13 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 // openWS upgrades the request, registers the connection (with its subscription) and
 // queues its replay. It returns a nil WS when the client was refused (the upgrader or
 // openWS answered it).
-func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, user string, topics *presence.Topics) (*presence.WS, *presence.Subscribed, func()) {
+func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, user string, topics *presence.Topics) (*transport.WS, *presence.Subscribed, func()) {
 	conn, err := up.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
 		return nil, nil, nil // the upgrader has answered the client
 	}
 	v1 := conn.Subprotocol() == SubprotocolV1
-	ws := presence.NewWS(conn, user, presence.WSOptions{
+	ws := transport.NewWS(conn, user, transport.WSOptions{
 		V1:            v1,
 		QueueLen:      d.Limits.SendQueue,
 		PingPeriod:    d.Limits.Heartbeat,
@@ -130,7 +131,7 @@ func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, 
 
 // readWS hands the client's frames, as the flood guard allows them, to the inbound
 // rules, until the connection ends. Pings count against the same rate.
-func readWS(ctx context.Context, in *inbound, rule *topicRule, ws *presence.WS, sub *presence.Subscribed, allow func() bool) {
+func readWS(ctx context.Context, in *inbound, rule *topicRule, ws *transport.WS, sub *presence.Subscribed, allow func() bool) {
 	ws.GuardPings(allow)
 	_ = ws.Serve(func(typ int, data []byte) {
 		if !allow() {

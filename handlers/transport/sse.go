@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"bytes"
@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
-var _ Conn = (*SSE)(nil)
+var _ presence.Conn = (*SSE)(nil)
 
 // Limits and hints of a Server-Sent Events stream.
 const (
@@ -31,12 +33,12 @@ var heartbeat = []byte(": heartbeat\n\n")
 // SSEOptions are the limits of one SSE stream. Zero values mean the defaults named
 // beside each field.
 type SSEOptions struct {
-	V1         bool          // data is the bridge.v1 message frame; false: the body verbatim
-	QueueLen   int           // queued messages before the client counts as slow (256)
-	QueueBytes int           // queued bytes before the client counts as slow (4 MiB)
-	Heartbeat  time.Duration // comment period (25s)
-	MaxAge     time.Duration // the stream ends itself, with a reconnect event, before this age; 0: never
-	Stats      *Stats        // where overflows are counted; may be nil
+	V1         bool            // data is the bridge.v1 message frame; false: the body verbatim
+	QueueLen   int             // queued messages before the client counts as slow (256)
+	QueueBytes int             // queued bytes before the client counts as slow (4 MiB)
+	Heartbeat  time.Duration   // comment period (25s)
+	MaxAge     time.Duration   // the stream ends itself, with a reconnect event, before this age; 0: never
+	Stats      *presence.Stats // where overflows are counted; may be nil
 }
 
 func (o *SSEOptions) defaults() {
@@ -71,8 +73,8 @@ type SSE struct {
 }
 
 type sseItem struct {
-	m     *Message // a message event, or:
-	event []byte   // an event of our own, already encoded
+	m     *presence.Message // a message event, or:
+	event []byte            // an event of our own, already encoded
 }
 
 // NewSSE makes a stream of user on w; the caller has sent the response headers' values
@@ -90,7 +92,7 @@ func (c *SSE) Transport() string { return "sse" }
 func (c *SSE) Since() time.Time  { return c.since }
 
 // Send queues m. A stream whose queue overflows ends; the client resumes from history.
-func (c *SSE) Send(m *Message) {
+func (c *SSE) Send(m *presence.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -115,7 +117,7 @@ func (c *SSE) Send(m *Message) {
 // comes an id-only event naming head, the newest id when the stream registered: it sets
 // a plain EventSource's Last-Event-ID without firing an event, so a client that got no
 // message yet still resumes from the right place.
-func (c *SSE) Replay(events [][]byte, msgs []*Message, head string) {
+func (c *SSE) Replay(events [][]byte, msgs []*presence.Message, head string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -222,7 +224,7 @@ func (c *SSE) writeBatch(batch []sseItem) error {
 	var buf bytes.Buffer
 	for _, it := range batch {
 		if it.m != nil {
-			buf.Write(it.m.SSEEvent(c.opts.V1))
+			buf.Write(sseEvent(it.m, c.opts.V1))
 		} else {
 			buf.Write(it.event)
 		}
@@ -250,27 +252,13 @@ func jitterDown(d time.Duration) time.Duration {
 	return d - rand.N(cut)
 }
 
-type sseOnce struct {
-	once sync.Once
-	b    []byte
-}
-
-// SSEEvent is m as one SSE event: its id, and as data either the body verbatim or,
+// sseEvent is m as one SSE event: its id, and as data either the body verbatim or,
 // with v1, its bridge.v1 frame. It is encoded once and shared by every stream.
-func (m *Message) SSEEvent(v1 bool) []byte {
-	i := 0
+func sseEvent(m *presence.Message, v1 bool) []byte {
 	if v1 {
-		i = 1
+		return m.Encoded(encSSEV1, func(m *presence.Message) []byte { return EncodeEvent("", m.ID, V1JSON(m)) })
 	}
-	s := &m.sse[i]
-	s.once.Do(func() {
-		data := m.Body
-		if v1 {
-			data = m.V1JSON()
-		}
-		s.b = EncodeEvent("", m.ID, data)
-	})
-	return s.b
+	return m.Encoded(encSSERaw, func(m *presence.Message) []byte { return EncodeEvent("", m.ID, m.Body) })
 }
 
 // EncodeEvent writes one SSE event. Data is split into one data: line per line, since

@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"net/http"
@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // wsServer serves WebSockets whose server side is a WS of user ?user= registered in hub.
-func wsServer(tb testing.TB, hub *Hub, opts WSOptions) *httptest.Server {
+func wsServer(tb testing.TB, hub *presence.Hub, opts WSOptions) *httptest.Server {
 	tb.Helper()
 	up := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -39,8 +41,23 @@ func dialUser(tb testing.TB, srv *httptest.Server, user string) *websocket.Conn 
 }
 
 // onlyConn is the single connection hub holds, as a *WS.
-func onlyConn(t *testing.T, hub *Hub) *WS {
+func onlyConn(t *testing.T, hub *presence.Hub) *WS {
 	t.Helper()
 	eventually(t, 5*time.Second, "one connection registered", func() bool { return hub.Count() == 1 })
 	return hub.Conns()[0].(*WS)
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for: %s", timeout, what)
+		}
+		time.Sleep(wait)
+	}
 }

@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"bytes"
@@ -7,18 +7,20 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // A client that reads nothing is cut once the bytes queued for it pass QueueBytes,
 // even while the number of queued messages is far below QueueLen.
 func TestWSCutsAClientByQueuedBytes(t *testing.T) {
-	hub := NewHub()
+	hub := presence.NewHub()
 	srv := wsServer(t, hub, WSOptions{QueueLen: 1 << 20, QueueBytes: 2 << 20, Stats: &hub.Stats})
 	dialUser(t, srv, "u") // never read
 	ws := onlyConn(t, hub)
 
-	m := &Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)} // one encoding, queued many times
-	const maxPushes = 64                                               // 64 MiB: far more than the kernel buffers and the queue hold together
+	m := &presence.Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)} // one encoding, queued many times
+	const maxPushes = 64                                                        // 64 MiB: far more than the kernel buffers and the queue hold together
 	for i := 0; hub.Stats.SlowDisconnect.Load() == 0; i++ {
 		if i == maxPushes {
 			t.Fatalf("not cut after %d MiB queued to a client that reads nothing", maxPushes)
@@ -37,7 +39,7 @@ func TestWSCutsAClientByQueuedBytes(t *testing.T) {
 // is closed after two periods without a pong.
 func TestWSPingPong(t *testing.T) {
 	const period = 50 * time.Millisecond
-	hub := NewHub()
+	hub := presence.NewHub()
 	srv := wsServer(t, hub, WSOptions{PingPeriod: period})
 
 	dialUser(t, srv, "silent") // reads nothing, so never answers a ping
@@ -66,7 +68,7 @@ func TestWSPingPong(t *testing.T) {
 
 // The writer goroutine exists only while there is something to write.
 func TestWSWriterStopsWhenIdle(t *testing.T) {
-	hub := NewHub()
+	hub := presence.NewHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
@@ -77,7 +79,7 @@ func TestWSWriterStopsWhenIdle(t *testing.T) {
 	}
 	for round := range 3 {
 		for i := range 100 {
-			hub.Deliver(&Message{UserID: "u", Body: []byte{byte('a' + i%26)}})
+			hub.Deliver(&presence.Message{UserID: "u", Body: []byte{byte('a' + i%26)}})
 		}
 		for range 100 {
 			if _, _, err := c.ReadMessage(); err != nil {

@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // Timeouts of a WebSocket connection.
@@ -28,13 +30,13 @@ const CloseServiceRestart = 1012
 // WSOptions are the limits of one WebSocket connection. Zero values mean the defaults
 // named beside each field.
 type WSOptions struct {
-	V1            bool          // bridge.v1 JSON frames; false: raw mode (bodies verbatim)
-	QueueLen      int           // queued messages before the client counts as slow (256)
-	QueueBytes    int           // queued bytes before the client counts as slow (4 MiB)
-	PingPeriod    time.Duration // how often we ping; the client must answer within two (25s)
-	MaxFrameBytes int64         // largest frame the client may send; larger closes with 1009 (64 KiB)
-	MaxAge        time.Duration // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never
-	Stats         *Stats        // where overflows are counted; may be nil
+	V1            bool            // bridge.v1 JSON frames; false: raw mode (bodies verbatim)
+	QueueLen      int             // queued messages before the client counts as slow (256)
+	QueueBytes    int             // queued bytes before the client counts as slow (4 MiB)
+	PingPeriod    time.Duration   // how often we ping; the client must answer within two (25s)
+	MaxFrameBytes int64           // largest frame the client may send; larger closes with 1009 (64 KiB)
+	MaxAge        time.Duration   // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never
+	Stats         *presence.Stats // where overflows are counted; may be nil
 }
 
 func (o *WSOptions) defaults() {
@@ -82,10 +84,10 @@ type WS struct {
 }
 
 type wsItem struct {
-	m         *Message // a message, whose frame is built once for every recipient, or:
-	frame     []byte   // a text frame of our own (welcome, reset, error, reconnect), or:
-	closeCode int      // a close frame, after which the socket is shut
-	reason    string   // the close frame's reason
+	m         *presence.Message // a message, whose frame is built once for every recipient, or:
+	frame     []byte            // a text frame of our own (welcome, reset, error, reconnect), or:
+	closeCode int               // a close frame, after which the socket is shut
+	reason    string            // the close frame's reason
 }
 
 // NewWS wraps an upgraded connection of user. Call Serve to run it.
@@ -100,7 +102,7 @@ func (c *WS) V1() bool          { return c.opts.V1 }
 func (c *WS) Since() time.Time  { return c.since }
 
 // Send queues m for the writer.
-func (c *WS) Send(m *Message) { c.push(wsItem{m: m}, m.Size()) }
+func (c *WS) Send(m *presence.Message) { c.push(wsItem{m: m}, m.Size()) }
 
 // SendJSON queues one of our own bridge.v1 frames (welcome, error, reconnect). In raw
 // mode it is sent too: the client asked for nothing else, and errors must be visible.
@@ -138,7 +140,7 @@ func (c *WS) push(it wsItem, size int) {
 // ahead of anything sent later. It is not held to the queue limits, which are for live
 // traffic: it is bounded by the history window, and a client cut off during its replay
 // would only come back for the same replay again.
-func (c *WS) Replay(control [][]byte, msgs []*Message) {
+func (c *WS) Replay(control [][]byte, msgs []*presence.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -231,9 +233,9 @@ func (c *WS) write(batch []wsItem, ping bool, pong []byte) error {
 	for _, it := range batch {
 		switch {
 		case it.m != nil && c.opts.V1:
-			bufs = append(bufs, it.m.V1Frame())
+			bufs = append(bufs, v1Frame(it.m))
 		case it.m != nil:
-			bufs = append(bufs, it.m.RawFrame())
+			bufs = append(bufs, rawFrame(it.m))
 		case it.frame != nil:
 			bufs = append(bufs, it.frame)
 		default:

@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // Payload lengths at each side of the header's length encodings: 7 bits up to 125,
@@ -41,14 +43,14 @@ func TestServerFrameHeader(t *testing.T) {
 // Frames written by the vectored writer, many to a batch, read back by a gorilla client
 // in order: text and binary (a raw body that is not UTF-8), across the length encodings.
 func TestWSVectoredFramesRaw(t *testing.T) {
-	var msgs []*Message
+	var msgs []*presence.Message
 	for _, n := range frameBoundaries[1:] { // bodies of exactly n bytes
 		text := append(bytes.Repeat([]byte("é"), n/2), bytes.Repeat([]byte("a"), n%2)...)
 		bin := append(bytes.Repeat([]byte("a"), n-1), 0xff)
-		msgs = append(msgs, &Message{UserID: "u", Body: text}, &Message{UserID: "u", Body: bin})
+		msgs = append(msgs, &presence.Message{UserID: "u", Body: text}, &presence.Message{UserID: "u", Body: bin})
 	}
-	msgs = append(msgs, &Message{UserID: "u", Body: []byte{}}) // empty: a text frame of no bytes
-	hub := NewHub()
+	msgs = append(msgs, &presence.Message{UserID: "u", Body: []byte{}}) // empty: a text frame of no bytes
+	hub := presence.NewHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u")
 	onlyConn(t, hub)
@@ -73,8 +75,8 @@ func TestWSVectoredFramesRaw(t *testing.T) {
 // bridge.v1 frames whose JSON is exactly each boundary length, and our own text frames
 // queued among them.
 func TestWSVectoredFramesV1(t *testing.T) {
-	overhead := len((&Message{ID: "1-0", RoutingKey: "k"}).V1JSON()) // the body is a JSON string, "" when empty
-	hub := NewHub()
+	overhead := len(V1JSON(&presence.Message{ID: "1-0", RoutingKey: "k"})) // the body is a JSON string, "" when empty
+	hub := presence.NewHub()
 	srv := wsServer(t, hub, WSOptions{V1: true})
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
@@ -83,12 +85,12 @@ func TestWSVectoredFramesV1(t *testing.T) {
 		if n < overhead {
 			continue
 		}
-		m := &Message{ID: "1-0", UserID: "u", RoutingKey: "k", Body: bytes.Repeat([]byte("z"), n-overhead)}
-		if got := len(m.V1JSON()); got != n {
+		m := &presence.Message{ID: "1-0", UserID: "u", RoutingKey: "k", Body: bytes.Repeat([]byte("z"), n-overhead)}
+		if got := len(V1JSON(m)); got != n {
 			t.Fatalf("test setup: JSON of %d bytes, want %d", got, n)
 		}
 		hub.Deliver(m)
-		want = append(want, m.V1JSON())
+		want = append(want, V1JSON(m))
 		ws.SendJSON(errorFrame{Type: "error", Error: strconv.Itoa(n)})
 		want = append(want, []byte(`{"type":"error","error":"`+strconv.Itoa(n)+`"}`))
 	}
@@ -112,7 +114,7 @@ type errorFrame struct {
 // frame arrives whole and in order, and its latest ping is answered.
 func TestWSFramesIntactWhilePinged(t *testing.T) {
 	const total = 3000
-	hub := NewHub()
+	hub := presence.NewHub()
 	srv := wsServer(t, hub, WSOptions{QueueLen: total}) // delivered faster than read: never cut as slow
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
@@ -152,7 +154,7 @@ func TestWSFramesIntactWhilePinged(t *testing.T) {
 			ws.SendJSON(string(body(i)))
 			continue
 		}
-		hub.Deliver(&Message{UserID: "u", Body: body(i)})
+		hub.Deliver(&presence.Message{UserID: "u", Body: body(i)})
 	}
 	for i := range total {
 		var data []byte
@@ -185,12 +187,12 @@ func TestWSFramesIntactWhilePinged(t *testing.T) {
 // ping from it does not cut it sooner: were the pong written by gorilla from the
 // reader, its WriteControl would reset our blocked writev's deadline to its own second.
 func TestWSStalledWriteCutAfterWriteWaitEvenWhenPinged(t *testing.T) {
-	hub := NewHub()
+	hub := presence.NewHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u") // never reads
 	ws := onlyConn(t, hub)
-	m := &Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)}
-	msgs := make([]*Message, 64) // far more than the socket buffers hold: the writer blocks in writev
+	m := &presence.Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)}
+	msgs := make([]*presence.Message, 64) // far more than the socket buffers hold: the writer blocks in writev
 	for i := range msgs {
 		msgs[i] = m
 	}

@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"encoding/json"

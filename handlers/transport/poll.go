@@ -1,12 +1,14 @@
-package presence
+package transport
 
 import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
-var _ Conn = (*Poll)(nil)
+var _ presence.Conn = (*Poll)(nil)
 
 // Poll is one long-poll request waiting for messages: a Conn that lives as long as the
 // request. It keeps the first max messages sent to it; the client's next poll starts
@@ -19,7 +21,7 @@ type Poll struct {
 	done  chan struct{} // closed once the answer is written
 
 	mu         sync.Mutex
-	msgs       []*Message
+	msgs       []*presence.Message
 	signaled   bool
 	drained    bool
 	drainAfter time.Duration
@@ -35,7 +37,7 @@ func (p *Poll) Transport() string { return "poll" }
 func (p *Poll) Since() time.Time  { return p.since }
 
 // Send keeps m if there is room and wakes the request.
-func (p *Poll) Send(m *Message) {
+func (p *Poll) Send(m *presence.Message) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.msgs) < p.max {
@@ -69,7 +71,7 @@ func (p *Poll) Ready() <-chan struct{} { return p.ready }
 
 // Take returns what was sent, and whether and when the client should come back
 // elsewhere because this instance drains.
-func (p *Poll) Take() (msgs []*Message, drained bool, after time.Duration) {
+func (p *Poll) Take() (msgs []*presence.Message, drained bool, after time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	msgs, p.msgs = p.msgs, nil
