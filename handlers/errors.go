@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pushbridge/pushbridge/app/broker"
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // Error is an error with the HTTP status it answers with.
@@ -29,6 +30,9 @@ func statusOf(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Msg: "unroutable: " + err.Error()}
 	case errors.Is(err, broker.ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Msg: err.Error(), RetryAfter: "5"}
+	case errors.Is(err, presence.ErrUnavailable):
+		// Redis failed while a connection registered or replayed: nothing is lost.
+		return &Error{Status: http.StatusServiceUnavailable, Msg: "presence is unavailable: connect again", RetryAfter: "2"}
 	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved):
 		return &Error{Status: http.StatusForbidden, Msg: err.Error()}
 	case errors.As(err, &ee):

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // connRetryAfter is the Retry-After of a connection refused for a full instance or
@@ -106,3 +108,19 @@ func userConnsEverywhere(ctx context.Context, d Deps, user string) error {
 	}
 	return tooManyConns(fmt.Sprintf("this user holds %d connections across instances (BRIDGE_MAX_CONNS_PER_USER)", len(es)))
 }
+
+// attach registers conn on this instance and in the directory and queues its replay
+// from cursor (see presence.Hub.Attach). detach undoes both.
+func attach(ctx context.Context, d Deps, conn presence.Conn, cursor string, limit int) (detach func(), err error) {
+	// A connection that arrives after the hub drained would never be told to go, and an
+	// open SSE response or poll would hold up the HTTP server's Shutdown.
+	if d.Draining != nil && d.Draining() {
+		return nil, errDraining
+	}
+	if err := d.Hub.Attach(ctx, conn, cursor, limit); err != nil {
+		return nil, err
+	}
+	return func() { d.Hub.Detach(ctx, conn) }, nil
+}
+
+var errDraining = &Error{Status: http.StatusServiceUnavailable, Msg: "this instance is shutting down: connect again", RetryAfter: "1"}

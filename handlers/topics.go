@@ -55,9 +55,3 @@ func (r *topicRule) query(req *http.Request) (*presence.Topics, error) {
 	}
 	return r.parse(strings.Split(v, ","))
 }
-
-// subscribedFrame answers a subscribe frame with the subscription now in force.
-type subscribedFrame struct {
-	Type   string   `json:"type"`
-	Topics []string `json:"topics"` // empty: everything
-}

@@ -79,10 +79,6 @@ func messageIDs(m *Message) (id, prev uint64) {
 	return id, prev
 }
 
-// UseHistory makes the hub track where each connection stands, so it never sends a
-// message twice and repairs a gap from h. Call it before any connection is added.
-func (h *Hub) UseHistory(hist History) { h.history = hist }
-
 // Hold registers c while its replay is being read: messages for it wait until
 // Release. Hold it before the connection is in the directory, so no message sent
 // after that falls between the replay and the live stream.
@@ -110,7 +106,7 @@ func (h *Hub) Release(ctx context.Context, c Conn, last uint64) error {
 			need = true
 		}
 	}
-	if !need || h.history == nil {
+	if !need {
 		return nil
 	}
 	f.gap = true
@@ -121,9 +117,6 @@ func (h *Hub) Release(ctx context.Context, c Conn, last uint64) error {
 // have dropped messages (it subscribed again). A connection that cannot be caught up
 // now is tried again with its next message.
 func (h *Hub) Resync(ctx context.Context) error {
-	if h.history == nil {
-		return nil
-	}
 	h.mu.RLock()
 	all := make([]gapped, 0, h.countLocked())
 	for _, set := range h.users {

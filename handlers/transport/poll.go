@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -11,39 +12,62 @@ import (
 var _ presence.Conn = (*Poll)(nil)
 
 // Poll is one long-poll request waiting for messages: a Conn that lives as long as the
-// request. It keeps the first max messages sent to it; the client's next poll starts
-// after the last one it was given, and the history holds the rest.
+// request. It keeps the first max messages sent to it that its subscription wants; the
+// client's next poll starts after the last one it was given, and the history holds
+// the rest. Its replay is kept whole (see Replayed): the answer's cursor moves past
+// the messages the subscription leaves out.
 type Poll struct {
-	user  string
-	since time.Time
-	max   int
-	ready chan struct{} // closed at the first message or at a drain
-	done  chan struct{} // closed once the answer is written
+	user   string
+	since  time.Time
+	max    int
+	topics *presence.Topics
+	ready  chan struct{} // closed at the first message or at a drain
+	done   chan struct{} // closed once the answer is written
 
 	mu         sync.Mutex
+	replay     *presence.Replay
 	msgs       []*presence.Message
 	signaled   bool
 	drained    bool
 	drainAfter time.Duration
 }
 
-// NewPoll makes a waiting poll of user that keeps at most max messages.
-func NewPoll(user string, max int) *Poll {
-	return &Poll{user: user, since: time.Now(), max: max, ready: make(chan struct{}), done: make(chan struct{})}
+// NewPoll makes a waiting poll of user that keeps at most max messages of those topics
+// wants (nil: every message).
+func NewPoll(user string, max int, topics *presence.Topics) *Poll {
+	return &Poll{user: user, since: time.Now(), max: max, topics: topics, ready: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (p *Poll) User() string      { return p.user }
 func (p *Poll) Transport() string { return "poll" }
 func (p *Poll) Since() time.Time  { return p.since }
 
-// Send keeps m if there is room and wakes the request.
+// Send keeps m if the subscription wants it and there is room, and wakes the request.
 func (p *Poll) Send(m *presence.Message) {
+	if !p.topics.Wants(m) {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.msgs) < p.max {
 		p.msgs = append(p.msgs, m)
 	}
 	p.signalLocked()
+}
+
+// Replay keeps rp, whole, for the answer (see Replayed).
+func (p *Poll) Replay(rp *presence.Replay) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.replay = rp
+}
+
+// Replayed is what the poll was given when it attached: every message after its
+// cursor, the ones its subscription leaves out too.
+func (p *Poll) Replayed() *presence.Replay {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.replay
 }
 
 // Drain makes the request answer now, with a hint to poll again after the delay, and
@@ -87,4 +111,29 @@ func (p *Poll) Close() {
 	default:
 		close(p.done)
 	}
+}
+
+// PollTail is the poll answer after its messages.
+type PollTail struct {
+	Cursor    string     `json:"cursor"` // where the next poll starts
+	Reset     bool       `json:"reset"`  // messages after the given cursor were missed for good
+	Reason    string     `json:"reason,omitempty"`
+	Reconnect *Reconnect `json:"reconnect,omitempty"` // this instance drains: poll again after after_ms
+}
+
+// PollAnswer is a poll's answer, {"messages":[…],"cursor":…,"reset":…}: the messages
+// as their shared bridge.v1 frames, encoded once for every transport, then the tail.
+func PollAnswer(msgs []*presence.Message, tail PollTail) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"messages":[`)
+	for i, m := range msgs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(V1JSON(m))
+	}
+	b.WriteString("],")
+	t := mustJSON(tail)
+	b.Write(t[1:]) // the tail object without its opening brace
+	return b.Bytes()
 }

@@ -20,6 +20,61 @@ const (
 // A message has room for every format above.
 const _ = uint(presence.Encodings - encodings)
 
+// SubprotocolV1 is bridge.v1: the WebSocket subprotocol (and ?protocol= of SSE) that
+// selects JSON frames; without it a socket is in raw mode.
+const SubprotocolV1 = "bridge.v1"
+
+// welcomeFrame is the first frame of a bridge.v1 connection (SSE: the welcome event).
+type welcomeFrame struct {
+	Type     string `json:"type"`
+	User     string `json:"user"`
+	Instance string `json:"instance"`
+	Resumed  bool   `json:"resumed"`
+	Cursor   string `json:"cursor,omitempty"` // the newest id when the connection registered
+}
+
+func newWelcome(user, instance string, rp *presence.Replay) welcomeFrame {
+	return welcomeFrame{Type: "welcome", User: user, Instance: instance, Cursor: rp.Head, Resumed: rp.Resumed()}
+}
+
+// resetFrame tells a client that messages were missed and could not be replayed (the
+// bridge.v1 frame, and the data of the SSE "reset" event).
+type resetFrame struct {
+	Type   string `json:"type"` // "reset"
+	Reason string `json:"reason"`
+}
+
+func newReset(reason string) resetFrame { return resetFrame{Type: "reset", Reason: reason} }
+
+// errorFrame says what was wrong with what the client sent, or why it was refused.
+type errorFrame struct {
+	Type  string `json:"type"`
+	Error string `json:"error"`
+}
+
+// subscribedFrame answers a subscribe frame with the subscription now in force.
+type subscribedFrame struct {
+	Type   string   `json:"type"`
+	Topics []string `json:"topics"` // empty: everything
+}
+
+// Reconnect is the bridge.v1 frame (SSE: event, poll: the answer's "reconnect") that
+// asks a client to come back after a delay: the instance drains, or the connection
+// reached its maximum age.
+type Reconnect struct {
+	Type    string `json:"type"`
+	Reason  string `json:"reason"`
+	AfterMS int64  `json:"after_ms"`
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // our own frame types always marshal
+	}
+	return b
+}
+
 // V1JSON is the bridge.v1 "message" frame of m as JSON, shared by every transport.
 func V1JSON(m *presence.Message) []byte { return framePayload(v1Frame(m)) }
 

@@ -3,7 +3,6 @@ package transport
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"net/http"
@@ -34,6 +33,7 @@ var heartbeat = []byte(": heartbeat\n\n")
 // beside each field.
 type SSEOptions struct {
 	V1         bool            // data is the bridge.v1 message frame; false: the body verbatim
+	Instance   string          // this instance's id, for the welcome event
 	QueueLen   int             // queued messages before the client counts as slow (256)
 	QueueBytes int             // queued bytes before the client counts as slow (4 MiB)
 	Heartbeat  time.Duration   // comment period (25s)
@@ -112,12 +112,18 @@ func (c *SSE) Send(m *presence.Message) {
 	c.signal()
 }
 
-// Replay queues events of our own (welcome, reset) and what the client missed, ahead of
-// anything sent later, outside the queue limits (see WS.Replay for why). After them
-// comes an id-only event naming head, the newest id when the stream registered: it sets
-// a plain EventSource's Last-Event-ID without firing an event, so a client that got no
-// message yet still resumes from the right place.
-func (c *SSE) Replay(events [][]byte, msgs []*presence.Message, head string) {
+// Replay queues the greeting — a welcome event and, when the replay is incomplete, a
+// reset event — and what the client missed, ahead of anything sent later, outside the
+// queue limits (see WS.Replay for why). Neither greeting carries an id: the stream's
+// position is set by the messages and, after them, by an id-only event naming
+// rp.Head, the newest id when the stream registered: it sets a plain EventSource's
+// Last-Event-ID without firing an event, so a client that got no message yet still
+// resumes from the right place.
+func (c *SSE) Replay(rp *presence.Replay) {
+	events := [][]byte{EncodeJSONEvent("welcome", "", newWelcome(c.user, c.opts.Instance, rp))}
+	if rp.Reset != "" {
+		events = append(events, EncodeJSONEvent("reset", "", newReset(rp.Reset)))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -126,12 +132,12 @@ func (c *SSE) Replay(events [][]byte, msgs []*presence.Message, head string) {
 	for _, e := range events {
 		c.queue = append(c.queue, sseItem{event: e})
 	}
-	for _, m := range msgs {
+	for _, m := range rp.Messages {
 		c.queue = append(c.queue, sseItem{m: m})
 	}
-	n := len(events) + len(msgs)
-	if head != "" {
-		c.queue = append(c.queue, sseItem{event: []byte("id: " + head + "\n\n")})
+	n := len(events) + len(rp.Messages)
+	if rp.Head != "" {
+		c.queue = append(c.queue, sseItem{event: []byte("id: " + rp.Head + "\n\n")})
 		n++
 	}
 	c.exempt += n
@@ -288,13 +294,7 @@ func EncodeEvent(event, id string, data []byte) []byte {
 }
 
 // EncodeJSONEvent writes an event of our own whose data is v as JSON.
-func EncodeJSONEvent(event, id string, v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // our own event types always marshal
-	}
-	return EncodeEvent(event, id, b)
-}
+func EncodeJSONEvent(event, id string, v any) []byte { return EncodeEvent(event, id, mustJSON(v)) }
 
 func reconnectEvent(reason string, after time.Duration) []byte {
 	// retry: spreads plain EventSource clients over the delay we chose, on top of the

@@ -50,7 +50,7 @@ func TestSSESlowClientIsCut(t *testing.T) {
 	w := &stuckWriter{header: http.Header{}, release: make(chan struct{}), wrote: make(chan struct{}, 1)}
 	var st presence.Stats
 	c := NewSSE(w, "u", SSEOptions{QueueLen: 2, Stats: &st})
-	c.Replay(nil, []*presence.Message{{ID: "1", Body: []byte("a")}, {ID: "2", Body: []byte("b")}, {ID: "3", Body: []byte("c")}}, "3")
+	c.Replay(&presence.Replay{Head: "3", Messages: []*presence.Message{{ID: "1", Body: []byte("a")}, {ID: "2", Body: []byte("b")}, {ID: "3", Body: []byte("c")}}})
 	served := make(chan error, 1)
 	go func() { served <- c.Serve(context.Background()) }()
 	<-w.wrote // the writer is stuck in its first write

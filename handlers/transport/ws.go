@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"sync"
@@ -31,6 +30,7 @@ const CloseServiceRestart = 1012
 // named beside each field.
 type WSOptions struct {
 	V1            bool            // bridge.v1 JSON frames; false: raw mode (bodies verbatim)
+	Instance      string          // this instance's id, for the welcome frame
 	QueueLen      int             // queued messages before the client counts as slow (256)
 	QueueBytes    int             // queued bytes before the client counts as slow (4 MiB)
 	PingPeriod    time.Duration   // how often we ping; the client must answer within two (25s)
@@ -104,14 +104,30 @@ func (c *WS) Since() time.Time  { return c.since }
 // Send queues m for the writer.
 func (c *WS) Send(m *presence.Message) { c.push(wsItem{m: m}, m.Size()) }
 
-// SendJSON queues one of our own bridge.v1 frames (welcome, error, reconnect). In raw
-// mode it is sent too: the client asked for nothing else, and errors must be visible.
-func (c *WS) SendJSON(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // our own frame types always marshal
-	}
+// SendError queues an error frame saying what was wrong with what the client sent.
+// In raw mode it is sent too: errors must be visible.
+func (c *WS) SendError(msg string) { c.sendJSON(errorFrame{Type: "error", Error: msg}) }
+
+// SendSubscribed queues the answer to a subscribe frame: the subscription now in force
+// (empty: everything).
+func (c *WS) SendSubscribed(t *presence.Topics) {
+	c.sendJSON(subscribedFrame{Type: "subscribed", Topics: append([]string{}, t.Keys()...)})
+}
+
+// sendJSON queues one of our own bridge.v1 frames (error, subscribed, reconnect).
+func (c *WS) sendJSON(v any) {
+	b := mustJSON(v)
 	c.push(wsItem{frame: serverFrame(websocket.TextMessage, b)}, len(b))
+}
+
+// Refuse answers a client whose connection could not be attached (see
+// presence.Hub.Attach) with an error frame and close 1011, and closes it. Nothing was
+// queued, so no writer runs and the caller's goroutine may write.
+func (c *WS) Refuse(msg string) {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	_ = c.conn.WriteMessage(websocket.TextMessage, mustJSON(errorFrame{Type: "error", Error: msg}))
+	_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "try again"))
+	c.conn.Close()
 }
 
 func (c *WS) push(it wsItem, size int) {
@@ -136,11 +152,20 @@ func (c *WS) push(it wsItem, size int) {
 	c.mu.Unlock()
 }
 
-// Replay queues frames of our own (welcome, reset) and then what the client missed,
-// ahead of anything sent later. It is not held to the queue limits, which are for live
-// traffic: it is bounded by the history window, and a client cut off during its replay
-// would only come back for the same replay again.
-func (c *WS) Replay(control [][]byte, msgs []*presence.Message) {
+// Replay queues the greeting — the welcome (bridge.v1), and a reset when the replay
+// is incomplete — then what the client missed, ahead of anything sent later. A raw
+// socket that asked to resume gets the reset frame too, as it gets error frames: it
+// must not miss messages silently. None of it is held to the queue limits, which are
+// for live traffic: it is bounded by the history window, and a client cut off during
+// its replay would only come back for the same replay again.
+func (c *WS) Replay(rp *presence.Replay) {
+	var control [][]byte
+	if c.opts.V1 {
+		control = append(control, mustJSON(newWelcome(c.user, c.opts.Instance, rp)))
+	}
+	if rp.Reset != "" {
+		control = append(control, mustJSON(newReset(rp.Reset)))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -149,10 +174,10 @@ func (c *WS) Replay(control [][]byte, msgs []*presence.Message) {
 	for _, b := range control {
 		c.queue = append(c.queue, wsItem{frame: serverFrame(websocket.TextMessage, b)})
 	}
-	for _, m := range msgs {
+	for _, m := range rp.Messages {
 		c.queue = append(c.queue, wsItem{m: m})
 	}
-	c.exempt += len(control) + len(msgs)
+	c.exempt += len(control) + len(rp.Messages)
 	if len(c.queue) > 0 {
 		c.kickLocked()
 	}
@@ -355,7 +380,7 @@ func (c *WS) CloseWith(code int, reason string) {
 // only; none when nil) and a close frame with code, and accepts nothing after them.
 func (c *WS) closeAfterQueue(hint *Reconnect, code int, reason string) {
 	if hint != nil && c.opts.V1 {
-		c.SendJSON(*hint)
+		c.sendJSON(*hint)
 	}
 	c.push(wsItem{closeCode: code, reason: reason}, 0)
 	c.mu.Lock()
@@ -372,13 +397,6 @@ func (c *WS) expire() {
 		return // already closing for another reason
 	}
 	c.closeAfterQueue(&Reconnect{Type: "reconnect", Reason: "max connection age"}, websocket.CloseGoingAway, "max connection age")
-}
-
-// Reconnect is the bridge.v1 frame sent before a drain closes the connection.
-type Reconnect struct {
-	Type    string `json:"type"`
-	Reason  string `json:"reason"`
-	AfterMS int64  `json:"after_ms"`
 }
 
 // Drain sends a reconnect hint (bridge.v1 only) and close 1012, then waits until the

@@ -17,7 +17,7 @@ func BenchmarkWSDeliver(b *testing.B) {
 	for _, v1 := range []bool{false, true} {
 		for _, conns := range []int{1, 50} {
 			b.Run(fmt.Sprintf("v1=%v/conns=%d", v1, conns), func(b *testing.B) {
-				hub := presence.NewHub()
+				hub := newTestHub()
 				srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Stats: &hub.Stats})
 				clients := make([]*websocket.Conn, conns)
 				for i := range clients {

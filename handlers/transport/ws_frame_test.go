@@ -50,7 +50,7 @@ func TestWSVectoredFramesRaw(t *testing.T) {
 		msgs = append(msgs, &presence.Message{UserID: "u", Body: text}, &presence.Message{UserID: "u", Body: bin})
 	}
 	msgs = append(msgs, &presence.Message{UserID: "u", Body: []byte{}}) // empty: a text frame of no bytes
-	hub := presence.NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u")
 	onlyConn(t, hub)
@@ -76,7 +76,7 @@ func TestWSVectoredFramesRaw(t *testing.T) {
 // queued among them.
 func TestWSVectoredFramesV1(t *testing.T) {
 	overhead := len(V1JSON(&presence.Message{ID: "1-0", RoutingKey: "k"})) // the body is a JSON string, "" when empty
-	hub := presence.NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{V1: true})
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
@@ -91,7 +91,7 @@ func TestWSVectoredFramesV1(t *testing.T) {
 		}
 		hub.Deliver(m)
 		want = append(want, V1JSON(m))
-		ws.SendJSON(errorFrame{Type: "error", Error: strconv.Itoa(n)})
+		ws.SendError(strconv.Itoa(n))
 		want = append(want, []byte(`{"type":"error","error":"`+strconv.Itoa(n)+`"}`))
 	}
 	for i, w := range want {
@@ -105,16 +105,11 @@ func TestWSVectoredFramesV1(t *testing.T) {
 	}
 }
 
-type errorFrame struct {
-	Type  string `json:"type"`
-	Error string `json:"error"`
-}
-
 // A client pinging as fast as it can while messages and our own frames flow: every
 // frame arrives whole and in order, and its latest ping is answered.
 func TestWSFramesIntactWhilePinged(t *testing.T) {
 	const total = 3000
-	hub := presence.NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{QueueLen: total}) // delivered faster than read: never cut as slow
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
@@ -151,7 +146,7 @@ func TestWSFramesIntactWhilePinged(t *testing.T) {
 	body := func(i int) []byte { return fmt.Appendf(nil, "message %d %s", i, bytes.Repeat([]byte("x"), i%300)) }
 	for i := range total {
 		if i%10 == 0 { // one of our own frames: a JSON string
-			ws.SendJSON(string(body(i)))
+			ws.sendJSON(string(body(i)))
 			continue
 		}
 		hub.Deliver(&presence.Message{UserID: "u", Body: body(i)})
@@ -187,7 +182,7 @@ func TestWSFramesIntactWhilePinged(t *testing.T) {
 // ping from it does not cut it sooner: were the pong written by gorilla from the
 // reader, its WriteControl would reset our blocked writev's deadline to its own second.
 func TestWSStalledWriteCutAfterWriteWaitEvenWhenPinged(t *testing.T) {
-	hub := presence.NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u") // never reads
 	ws := onlyConn(t, hub)
@@ -196,7 +191,7 @@ func TestWSStalledWriteCutAfterWriteWaitEvenWhenPinged(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = m
 	}
-	ws.Replay(nil, msgs) // queued at once, so the writer takes them in one batch; not held to the queue limits
+	ws.Replay(&presence.Replay{Messages: msgs}) // queued at once, so the writer takes them in one batch; not held to the queue limits
 	eventually(t, 5*time.Second, "the writer holding the whole queue", func() bool {
 		ws.mu.Lock()
 		defer ws.mu.Unlock()

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,8 +23,12 @@ func wsServer(tb testing.TB, hub *presence.Hub, opts WSOptions) *httptest.Server
 			return
 		}
 		ws := NewWS(conn, r.URL.Query().Get("user"), opts)
-		hub.Add(ws)
-		defer hub.Remove(ws)
+		ctx := context.Background()
+		if err := hub.Attach(ctx, quiet{ws}, "", 0); err != nil {
+			tb.Error(err)
+			return
+		}
+		defer hub.Detach(ctx, quiet{ws})
 		_ = ws.Serve(func(int, []byte) {})
 	}))
 	tb.Cleanup(srv.Close)
@@ -44,7 +49,31 @@ func dialUser(tb testing.TB, srv *httptest.Server, user string) *websocket.Conn 
 func onlyConn(t *testing.T, hub *presence.Hub) *WS {
 	t.Helper()
 	eventually(t, 5*time.Second, "one connection registered", func() bool { return hub.Count() == 1 })
-	return hub.Conns()[0].(*WS)
+	return hub.Conns()[0].(quiet).WS
+}
+
+// quiet is a WS registered without its greeting (welcome, reset), so that a test
+// reads only what it sends.
+type quiet struct{ *WS }
+
+func (quiet) Replay(*presence.Replay) {}
+
+// newTestHub is a hub with its parts in memory.
+func newTestHub() *presence.Hub {
+	return presence.NewHub(presence.HubConfig{
+		Instance: "test", History: presence.NewMemoryHistory(100, time.Hour), Directory: presence.NewMemoryDirectory(),
+	})
+}
+
+// userConns counts the connections of user that hub holds.
+func userConns(hub *presence.Hub, user string) int {
+	n := 0
+	for _, c := range hub.Conns() {
+		if c.User() == user {
+			n++
+		}
+	}
+	return n
 }
 
 // eventually polls cond until it holds or timeout passes.

@@ -14,7 +14,7 @@ import (
 // A client that reads nothing is cut once the bytes queued for it pass QueueBytes,
 // even while the number of queued messages is far below QueueLen.
 func TestWSCutsAClientByQueuedBytes(t *testing.T) {
-	hub := presence.NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{QueueLen: 1 << 20, QueueBytes: 2 << 20, Stats: &hub.Stats})
 	dialUser(t, srv, "u") // never read
 	ws := onlyConn(t, hub)
@@ -39,12 +39,12 @@ func TestWSCutsAClientByQueuedBytes(t *testing.T) {
 // is closed after two periods without a pong.
 func TestWSPingPong(t *testing.T) {
 	const period = 50 * time.Millisecond
-	hub := presence.NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{PingPeriod: period})
 
 	dialUser(t, srv, "silent") // reads nothing, so never answers a ping
-	eventually(t, 5*time.Second, "silent registered", func() bool { return hub.UserConns("silent") == 1 })
-	eventually(t, 5*time.Second, "the silent client closed by its read deadline", func() bool { return hub.UserConns("silent") == 0 })
+	eventually(t, 5*time.Second, "silent registered", func() bool { return userConns(hub, "silent") == 1 })
+	eventually(t, 5*time.Second, "the silent client closed by its read deadline", func() bool { return userConns(hub, "silent") == 0 })
 
 	live := dialUser(t, srv, "live")
 	var pings atomic.Int32
@@ -61,14 +61,14 @@ func TestWSPingPong(t *testing.T) {
 	}()
 	// Ten pings answered span five times the two-period deadline.
 	eventually(t, 10*time.Second, "ten pings", func() bool { return pings.Load() >= 10 })
-	if hub.UserConns("live") != 1 {
+	if userConns(hub, "live") != 1 {
 		t.Fatal("a client answering every ping was closed")
 	}
 }
 
 // The writer goroutine exists only while there is something to write.
 func TestWSWriterStopsWhenIdle(t *testing.T) {
-	hub := presence.NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
