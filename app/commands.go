@@ -16,7 +16,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushbridge/pushbridge/app/broker"
-	"github.com/pushbridge/pushbridge/handlers"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -92,7 +91,7 @@ func publish(ctx context.Context, args []string, getenv func(string) string, std
 	if *amqpURL == "" {
 		return errors.New("publish: set -amqp-url (AMQP_URL) or -api")
 	}
-	p := broker.Publishing{RoutingKey: *key, Body: body, MessageID: handlers.NewID()}
+	p := broker.Publishing{RoutingKey: *key, Body: body, MessageID: broker.NewID()}
 	if *user != "" {
 		p.Headers = map[string]any{HeaderUserID: *user}
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pushbridge/pushbridge/app/broker"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -26,9 +25,9 @@ func statusOf(err error) *Error {
 	switch {
 	case errors.As(err, &he):
 		return he
-	case errors.Is(err, broker.ErrUnroutable):
+	case errors.Is(err, ErrUnroutable):
 		return &Error{Status: http.StatusNotFound, Msg: "unroutable: " + err.Error()}
-	case errors.Is(err, broker.ErrUnavailable):
+	case errors.Is(err, ErrBrokerDown):
 		return &Error{Status: http.StatusServiceUnavailable, Msg: err.Error(), RetryAfter: "5"}
 	case errors.Is(err, presence.ErrUnavailable):
 		// Redis failed while a connection registered or replayed: nothing is lost.

@@ -2,12 +2,9 @@ package handlers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
-	"github.com/pushbridge/pushbridge/app/broker"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -49,12 +46,8 @@ func (in *inbound) send(ctx context.Context, user, routingKey string, data []byt
 		if in.reserved[routingKey] {
 			return fmt.Errorf("%w: %q", errInboundReserved, routingKey)
 		}
-		return in.pub.Publish(ctx, broker.Publishing{
-			RoutingKey: routingKey,
-			Body:       data,
-			MessageID:  NewID(),
-			Headers:    map[string]any{"x-user-id": user},
-		})
+		_, err := in.pub.Publish(ctx, Publishing{RoutingKey: routingKey, Body: data, UserID: user})
+		return err
 	case "broadcast":
 		body := make([]byte, 0, len(user)+3+len(data))
 		body = append(append(append(body, user...), " : "...), data...)
@@ -64,11 +57,4 @@ func (in *inbound) send(ctx context.Context, user, routingKey string, data []byt
 		return nil
 	}
 	return errInboundOff
-}
-
-// NewID returns a random id for a published message.
-func NewID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

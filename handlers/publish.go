@@ -7,14 +7,12 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/pushbridge/pushbridge/app/broker"
 )
 
 // publishRequest is the body of POST /api/publish.
 type publishRequest struct {
 	RoutingKey string          `json:"routingKey"`
-	UserID     string          `json:"userId"` // sent as header x-user-id; empty: as the data says
+	UserID     string          `json:"userId"` // the recipient (header x-user-id); empty: as the data says
 	Data       json.RawMessage `json:"data"`   // the message body: JSON, or a string sent as its text
 }
 
@@ -37,14 +35,11 @@ func handlePublish(pub Publisher, maxBytes int) echo.HandlerFunc {
 		if len(body) > maxBytes {
 			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "data is over BRIDGE_MAX_MESSAGE_BYTES"}
 		}
-		p := broker.Publishing{RoutingKey: req.RoutingKey, Body: body, MessageID: NewID()}
-		if req.UserID != "" {
-			p.Headers = map[string]any{"x-user-id": req.UserID}
-		}
-		if err := pub.Publish(c.Request().Context(), p); err != nil {
+		id, err := pub.Publish(c.Request().Context(), Publishing{RoutingKey: req.RoutingKey, Body: body, UserID: req.UserID})
+		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusAccepted, map[string]string{"id": p.MessageID, "routingKey": p.RoutingKey})
+		return c.JSON(http.StatusAccepted, map[string]string{"id": id, "routingKey": req.RoutingKey})
 	}
 }
 

@@ -2,21 +2,14 @@
 package handlers
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pushbridge/pushbridge/app/broker"
 	"github.com/pushbridge/pushbridge/presence"
 )
-
-// Publisher publishes to the broker (broker.Broker satisfies it).
-type Publisher interface {
-	Publish(ctx context.Context, p broker.Publishing) error
-}
 
 // Limits are the per-connection limits of every transport.
 type Limits struct {
