@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,7 +76,7 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 		return s, nil
 	case err := <-relayDone:
 		s.stop()
-		return nil, fmt.Errorf("relay: %w", cmpOr(err, errors.New("stopped before it listened")))
+		return nil, fmt.Errorf("relay: %w", cmp.Or(err, errors.New("stopped before it listened")))
 	case <-t.C:
 		s.stop()
 		return nil, fmt.Errorf("relay: not subscribed within %s", relayStartTimeout)
@@ -114,11 +115,4 @@ func (s *shared) stop() {
 		s.relay()
 		s.wg.Wait()
 	})
-}
-
-func cmpOr(err, otherwise error) error {
-	if err != nil {
-		return err
-	}
-	return otherwise
 }

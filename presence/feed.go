@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -159,7 +160,7 @@ func (h *Hub) catchUpLocked(ctx context.Context, c Conn, f *feed) error {
 		if errors.Is(err, ErrBadCursor) || (err == nil && !complete) {
 			h.Stats.CatchUpDrops.Add(1)
 			drop(c)
-			return fmt.Errorf("catch up %s: %w", c.User(), cmpErr(err, errIncomplete))
+			return fmt.Errorf("catch up %s: %w", c.User(), cmp.Or(err, errIncomplete))
 		}
 		if err != nil {
 			return fmt.Errorf("catch up %s: %w", c.User(), err)
@@ -176,13 +177,6 @@ func (h *Hub) catchUpLocked(ctx context.Context, c Conn, f *feed) error {
 			return nil
 		}
 	}
-}
-
-func cmpErr(err, otherwise error) error {
-	if err != nil {
-		return err
-	}
-	return otherwise
 }
 
 // drop tells c to reconnect at once, without waiting for it to go.
