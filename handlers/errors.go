@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -21,10 +22,13 @@ func (e *Error) Error() string { return e.Msg }
 // statusOf decides, in this one place, the HTTP answer to every error a handler returns.
 func statusOf(err error) *Error {
 	var he *Error
+	var re *transport.RuleError
 	var ee *echo.HTTPError
 	switch {
 	case errors.As(err, &he):
 		return he
+	case errors.As(err, &re):
+		return &Error{Status: ruleStatus[re.Kind], Msg: re.Msg}
 	case errors.Is(err, ErrUnroutable):
 		return &Error{Status: http.StatusNotFound, Msg: "unroutable: " + err.Error()}
 	case errors.Is(err, ErrBrokerDown):
@@ -42,6 +46,13 @@ func statusOf(err error) *Error {
 		return &Error{Status: ee.Code, Msg: msg}
 	}
 	return &Error{Status: http.StatusInternalServerError, Msg: "internal error"}
+}
+
+// ruleStatus answers each kind of broken rule of what a client or backend sends.
+var ruleStatus = map[transport.Violation]int{
+	transport.Unprocessable: http.StatusUnprocessableEntity,
+	transport.Malformed:     http.StatusBadRequest,
+	transport.TooLarge:      http.StatusRequestEntityTooLarge,
 }
 
 // errorHandler renders every error as {"error": "..."} with its status.

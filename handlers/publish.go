@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // publishRequest is the body of POST /api/publish.
@@ -23,17 +25,12 @@ func handlePublish(pub Publisher, maxBytes int) echo.HandlerFunc {
 		if err := decodeJSON(c.Request(), maxBytes+4096, &req); err != nil {
 			return err
 		}
-		switch {
-		case req.RoutingKey == "":
+		if req.RoutingKey == "" {
 			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is required"}
-		case len(req.RoutingKey) > 255:
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is longer than 255 bytes"}
-		case len(req.Data) == 0 || string(req.Data) == "null":
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "data is required"}
 		}
-		body := bodyOf(req.Data)
-		if len(body) > maxBytes {
-			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "data is over BRIDGE_MAX_MESSAGE_BYTES"}
+		body, err := transport.MessageBody(req.RoutingKey, req.Data, maxBytes)
+		if err != nil {
+			return err
 		}
 		id, err := pub.Publish(c.Request().Context(), Publishing{RoutingKey: req.RoutingKey, Body: body, UserID: req.UserID})
 		if err != nil {

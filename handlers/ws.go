@@ -127,18 +127,18 @@ func onClientFrame(ctx context.Context, in *inbound, rule *topicRule, ws *transp
 	defer cancel()
 	if !ws.V1() {
 		if len(data) == 0 {
-			return errEmptyMessage
+			return transport.ErrEmptyMessage
 		}
 		return in.send(ctx, ws.User(), "", data)
 	}
-	f, err := decodeClientFrame(data)
+	f, err := transport.DecodeClientFrame(data)
 	if err != nil {
 		return err
 	}
 	switch f.Type {
-	case frameSend:
+	case transport.FrameSend:
 		return in.send(ctx, ws.User(), f.RoutingKey, f.Body)
-	case frameSubscribe:
+	case transport.FrameSubscribe:
 		t, err := rule.parse(f.Topics)
 		if err != nil {
 			return err

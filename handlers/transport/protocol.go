@@ -2,6 +2,7 @@ package transport
 
 import (
 	"encoding/json"
+	"fmt"
 	"unicode/utf8"
 
 	"github.com/pushbridge/pushbridge/presence"
@@ -121,4 +122,103 @@ func DataJSON(body []byte) json.RawMessage {
 	}
 	b, _ := json.Marshal(string(body))
 	return b
+}
+
+// Types of the frames a bridge.v1 client sends.
+const (
+	FrameSend      = "send"
+	FrameSubscribe = "subscribe"
+)
+
+// MaxRoutingKeyBytes is AMQP's limit on a routing key (a short string).
+const MaxRoutingKeyBytes = 255
+
+// Violation is the kind of rule a client's frame or message breaks; handlers answers
+// each kind with its HTTP status (and a WebSocket client with an error frame).
+type Violation int
+
+const (
+	Unprocessable Violation = iota // a rule of the fields (422)
+	Malformed                      // not a JSON object, or an unknown frame type (400)
+	TooLarge                       // data over BRIDGE_MAX_MESSAGE_BYTES (413)
+)
+
+// RuleError says which rule what a client or backend sent breaks.
+type RuleError struct {
+	Kind Violation
+	Msg  string
+}
+
+func (e *RuleError) Error() string { return e.Msg }
+
+// ErrEmptyMessage: a client sent a message with nothing in it.
+var ErrEmptyMessage = &RuleError{Unprocessable, "empty message"}
+
+// MessageBody is the body of a message published with routingKey and data — a client's
+// send frame, POST /api/send, POST /api/publish — by the rules they share: a routing
+// key AMQP takes, data present (not null), and a body (a JSON string's text, anything
+// else the JSON as it is) of at most maxBytes (0: no limit beyond the frame's own).
+func MessageBody(routingKey string, data json.RawMessage, maxBytes int) ([]byte, error) {
+	switch {
+	case len(routingKey) > MaxRoutingKeyBytes:
+		return nil, &RuleError{Unprocessable, fmt.Sprintf("routingKey is longer than %d bytes", MaxRoutingKeyBytes)}
+	case len(data) == 0 || string(data) == "null":
+		return nil, &RuleError{Unprocessable, "data is required"}
+	}
+	body := bodyOf(data)
+	if maxBytes > 0 && len(body) > maxBytes {
+		return nil, &RuleError{TooLarge, "data is over BRIDGE_MAX_MESSAGE_BYTES"}
+	}
+	return body, nil
+}
+
+// bodyOf turns a message's data into its body: a JSON string becomes its text,
+// anything else stays the JSON it is.
+func bodyOf(data json.RawMessage) []byte {
+	var s string
+	if len(data) > 0 && data[0] == '"' && json.Unmarshal(data, &s) == nil {
+		return []byte(s)
+	}
+	return data
+}
+
+// ClientFrame is a decoded bridge.v1 client frame.
+type ClientFrame struct {
+	Type       string
+	RoutingKey string   // send: "" means the default inbound key
+	Body       []byte   // send: the message body, never empty
+	Topics     []string // subscribe
+}
+
+// wireFrame is a bridge.v1 client frame as JSON.
+type wireFrame struct {
+	Type       string          `json:"type"`
+	RoutingKey string          `json:"routingKey"`
+	Data       json.RawMessage `json:"data"`
+	Topics     []string        `json:"topics"`
+}
+
+// DecodeClientFrame reads one bridge.v1 frame. It has no side effects, so anything a
+// client can send is fuzzed against it; a *RuleError says what was wrong, for an
+// error frame.
+func DecodeClientFrame(data []byte) (ClientFrame, error) {
+	var w wireFrame
+	if err := json.Unmarshal(data, &w); err != nil {
+		return ClientFrame{}, &RuleError{Malformed, "frame is not a JSON object: " + err.Error()}
+	}
+	f := ClientFrame{Type: w.Type, RoutingKey: w.RoutingKey, Topics: w.Topics}
+	switch w.Type {
+	case FrameSend:
+		body, err := MessageBody(w.RoutingKey, w.Data, 0)
+		if err != nil {
+			return ClientFrame{}, err
+		}
+		if f.Body = body; len(f.Body) == 0 {
+			return ClientFrame{}, ErrEmptyMessage
+		}
+	case FrameSubscribe:
+	default:
+		return ClientFrame{}, &RuleError{Malformed, fmt.Sprintf("unknown frame type %.32q: want send or subscribe", w.Type)}
+	}
+	return f, nil
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
@@ -13,4 +14,28 @@ func TestAppendJSONStringIsEncodingJSON(t *testing.T) {
 			t.Errorf("%q: got %s, want %s", s, got[1:], want)
 		}
 	}
+}
+
+// FuzzClientFrame: whatever a bridge.v1 client sends, the decoder neither panics nor
+// lets through a frame the rest of the server cannot handle.
+func FuzzClientFrame(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, err := DecodeClientFrame(data)
+		if err != nil {
+			var e *RuleError
+			if !errors.As(err, &e) || (e.Kind != Malformed && e.Kind != Unprocessable) {
+				t.Fatalf("error %v is not a malformed or unprocessable frame", err)
+			}
+			return
+		}
+		switch fr.Type {
+		case FrameSend:
+			if len(fr.Body) == 0 || len(fr.RoutingKey) > MaxRoutingKeyBytes {
+				t.Fatalf("send frame passed with body %q, routing key of %d bytes", fr.Body, len(fr.RoutingKey))
+			}
+		case FrameSubscribe:
+		default:
+			t.Fatalf("frame of unknown type %q passed", fr.Type)
+		}
+	})
 }

@@ -34,20 +34,14 @@ var heartbeat = []byte(": heartbeat\n\n")
 type SSEOptions struct {
 	V1         bool            // data is the bridge.v1 message frame; false: the body verbatim
 	Instance   string          // this instance's id, for the welcome event
-	QueueLen   int             // queued messages before the client counts as slow (256)
-	QueueBytes int             // queued bytes before the client counts as slow (4 MiB)
+	QueueLen   int             // queued messages before the client counts as slow (defaultQueueLen)
+	QueueBytes int             // queued bytes before the client counts as slow (defaultQueueBytes)
 	Heartbeat  time.Duration   // comment period (25s)
 	MaxAge     time.Duration   // the stream ends itself, with a reconnect event, before this age; 0: never
 	Stats      *presence.Stats // where overflows are counted; may be nil
 }
 
 func (o *SSEOptions) defaults() {
-	if o.QueueLen <= 0 {
-		o.QueueLen = 256
-	}
-	if o.QueueBytes <= 0 {
-		o.QueueBytes = 4 << 20
-	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 25 * time.Second
 	}
@@ -65,16 +59,9 @@ type SSE struct {
 	done  chan struct{} // closed when Serve returns
 
 	mu      sync.Mutex
-	queue   []sseItem
-	queued  int  // bytes in queue
-	exempt  int  // replayed items at the front of queue, not counted against the limits
+	queue   sendQueue
 	closing bool // no more is accepted
 	end     bool // Serve returns once what is queued is written
-}
-
-type sseItem struct {
-	m     *presence.Message // a message event, or:
-	event []byte            // an event of our own, already encoded
 }
 
 // NewSSE makes a stream of user on w; the caller has sent the response headers' values
@@ -83,7 +70,7 @@ func NewSSE(w http.ResponseWriter, user string, opts SSEOptions) *SSE {
 	opts.defaults()
 	return &SSE{
 		w: w, rc: http.NewResponseController(w), user: user, since: time.Now(), opts: opts,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes),
 	}
 }
 
@@ -98,17 +85,15 @@ func (c *SSE) Send(m *presence.Message) {
 	if c.closing {
 		return
 	}
-	if len(c.queue)-c.exempt >= c.opts.QueueLen || c.queued+m.Size() > c.opts.QueueBytes {
+	if !c.queue.push(item{m: m}, m.Size()) {
 		c.closing, c.end = true, true
-		c.queue, c.queued, c.exempt = nil, 0, 0
+		c.queue.take()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
 		}
 		c.signal()
 		return
 	}
-	c.queue = append(c.queue, sseItem{m: m})
-	c.queued += m.Size()
 	c.signal()
 }
 
@@ -130,17 +115,14 @@ func (c *SSE) Replay(rp *presence.Replay) {
 		return
 	}
 	for _, e := range events {
-		c.queue = append(c.queue, sseItem{event: e})
+		c.queue.pushExempt(item{frame: e})
 	}
 	for _, m := range rp.Messages {
-		c.queue = append(c.queue, sseItem{m: m})
+		c.queue.pushExempt(item{m: m})
 	}
-	n := len(events) + len(rp.Messages)
 	if rp.Head != "" {
-		c.queue = append(c.queue, sseItem{event: []byte("id: " + rp.Head + "\n\n")})
-		n++
+		c.queue.pushExempt(item{frame: []byte("id: " + rp.Head + "\n\n")})
 	}
-	c.exempt += n
 	c.signal()
 }
 
@@ -150,7 +132,7 @@ func (c *SSE) Replay(rp *presence.Replay) {
 func (c *SSE) Drain(ctx context.Context, after time.Duration) {
 	c.mu.Lock()
 	if !c.closing {
-		c.queue = append(c.queue, sseItem{event: reconnectEvent("draining", after)})
+		c.queue.pushExempt(item{frame: reconnectEvent("draining", after)})
 		c.closing, c.end = true, true
 		c.signal()
 	}
@@ -175,7 +157,7 @@ func (c *SSE) Serve(ctx context.Context) error {
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
-		c.queue, c.queued, c.exempt = nil, 0, 0
+		c.queue.take()
 		c.mu.Unlock()
 		close(c.done)
 	}()
@@ -200,7 +182,7 @@ func (c *SSE) Serve(ctx context.Context) error {
 			}
 		case <-age:
 			batch, _ := c.take()
-			batch = append(batch, sseItem{event: reconnectEvent("max connection age", 0)})
+			batch = append(batch, item{frame: reconnectEvent("max connection age", 0)})
 			return c.writeBatch(batch)
 		case <-c.wake:
 			batch, end := c.take()
@@ -212,18 +194,16 @@ func (c *SSE) Serve(ctx context.Context) error {
 }
 
 // take empties the queue.
-func (c *SSE) take() (batch []sseItem, end bool) {
+func (c *SSE) take() (batch []item, end bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	batch, end = c.queue, c.end
-	c.queue, c.queued, c.exempt = nil, 0, 0
-	return batch, end
+	return c.queue.take(), c.end
 }
 
 // writeBatch writes every item and flushes once. Each write has its own deadline, so
 // neither a stalled client nor the server's WriteTimeout (which would cut a long
 // stream) decides how long a stream lives.
-func (c *SSE) writeBatch(batch []sseItem) error {
+func (c *SSE) writeBatch(batch []item) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -232,7 +212,7 @@ func (c *SSE) writeBatch(batch []sseItem) error {
 		if it.m != nil {
 			buf.Write(sseEvent(it.m, c.opts.V1))
 		} else {
-			buf.Write(it.event)
+			buf.Write(it.frame)
 		}
 	}
 	return c.write(buf.Bytes())

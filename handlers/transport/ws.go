@@ -31,8 +31,8 @@ const CloseServiceRestart = 1012
 type WSOptions struct {
 	V1            bool            // bridge.v1 JSON frames; false: raw mode (bodies verbatim)
 	Instance      string          // this instance's id, for the welcome frame
-	QueueLen      int             // queued messages before the client counts as slow (256)
-	QueueBytes    int             // queued bytes before the client counts as slow (4 MiB)
+	QueueLen      int             // queued messages before the client counts as slow (defaultQueueLen)
+	QueueBytes    int             // queued bytes before the client counts as slow (defaultQueueBytes)
 	PingPeriod    time.Duration   // how often we ping; the client must answer within two (25s)
 	MaxFrameBytes int64           // largest frame the client may send; larger closes with 1009 (64 KiB)
 	MaxAge        time.Duration   // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never
@@ -40,12 +40,6 @@ type WSOptions struct {
 }
 
 func (o *WSOptions) defaults() {
-	if o.QueueLen <= 0 {
-		o.QueueLen = 256
-	}
-	if o.QueueBytes <= 0 {
-		o.QueueBytes = 4 << 20
-	}
 	if o.PingPeriod <= 0 {
 		o.PingPeriod = 25 * time.Second
 	}
@@ -74,26 +68,17 @@ type WS struct {
 	refused atomic.Bool // CloseWith was called: what the client sends is discarded
 
 	mu      sync.Mutex
-	queue   []wsItem
-	queued  int    // bytes in queue
-	exempt  int    // replayed items at the front of queue, not counted against the limits
+	queue   sendQueue
 	writing bool   // a writer goroutine is running
 	pingDue bool   // our ping is due
 	pong    []byte // the frame answering the client's latest ping, nil when none is due
 	closing bool   // no more frames are accepted
 }
 
-type wsItem struct {
-	m         *presence.Message // a message, whose frame is built once for every recipient, or:
-	frame     []byte            // a text frame of our own (welcome, reset, error, reconnect), or:
-	closeCode int               // a close frame, after which the socket is shut
-	reason    string            // the close frame's reason
-}
-
 // NewWS wraps an upgraded connection of user. Call Serve to run it.
 func NewWS(conn *websocket.Conn, user string, opts WSOptions) *WS {
 	opts.defaults()
-	return &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{})}
+	return &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes)}
 }
 
 func (c *WS) User() string      { return c.user }
@@ -102,7 +87,7 @@ func (c *WS) V1() bool          { return c.opts.V1 }
 func (c *WS) Since() time.Time  { return c.since }
 
 // Send queues m for the writer.
-func (c *WS) Send(m *presence.Message) { c.push(wsItem{m: m}, m.Size()) }
+func (c *WS) Send(m *presence.Message) { c.push(item{m: m}, m.Size()) }
 
 // SendError queues an error frame saying what was wrong with what the client sent.
 // In raw mode it is sent too: errors must be visible.
@@ -117,7 +102,7 @@ func (c *WS) SendSubscribed(t *presence.Topics) {
 // sendJSON queues one of our own bridge.v1 frames (error, subscribed, reconnect).
 func (c *WS) sendJSON(v any) {
 	b := mustJSON(v)
-	c.push(wsItem{frame: serverFrame(websocket.TextMessage, b)}, len(b))
+	c.push(item{frame: serverFrame(websocket.TextMessage, b)}, len(b))
 }
 
 // Refuse answers a client whose connection could not be attached (see
@@ -130,15 +115,15 @@ func (c *WS) Refuse(msg string) {
 	c.conn.Close()
 }
 
-func (c *WS) push(it wsItem, size int) {
+func (c *WS) push(it item, size int) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.queue)-c.exempt >= c.opts.QueueLen || c.queued+size > c.opts.QueueBytes {
+	if !c.queue.push(it, size) {
 		c.closing = true
-		c.queue, c.queued, c.exempt = nil, 0, 0
+		c.queue.take()
 		c.mu.Unlock()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
@@ -146,8 +131,6 @@ func (c *WS) push(it wsItem, size int) {
 		c.conn.Close() // the reader fails and unregisters; the client resumes from history
 		return
 	}
-	c.queue = append(c.queue, it)
-	c.queued += size
 	c.kickLocked()
 	c.mu.Unlock()
 }
@@ -172,13 +155,12 @@ func (c *WS) Replay(rp *presence.Replay) {
 		return
 	}
 	for _, b := range control {
-		c.queue = append(c.queue, wsItem{frame: serverFrame(websocket.TextMessage, b)})
+		c.queue.pushExempt(item{frame: serverFrame(websocket.TextMessage, b)})
 	}
 	for _, m := range rp.Messages {
-		c.queue = append(c.queue, wsItem{m: m})
+		c.queue.pushExempt(item{m: m})
 	}
-	c.exempt += len(control) + len(rp.Messages)
-	if len(c.queue) > 0 {
+	if c.queue.len() > 0 {
 		c.kickLocked()
 	}
 }
@@ -195,19 +177,20 @@ func (c *WS) kickLocked() {
 func (c *WS) writeLoop() {
 	for {
 		c.mu.Lock()
-		batch, ping, pong := c.queue, c.pingDue, c.pong
-		if len(batch) == 0 && !ping && pong == nil {
+		ping, pong := c.pingDue, c.pong
+		if c.queue.len() == 0 && !ping && pong == nil {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
-		c.queue, c.queued, c.exempt, c.pingDue, c.pong = nil, 0, 0, false, nil
+		batch := c.queue.take()
+		c.pingDue, c.pong = false, nil
 		c.mu.Unlock()
 
 		if err := c.write(batch, ping, pong); err != nil {
 			c.mu.Lock()
 			c.closing, c.writing = true, false
-			c.queue, c.queued, c.exempt = nil, 0, 0
+			c.queue.take()
 			c.mu.Unlock()
 			c.conn.Close()
 			return
@@ -244,7 +227,7 @@ var errClosed = errors.New("connection closed by us")
 //     pinging while its socket is stalled would cut our write short.
 //   - Any error, a partial write included, may leave a frame cut off: writeLoop closes
 //     the socket, as it did when gorilla wrote.
-func (c *WS) write(batch []wsItem, ping bool, pong []byte) error {
+func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	deadline := time.Now().Add(writeWait)
 	_ = c.conn.SetWriteDeadline(deadline) // for the close frame, written by gorilla
 	nc := c.conn.NetConn()
@@ -326,7 +309,7 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
-		c.queue, c.queued, c.exempt = nil, 0, 0
+		c.queue.take()
 		if c.ping != nil {
 			c.ping.Stop()
 		}
@@ -382,7 +365,7 @@ func (c *WS) closeAfterQueue(hint *Reconnect, code int, reason string) {
 	if hint != nil && c.opts.V1 {
 		c.sendJSON(*hint)
 	}
-	c.push(wsItem{closeCode: code, reason: reason}, 0)
+	c.push(item{closeCode: code, reason: reason}, 0)
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()

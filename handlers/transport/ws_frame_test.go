@@ -195,7 +195,7 @@ func TestWSStalledWriteCutAfterWriteWaitEvenWhenPinged(t *testing.T) {
 	eventually(t, 5*time.Second, "the writer holding the whole queue", func() bool {
 		ws.mu.Lock()
 		defer ws.mu.Unlock()
-		return len(ws.queue) == 0 && ws.writing
+		return ws.queue.len() == 0 && ws.writing
 	})
 	start := time.Now()
 	if err := c.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second)); err != nil {

@@ -30,8 +30,8 @@ func TestWSCutsAClientByQueuedBytes(t *testing.T) {
 	eventually(t, 5*time.Second, "the cut client unregistered", func() bool { return hub.Count() == 0 })
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if len(ws.queue) != 0 || ws.queued != 0 {
-		t.Errorf("queue still holds %d messages, %d bytes after the cut", len(ws.queue), ws.queued)
+	if ws.queue.len() != 0 || ws.queue.bytes != 0 {
+		t.Errorf("queue still holds %d messages, %d bytes after the cut", ws.queue.len(), ws.queue.bytes)
 	}
 }
 
