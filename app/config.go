@@ -54,6 +54,8 @@ type Config struct {
 	DeadLetterExchange string
 	SingleActive       bool // declare queues with x-single-active-consumer
 	ShutdownTimeout    time.Duration
+	EventsExchange     string        // empty: no events (with AMQP_URL; memory mode logs them)
+	OfflineGrace       time.Duration // a user back within this is not announced offline
 }
 
 // setting is one configuration value: its variable, its flag and how to read it.
@@ -173,6 +175,14 @@ var settings = []setting{
 		}
 		return nil
 	}},
+	{"BRIDGE_EVENTS_EXCHANGE", "events-exchange", "", "durable topic exchange Pushbridge declares and publishes events to: user.online, user.offline, message.undelivered, message.received (unset: none; without AMQP_URL events go to the log)", func(c *Config, v string) error {
+		if len(v) > 255 {
+			return errors.New("is longer than 255 bytes, AMQP's limit for an exchange name")
+		}
+		c.EventsExchange = v
+		return nil
+	}},
+	{"BRIDGE_OFFLINE_GRACE", "offline-grace", "5s", "how long a user may be without a connection before user.offline (absorbs reloads and reconnects)", durTo(func(c *Config) *time.Duration { return &c.OfflineGrace }, 0)},
 	{"BRIDGE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a drain may take before the process exits anyway", durTo(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 0)},
 }
 

@@ -19,6 +19,7 @@ import (
 // hub receives it through the relay (presence.Hub.Listen).
 type Consumer struct {
 	disp     presence.Dispatcher
+	events   presence.Events
 	log      *slog.Logger
 	maxBytes int
 
@@ -36,13 +37,17 @@ type Consumer struct {
 type ConsumerConfig struct {
 	Dispatcher presence.Dispatcher // in memory for one instance, in Redis for many (see backend.go)
 	MaxBytes   int                 // bodies over this are rejected
+	Events     presence.Events     // message.undelivered goes here; nil: none
 	Log        *slog.Logger
 }
 
 // NewConsumer dispatches with c.
 func NewConsumer(c ConsumerConfig) *Consumer {
+	if c.Events == nil {
+		c.Events = presence.NoEvents{}
+	}
 	return &Consumer{
-		disp: c.Dispatcher, maxBytes: c.MaxBytes, log: c.Log,
+		disp: c.Dispatcher, events: c.Events, maxBytes: c.MaxBytes, log: c.Log,
 		DispatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushbridge_dispatch_seconds",
 			Help:    "Time to hand off one batch of broker deliveries (record, look up, publish), before they are acked.",

@@ -55,14 +55,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer be.close()
 	hub := presence.NewHub(presence.HubConfig{Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log})
-	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Log: log})
+	b := newBroker(cfg, log)
+	events, ob := newEvents(ctx, cfg, b, log)
+	defer ob.stop()
+	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Events: events, Log: log})
 	lc, err := startShared(ctx, cfg, be, hub, log)
 	if err != nil {
 		return err
 	}
 	defer lc.stop()
 
-	b := newBroker(cfg, log)
 	if err := b.Start(ctx, consumer.Handle); err != nil {
 		return err
 	}
@@ -74,7 +76,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Dispatcher: be.disp, Publisher: brokerPublisher{b},
 		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:  limitsOf(cfg),
-		Metrics: newMetrics(hub, consumer, b),
+		Metrics: newMetrics(hub, consumer, b, ob.collectors()...),
 	})
 
 	httpSrv, serveErr, err := startHTTP(cfg, srv, stdout, log)
@@ -91,13 +93,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	draining.Store(true)
-	drain(ctx, cfg, b, httpSrv, hub, lc, log)
+	drain(ctx, cfg, b, httpSrv, hub, lc, ob, log)
 	return nil
 }
 
 // drain stops taking work, finishes what was taken, and sends every client elsewhere,
 // within cfg.ShutdownTimeout.
-func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Server, hub *presence.Hub, lc *shared, log *slog.Logger) {
+func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Server, hub *presence.Hub, lc *shared, ob *eventsRun, log *slog.Logger) {
 	start := time.Now()
 	log.Info("draining")
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
@@ -115,6 +117,7 @@ func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Serv
 		httpSrv.Close()
 	}
 	lc.leave(shutCtx)
+	ob.flush(shutCtx) // after the hub drained: its last events are in
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
@@ -126,7 +129,7 @@ func newBroker(cfg *Config, log *slog.Logger) broker.Broker {
 	}
 	return broker.NewRabbit(broker.RabbitConfig{
 		URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
-		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive, Logger: log,
+		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive, EventsExchange: cfg.EventsExchange, Logger: log,
 	})
 }
 

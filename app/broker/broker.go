@@ -36,7 +36,9 @@ type Publishing struct {
 	RoutingKey string
 	Body       []byte
 	MessageID  string
-	Headers    map[string]any
+	// CorrelationID is the AMQP correlation-id; events carry the original message's.
+	CorrelationID string
+	Headers       map[string]any
 }
 
 // NewID returns a random id for a published message (its AMQP message-id).
@@ -48,12 +50,14 @@ func NewID() string {
 
 // Delivery is one consumed message.
 type Delivery struct {
-	Queue       string
-	RoutingKey  string
-	Body        []byte
-	Headers     map[string]any
-	MessageID   string
-	Redelivered bool
+	Queue      string
+	RoutingKey string
+	Body       []byte
+	Headers    map[string]any
+	MessageID  string
+	// CorrelationID is the AMQP correlation-id, carried to events about the message.
+	CorrelationID string
+	Redelivered   bool
 }
 
 // Outcome is what becomes of a delivery once handled.

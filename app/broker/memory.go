@@ -98,7 +98,7 @@ func (m *Memory) Publish(_ context.Context, p Publishing) error {
 		}
 	}
 	for _, q := range to {
-		q.push(Delivery{RoutingKey: p.RoutingKey, Body: p.Body, Headers: p.Headers, MessageID: p.MessageID})
+		q.push(Delivery{RoutingKey: p.RoutingKey, Body: p.Body, Headers: p.Headers, MessageID: p.MessageID, CorrelationID: p.CorrelationID})
 	}
 	return nil
 }

@@ -37,7 +37,10 @@ type RabbitConfig struct {
 	// each queue to one consumer at a time and fails over to another, so messages are
 	// handled, and numbered, in publish order across instances.
 	SingleActive bool
-	Logger       *slog.Logger
+	// EventsExchange, when set, is a durable topic exchange declared beside ours and
+	// published to by PublishEvent (BRIDGE_EVENTS_EXCHANGE).
+	EventsExchange string
+	Logger         *slog.Logger
 }
 
 // Rabbit is the RabbitMQ broker.
@@ -68,7 +71,7 @@ func NewRabbit(cfg RabbitConfig) *Rabbit {
 type TopologyError struct{ Err error }
 
 func (e *TopologyError) Error() string {
-	return fmt.Sprintf("RabbitMQ already has this exchange or queue with other arguments than ours (change BRIDGE_EXCHANGE/BRIDGE_BINDINGS/BRIDGE_DEAD_LETTER_EXCHANGE or delete it): %v", e.Err)
+	return fmt.Sprintf("RabbitMQ already has this exchange or queue with other arguments than ours (change BRIDGE_EXCHANGE/BRIDGE_BINDINGS/BRIDGE_DEAD_LETTER_EXCHANGE/BRIDGE_EVENTS_EXCHANGE or delete it): %v", e.Err)
 }
 func (e *TopologyError) Unwrap() error { return e.Err }
 
@@ -138,6 +141,7 @@ type session struct {
 	conn    *amqp.Connection
 	consume *amqp.Channel
 	pub     *publisher
+	events  *publisher // nil without an events exchange
 	tags    []string
 	cancels chan string // consumer tags the broker cancelled (their queue was deleted)
 	closed  chan *amqp.Error
@@ -160,6 +164,12 @@ func (r *Rabbit) connect(ctx context.Context, handle Handler) (*session, error) 
 		conn.Close()
 		return nil, err
 	}
+	if r.cfg.EventsExchange != "" {
+		if s.events, err = newPublisher(conn, r.cfg.EventsExchange); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
 	if err := r.consume(ctx, s, handle); err != nil {
 		conn.Close()
 		return nil, err
@@ -175,12 +185,18 @@ func (r *Rabbit) connect(ctx context.Context, handle Handler) (*session, error) 
 // It returns when the connection closes, since that closes the channels too.
 func (r *Rabbit) watch(s *session) {
 	pubClosed := s.pub.ch.NotifyClose(make(chan *amqp.Error, 1))
+	var evClosed chan *amqp.Error // nil: never ready
+	if s.events != nil {
+		evClosed = s.events.ch.NotifyClose(make(chan *amqp.Error, 1))
+	}
 	conClosed := s.consume.NotifyClose(make(chan *amqp.Error, 1))
 	var reason any
 	select {
 	case err := <-pubClosed:
 		reason = err
 	case err := <-conClosed:
+		reason = err
+	case err := <-evClosed:
 		reason = err
 	case tag := <-s.cancels:
 		reason = "the broker cancelled consumer " + tag + " (its queue was deleted?)"
@@ -209,6 +225,11 @@ func (r *Rabbit) declare(conn *amqp.Connection) error {
 	}
 	if err := ch.ExchangeDeclare(r.cfg.Exchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
 		return wrap("declare exchange "+r.cfg.Exchange, err)
+	}
+	if e := r.cfg.EventsExchange; e != "" {
+		if err := ch.ExchangeDeclare(e, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+			return wrap("declare events exchange "+e, err)
+		}
 	}
 	var args amqp.Table
 	if r.cfg.DeadLetterExchange != "" {
@@ -285,4 +306,24 @@ func (r *Rabbit) Publish(ctx context.Context, p Publishing) error {
 		return ErrUnavailable
 	}
 	return s.pub.publish(ctx, p)
+}
+
+// PublishEvents publishes ps to the events exchange in their order and waits for
+// their confirms together; each gets its outcome as Publish would give it.
+func (r *Rabbit) PublishEvents(ctx context.Context, ps []Publishing) []error {
+	s := r.current()
+	var err error
+	switch {
+	case s == nil:
+		err = ErrUnavailable
+	case s.events == nil:
+		err = errors.New("publish events: no events exchange configured")
+	default:
+		return s.events.publishAll(ctx, ps)
+	}
+	errs := make([]error, len(ps))
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }

@@ -117,7 +117,7 @@ func deliveries(queue string, batch []amqp.Delivery) []Delivery {
 	for i, d := range batch {
 		out[i] = Delivery{
 			Queue: queue, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
-			MessageID: d.MessageId, Redelivered: d.Redelivered,
+			MessageID: d.MessageId, CorrelationID: d.CorrelationId, Redelivered: d.Redelivered,
 		}
 	}
 	return out
