@@ -93,6 +93,10 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 		}
 		if b.Dup {
 			r.Duplicates.Add(1)
+		} else if !b.M.Broadcast() && b.Instances == 0 {
+			// Recorded, so a client connecting within the window still gets it; the
+			// backend hears now that nobody could show it.
+			r.events.Emit(presence.Event{Type: presence.EventUndelivered, User: b.M.UserID, At: time.Now(), Message: b.M})
 		}
 		r.Consumed.Add(1)
 		out[i] = broker.Ack
@@ -116,7 +120,7 @@ func (r *Consumer) decode(d broker.Delivery) (*presence.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body}, nil
+	return &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body, MessageID: d.MessageID, CorrelationID: d.CorrelationID}, nil
 }
 
 func (r *Consumer) reject(d broker.Delivery, err error) {
