@@ -18,6 +18,7 @@ type backend struct {
 	history   presence.History
 	relay     presence.Relay
 	disp      presence.Dispatcher
+	receipts  presence.Receipts
 	// refresh rewrites this instance's directory entries with each beat and reports
 	// whether they had lapsed; nil in memory.
 	refresh func(context.Context) (lapsed bool, err error)
@@ -45,6 +46,7 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 		history:   presence.NewRedisHistory(rdb, ro),
 		relay:     presence.NewRedisRelay(rdb, ro, log),
 		disp:      presence.NewRedisDispatcher(rdb, ro),
+		receipts:  presence.NewRedisReceipts(rdb, ro),
 		refresh:   dir.RefreshLapsed,
 		ping:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		close:     func() { rdb.Close() },
@@ -61,6 +63,7 @@ func memoryBackend(instance string, h *presence.MemoryHistory, presenceTTL time.
 		history:   h,
 		relay:     bus.Relay(instance),
 		disp:      presence.NewMemoryDispatcher(h, dir, bus),
+		receipts:  presence.NewMemoryReceipts(),
 		close:     func() {},
 	}
 }

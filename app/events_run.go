@@ -19,7 +19,7 @@ type eventsRun struct {
 
 // newEvents picks where events go: RabbitMQ's events exchange when AMQP_URL and
 // BRIDGE_EVENTS_EXCHANGE are set, the log without AMQP_URL (memory mode), nowhere
-// otherwise. The goroutine outlives ctx (a drain still emits events); flush or stop
+// otherwise (nil Events). The goroutine outlives ctx (a drain still emits events); flush or stop
 // end it.
 func newEvents(ctx context.Context, cfg *Config, b broker.Broker, log *slog.Logger) (presence.Events, *eventsRun) {
 	var publish publishFunc
@@ -29,7 +29,7 @@ func newEvents(ctx context.Context, cfg *Config, b broker.Broker, log *slog.Logg
 	case cfg.EventsExchange != "" && ok:
 		publish = r.PublishEvents
 	default:
-		return presence.NoEvents{}, nil
+		return nil, nil
 	}
 	o := newOutbox(cfg.InstanceID, publish, log)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

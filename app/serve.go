@@ -54,10 +54,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer be.close()
-	hub := presence.NewHub(presence.HubConfig{Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log})
 	b := newBroker(cfg, log)
 	events, ob := newEvents(ctx, cfg, b, log)
 	defer ob.stop()
+	hub := presence.NewHub(presence.HubConfig{
+		Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log,
+		Events: events, Receipts: be.receipts, ReceiptTTL: cfg.HistoryTTL,
+	})
 	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Events: events, Log: log})
 	lc, err := startShared(ctx, cfg, be, hub, log)
 	if err != nil {

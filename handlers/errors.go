@@ -36,6 +36,9 @@ func statusOf(err error) *Error {
 	case errors.Is(err, presence.ErrUnavailable):
 		// Redis failed while a connection registered or replayed: nothing is lost.
 		return &Error{Status: http.StatusServiceUnavailable, Msg: "presence is unavailable: connect again", RetryAfter: "2"}
+	case errors.Is(err, presence.ErrBadCursor):
+		// A receipt naming something that is no message id.
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
 	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved):
 		return &Error{Status: http.StatusForbidden, Msg: err.Error()}
 	case errors.As(err, &ee):

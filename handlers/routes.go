@@ -72,6 +72,8 @@ func NewServer(d Deps) *echo.Echo {
 	e.GET("/poll", handlePoll(d), allowOrigin(d.Auth))
 	e.POST("/api/send", handleSend(d, in), allowOrigin(d.Auth))
 	e.OPTIONS("/api/send", handlePreflight(), allowOrigin(d.Auth))
+	e.POST("/api/ack", handleAck(d), allowOrigin(d.Auth))
+	e.OPTIONS("/api/ack", handlePreflight(), allowOrigin(d.Auth))
 
 	e.GET("/", handleAsset("index.html"))
 	e.GET("/bridge.js", handleAsset("bridge.js"))

@@ -43,6 +43,14 @@ type HubConfig struct {
 	History   History      // what a connection replays, and where gaps are repaired from
 	Directory Directory    // where connections are registered, so dispatches find this instance
 	Log       *slog.Logger // nil: slog.Default()
+
+	// Events takes the events about this instance's clients to the backend; nil: none
+	// (then receipts are not even looked up).
+	Events Events
+	// Receipts deduplicates delivery receipts across tabs and instances, for
+	// ReceiptTTL (the history's window: a message older than that cannot be confirmed).
+	Receipts   Receipts
+	ReceiptTTL time.Duration
 }
 
 // Hub is the registry of this instance's connections, keyed by user. Sending never
@@ -57,6 +65,10 @@ type Hub struct {
 	dir      Directory
 	log      *slog.Logger
 
+	events     Events // nil: none
+	receipts   Receipts
+	receiptTTL time.Duration
+
 	mu    sync.RWMutex
 	users map[string]map[Conn]*feed
 	kinds map[string]int // connections by transport; Count is their sum
@@ -70,8 +82,15 @@ func NewHub(c HubConfig) *Hub {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Receipts == nil {
+		c.Receipts = NewMemoryReceipts()
+	}
+	if c.ReceiptTTL <= 0 {
+		c.ReceiptTTL = defaultHistoryTTL
+	}
 	return &Hub{
 		instance: c.Instance, history: c.History, dir: c.Directory, log: c.Log,
+		events: c.Events, receipts: c.Receipts, receiptTTL: c.ReceiptTTL,
 		users: make(map[string]map[Conn]*feed), kinds: make(map[string]int), listening: make(chan struct{}),
 	}
 }
