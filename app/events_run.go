@@ -14,6 +14,7 @@ import (
 // (events off) does nothing.
 type eventsRun struct {
 	o      *outbox
+	trans  presence.Transitions // nil: no user.online / user.offline
 	cancel context.CancelFunc
 }
 
@@ -21,7 +22,11 @@ type eventsRun struct {
 // BRIDGE_EVENTS_EXCHANGE are set, the log without AMQP_URL (memory mode), nowhere
 // otherwise (nil Events). The goroutine outlives ctx (a drain still emits events); flush or stop
 // end it.
-func newEvents(ctx context.Context, cfg *Config, b broker.Broker, log *slog.Logger) (presence.Events, *eventsRun) {
+//
+// user.online and user.offline are decided in memory for a single instance. Across
+// instances (REDIS_URL) they need the per-user presence of the new Redis data plane,
+// and are not sent yet (docs/events.md says how they will be).
+func newEvents(ctx context.Context, cfg *Config, b broker.Broker, log *slog.Logger) (presence.Events, presence.Transitions, *eventsRun) {
 	var publish publishFunc
 	switch r, ok := b.(*broker.Rabbit); {
 	case cfg.AMQPURL == "":
@@ -29,12 +34,19 @@ func newEvents(ctx context.Context, cfg *Config, b broker.Broker, log *slog.Logg
 	case cfg.EventsExchange != "" && ok:
 		publish = r.PublishEvents
 	default:
-		return nil, nil
+		return nil, nil, nil
 	}
 	o := newOutbox(cfg.InstanceID, publish, log)
+	run := &eventsRun{o: o}
+	if cfg.RedisURL == "" {
+		run.trans = presence.NewMemoryTransitions(cfg.OfflineGrace, o)
+	} else {
+		log.Warn("events: user.online and user.offline are not sent with REDIS_URL yet (see docs/events.md); message.undelivered and message.received are")
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	run.cancel = cancel
 	go o.run(rctx)
-	return o, &eventsRun{o: o, cancel: cancel}
+	return o, run.trans, run
 }
 
 func (r *eventsRun) collectors() []prometheus.Collector {
@@ -44,10 +56,15 @@ func (r *eventsRun) collectors() []prometheus.Collector {
 	return r.o.collectors()
 }
 
-// flush stops the goroutine and publishes what is pending until ctx ends.
+// flush announces the users still online as gone (the drain closed their
+// connections, and in memory mode nobody else will), stops the goroutine and
+// publishes what is pending until ctx ends.
 func (r *eventsRun) flush(ctx context.Context) {
 	if r == nil {
 		return
+	}
+	if r.trans != nil {
+		r.trans.Close()
 	}
 	r.cancel()
 	r.o.flush(ctx)

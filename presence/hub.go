@@ -51,6 +51,9 @@ type HubConfig struct {
 	// ReceiptTTL (the history's window: a message older than that cannot be confirmed).
 	Receipts   Receipts
 	ReceiptTTL time.Duration
+	// Transitions hears every connection that attaches and detaches, for user.online
+	// and user.offline; nil: none.
+	Transitions Transitions
 }
 
 // Hub is the registry of this instance's connections, keyed by user. Sending never
@@ -68,6 +71,7 @@ type Hub struct {
 	events     Events // nil: none
 	receipts   Receipts
 	receiptTTL time.Duration
+	trans      Transitions // nil: none
 
 	mu    sync.RWMutex
 	users map[string]map[Conn]*feed
@@ -90,7 +94,7 @@ func NewHub(c HubConfig) *Hub {
 	}
 	return &Hub{
 		instance: c.Instance, history: c.History, dir: c.Directory, log: c.Log,
-		events: c.Events, receipts: c.Receipts, receiptTTL: c.ReceiptTTL,
+		events: c.Events, receipts: c.Receipts, receiptTTL: c.ReceiptTTL, trans: c.Transitions,
 		users: make(map[string]map[Conn]*feed), kinds: make(map[string]int), listening: make(chan struct{}),
 	}
 }
@@ -114,19 +118,26 @@ func (h *Hub) add(c Conn, held bool) *feed {
 
 // Remove unregisters c. It reports whether c was the user's last connection here.
 func (h *Hub) Remove(c Conn) (last bool) {
+	_, last = h.remove(c)
+	return last
+}
+
+// remove is Remove, also saying whether c was held at all.
+func (h *Hub) remove(c Conn) (found, last bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	set := h.users[c.User()]
-	if _, ok := set[c]; !ok {
-		return false
+	f, ok := set[c]
+	if !ok {
+		return false, false
 	}
 	delete(set, c)
 	h.kinds[c.Transport()]--
 	if len(set) == 0 {
 		delete(h.users, c.User())
-		return true
+		last = true
 	}
-	return false
+	return f.attached, last
 }
 
 // Deliver queues m to each of its recipients held here and returns how many there were.
