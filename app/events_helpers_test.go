@@ -19,8 +19,8 @@ type eventsTap struct {
 }
 
 // newEventsTap declares a unique events exchange (as the server will: durable topic)
-// and a queue bound to it with "#", deleted when the test ends.
-func newEventsTap(t *testing.T) *eventsTap {
+// and a queue bound to it with each of keys ("#" when none), deleted when the test ends.
+func newEventsTap(t *testing.T, keys ...string) *eventsTap {
 	t.Helper()
 	ch := apptest.OpenChannel(t)
 	x, q := apptest.Unique("pbtest_events"), apptest.Unique("pbtest_events_q")
@@ -30,8 +30,13 @@ func newEventsTap(t *testing.T) *eventsTap {
 	if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
 		t.Fatalf("declare events queue: %v", err)
 	}
-	if err := ch.QueueBind(q, "#", x, false, nil); err != nil {
-		t.Fatalf("bind events queue: %v", err)
+	if len(keys) == 0 {
+		keys = []string{"#"}
+	}
+	for _, k := range keys {
+		if err := ch.QueueBind(q, k, x, false, nil); err != nil {
+			t.Fatalf("bind events queue: %v", err)
+		}
 	}
 	got, err := ch.Consume(q, "", true, false, false, false, nil)
 	if err != nil {
