@@ -125,11 +125,12 @@ func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Serv
 func newBroker(cfg *Config, log *slog.Logger) broker.Broker {
 	if cfg.AMQPURL == "" {
 		log.Info("no AMQP_URL: using the in-process queue")
-		return broker.NewMemory(cfg.Bindings)
+		return broker.NewMemory(cfg.Bindings, cfg.DeliveryLimit, log)
 	}
 	return broker.NewRabbit(broker.RabbitConfig{
 		URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
-		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive, Logger: log,
+		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive,
+		QueueType: cfg.QueueType, DeliveryLimit: cfg.DeliveryLimit, Logger: log,
 	})
 }
 
