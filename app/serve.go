@@ -74,7 +74,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var draining atomic.Bool
 	ready := readiness(ctx, &draining, b, be)
 	srv := handlers.NewServer(handlers.Deps{
-		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Publisher: b, Router: router,
+		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Publisher: b, Idempotency: be.idem, Router: router,
 		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:  limitsOf(cfg),
 		Metrics: newMetrics(hub, router, b),

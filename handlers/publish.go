@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/pushbridge/pushbridge/app/broker"
+	"github.com/pushbridge/pushbridge/app/idempotency"
 )
 
 // publishRequest is the body of POST /api/publish.
@@ -18,9 +20,15 @@ type publishRequest struct {
 	Data       json.RawMessage `json:"data"`   // the message body: JSON, or a string sent as its text
 }
 
-// handlePublish publishes to RabbitMQ and answers once the broker has confirmed.
-func handlePublish(pub Publisher, maxBytes int) echo.HandlerFunc {
+// handlePublish publishes to RabbitMQ and answers once the broker has confirmed. With
+// an Idempotency-Key, a request that repeats one answered within the window gets the
+// same answer and publishes nothing (see idempotency.go).
+func handlePublish(pub Publisher, idem idempotency.Store, maxBytes int, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		key, err := idempotencyKey(c.Request().Header)
+		if err != nil {
+			return err
+		}
 		var req publishRequest
 		if err := decodeJSON(c.Request(), maxBytes+4096, &req); err != nil {
 			return err
@@ -41,10 +49,30 @@ func handlePublish(pub Publisher, maxBytes int) echo.HandlerFunc {
 		if req.UserID != "" {
 			p.Headers = map[string]any{"x-user-id": req.UserID}
 		}
-		if err := pub.Publish(c.Request().Context(), p); err != nil {
+		ctx := c.Request().Context()
+		publish := func() (idempotency.Result, bool, error) {
+			if err := pub.Publish(ctx, p); err != nil {
+				return idempotency.Result{}, false, err
+			}
+			b, err := json.Marshal(map[string]string{"id": p.MessageID, "routingKey": p.RoutingKey})
+			return idempotency.Result{Status: http.StatusAccepted, Body: append(b, '\n')}, true, err
+		}
+		if key == "" {
+			res, _, err := publish()
+			if err != nil {
+				return err
+			}
+			return c.JSONBlob(res.Status, res.Body)
+		}
+		p.MessageID = key
+		res, replayed, err := idempotency.Do(ctx, idem, key, fingerprint(p), idempotencyWait, log, publish)
+		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusAccepted, map[string]string{"id": p.MessageID, "routingKey": p.RoutingKey})
+		if replayed {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+		}
+		return c.JSONBlob(res.Status, res.Body)
 	}
 }
 
