@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"time"
-
-	"github.com/pushbridge/pushbridge/app/broker"
 )
 
 // Idempotency-Key on POST /api/publish: the key becomes the AMQP message-id, and the
@@ -52,10 +50,9 @@ func idempotencyKey(h http.Header) (string, error) {
 
 // fingerprint tells one publish request from another under the same key: what would
 // be published (routing key, recipient header, body).
-func fingerprint(p broker.Publishing) string {
+func fingerprint(p Publishing) string {
 	h := sha256.New()
-	user, _ := p.Headers["x-user-id"].(string)
-	for _, part := range []string{p.RoutingKey, user} {
+	for _, part := range []string{p.RoutingKey, p.UserID} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

@@ -9,14 +9,14 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pushbridge/pushbridge/app/broker"
 	"github.com/pushbridge/pushbridge/app/idempotency"
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // publishRequest is the body of POST /api/publish.
 type publishRequest struct {
 	RoutingKey string          `json:"routingKey"`
-	UserID     string          `json:"userId"` // sent as header x-user-id; empty: as the data says
+	UserID     string          `json:"userId"` // the recipient (header x-user-id); empty: as the data says
 	Data       json.RawMessage `json:"data"`   // the message body: JSON, or a string sent as its text
 }
 
@@ -33,28 +33,21 @@ func handlePublish(pub Publisher, idem idempotency.Store, maxBytes int, log *slo
 		if err := decodeJSON(c.Request(), maxBytes+4096, &req); err != nil {
 			return err
 		}
-		switch {
-		case req.RoutingKey == "":
+		if req.RoutingKey == "" {
 			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is required"}
-		case len(req.RoutingKey) > 255:
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is longer than 255 bytes"}
-		case len(req.Data) == 0 || string(req.Data) == "null":
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "data is required"}
 		}
-		body := bodyOf(req.Data)
-		if len(body) > maxBytes {
-			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "data is over BRIDGE_MAX_MESSAGE_BYTES"}
+		body, err := transport.MessageBody(req.RoutingKey, req.Data, maxBytes)
+		if err != nil {
+			return err
 		}
-		p := broker.Publishing{RoutingKey: req.RoutingKey, Body: body, MessageID: NewID()}
-		if req.UserID != "" {
-			p.Headers = map[string]any{"x-user-id": req.UserID}
-		}
+		p := Publishing{RoutingKey: req.RoutingKey, Body: body, UserID: req.UserID, MessageID: key}
 		ctx := c.Request().Context()
 		publish := func() (idempotency.Result, bool, error) {
-			if err := pub.Publish(ctx, p); err != nil {
+			id, err := pub.Publish(ctx, p)
+			if err != nil {
 				return idempotency.Result{}, false, err
 			}
-			b, err := json.Marshal(map[string]string{"id": p.MessageID, "routingKey": p.RoutingKey})
+			b, err := json.Marshal(map[string]string{"id": id, "routingKey": p.RoutingKey})
 			return idempotency.Result{Status: http.StatusAccepted, Body: append(b, '\n')}, true, err
 		}
 		if key == "" {
@@ -64,7 +57,6 @@ func handlePublish(pub Publisher, idem idempotency.Store, maxBytes int, log *slo
 			}
 			return c.JSONBlob(res.Status, res.Body)
 		}
-		p.MessageID = key
 		res, replayed, err := idempotency.Do(ctx, idem, key, fingerprint(p), idempotencyWait, log, publish)
 		if err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,21 +13,14 @@ import (
 	"github.com/pushbridge/pushbridge/presence"
 )
 
-// Router takes a consumed message to its recipients, on whichever instance holds them:
-// the dispatcher records it in the history (which names it) and hands it to every
-// instance holding one of the recipient's connections, this one included. What comes
-// back through the relay (Run) goes to this instance's connections (Deliver).
-type Router struct {
-	instance string
-	hub      *presence.Hub
-	history  presence.History
-	dir      presence.Directory
+// Consumer turns the broker's deliveries into dispatches and settles them: the
+// dispatcher records each message in the history (which names it) and hands it to
+// every instance holding one of the recipient's connections, this one included, whose
+// hub receives it through the relay (presence.Hub.Listen).
+type Consumer struct {
 	disp     presence.Dispatcher
 	log      *slog.Logger
 	maxBytes int
-
-	listening     chan struct{} // closed once the relay first listens
-	listeningOnce sync.Once
 
 	Batches atomic.Int64 // batches of deliveries handled (Handle calls)
 	// DispatchSeconds times each batch's hand-off: the Redis round trip (or the
@@ -39,28 +31,19 @@ type Router struct {
 	Requeued        atomic.Int64 // deliveries whose hand-off failed, tried again after a pause
 	Refused         atomic.Int64 // of those, the ones Redis refused (see ownFault): they count toward the delivery limit
 	Duplicates      atomic.Int64 // redeliveries of a message already dispatched, acked without a second dispatch
-	Resyncs         atomic.Int64 // times the relay subscribed again and connections were caught up
 }
 
-// RouterDeps are the parts a Router works with: in memory for one instance, in Redis
-// for many (see backend.go).
-type RouterDeps struct {
-	Instance   string
-	Hub        *presence.Hub
-	History    presence.History
-	Directory  presence.Directory
-	Dispatcher presence.Dispatcher
-	MaxBytes   int // bodies over this are rejected
+// ConsumerConfig is what a Consumer works with.
+type ConsumerConfig struct {
+	Dispatcher presence.Dispatcher // in memory for one instance, in Redis for many (see backend.go)
+	MaxBytes   int                 // bodies over this are rejected
 	Log        *slog.Logger
 }
 
-// NewRouter routes with d. It makes the hub track each connection's position in the
-// history, so a connection never gets a message twice and a gap is repaired.
-func NewRouter(d RouterDeps) *Router {
-	d.Hub.UseHistory(d.History)
-	return &Router{
-		instance: d.Instance, hub: d.Hub, history: d.History, dir: d.Directory, disp: d.Dispatcher,
-		maxBytes: d.MaxBytes, log: d.Log, listening: make(chan struct{}),
+// NewConsumer dispatches with c.
+func NewConsumer(c ConsumerConfig) *Consumer {
+	return &Consumer{
+		disp: c.Dispatcher, maxBytes: c.MaxBytes, log: c.Log,
 		DispatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushbridge_dispatch_seconds",
 			Help:    "Time to hand off one batch of broker deliveries (record, look up, publish), before they are acked.",
@@ -77,7 +60,7 @@ func NewRouter(d RouterDeps) *Router {
 // dispatched again. A failed dispatch is Requeue when Redis refused that message (it
 // counts toward the delivery limit, past which the message is dead-lettered as poison)
 // and Retry when the hand-off failed for everyone (it never counts).
-func (r *Router) Handle(ctx context.Context, ds []broker.Delivery) []broker.Outcome {
+func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Outcome {
 	r.Batches.Add(1)
 	out := make([]broker.Outcome, len(ds))
 	batch := make([]presence.Dispatch, 0, len(ds))
@@ -127,7 +110,7 @@ func (r *Router) Handle(ctx context.Context, ds []broker.Delivery) []broker.Outc
 }
 
 // decode makes the message of d, or says why d can never be delivered.
-func (r *Router) decode(d broker.Delivery) (*presence.Message, error) {
+func (r *Consumer) decode(d broker.Delivery) (*presence.Message, error) {
 	if len(d.Body) > r.maxBytes {
 		return nil, fmt.Errorf("body of %d bytes is over BRIDGE_MAX_MESSAGE_BYTES (%d)", len(d.Body), r.maxBytes)
 	}
@@ -141,52 +124,7 @@ func (r *Router) decode(d broker.Delivery) (*presence.Message, error) {
 	return &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body}, nil
 }
 
-func (r *Router) reject(d broker.Delivery, err error) {
+func (r *Consumer) reject(d broker.Delivery, err error) {
 	r.Rejected.Add(1)
 	r.log.Warn("delivery rejected", "queue", d.Queue, "routingKey", d.RoutingKey, "messageId", d.MessageID, "bytes", len(d.Body), "err", err)
 }
-
-// Route records m and hands it to the instances holding its recipients (every
-// instance for a broadcast). It returns once m is recorded and handed off; the
-// connections receive it through Run.
-func (r *Router) Route(ctx context.Context, m *presence.Message) error {
-	if _, err := r.disp.Dispatch(ctx, m, ""); err != nil {
-		return fmt.Errorf("dispatch: %w", err)
-	}
-	return nil
-}
-
-// Run receives what the relay brings to this instance and hands it to the local
-// connections, until ctx ends. Every subscription after the first may have missed
-// messages: the connections are caught up from the history before the live messages
-// that follow (the relay waits for subscribed to return).
-func (r *Router) Run(ctx context.Context, relay presence.Relay) error {
-	return relay.Run(ctx, r.Deliver, func() { r.subscribed(ctx) })
-}
-
-// Listening is closed once the relay listens: a message dispatched after that reaches
-// this instance's connections.
-func (r *Router) Listening() <-chan struct{} { return r.listening }
-
-func (r *Router) subscribed(ctx context.Context) {
-	first := false
-	r.listeningOnce.Do(func() { first = true; close(r.listening) })
-	if first {
-		return
-	}
-	r.CatchUp(ctx, "relay resubscribed")
-}
-
-// CatchUp catches every local connection up from the history, when this instance may
-// have missed messages: the relay subscribed again, or this instance was out of
-// presence for a while. It is safe beside Deliver: each connection takes only ids
-// above the last it was given, under its own lock.
-func (r *Router) CatchUp(ctx context.Context, why string) {
-	r.Resyncs.Add(1)
-	if err := r.hub.Resync(ctx); err != nil {
-		r.log.Warn(why+"; some connections are not caught up yet (retried with their next message)", "err", err)
-	}
-}
-
-// Deliver hands m, brought by the relay, to this instance's connections.
-func (r *Router) Deliver(m *presence.Message) { r.hub.Deliver(m) }
