@@ -23,7 +23,7 @@ const (
 	poisonLimit = 5 // BRIDGE_DELIVERY_LIMIT's default, which the server runs with
 	// poisonWarmUp messages go first, unmeasured, so the first measured run does not
 	// pay for cold connections and a growing heap.
-	poisonWarmUp = 2_000
+	poisonWarmUp = 1_000
 )
 
 // goodBody is a good message: its place in the test's sequence and when it was sent.
@@ -34,7 +34,7 @@ type goodBody struct {
 }
 
 // TestPoisonMessageAmongGoodOnes, with quorum and with classic queues on the real
-// RabbitMQ and a Redis of the test's own: 2,000 good messages to warm up, 10,000
+// RabbitMQ and a Redis of the test's own: 1,000 good messages to warm up, 10,000
 // measured, then 10,000 more with a poison message among them — one whose user's history key holds a string, so Redis
 // refuses its dispatch every time while everyone else's goes through. The poison is
 // dead-lettered after BRIDGE_DELIVERY_LIMIT+1 tries, by RabbitMQ (quorum) or by us
