@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pushbridge/pushbridge/handlers/transport"
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // ackRequest is the body of POST /api/ack.
@@ -19,13 +20,13 @@ const maxAckBodyBytes = 64 << 10
 
 // handleAck serves POST /api/ack: delivery receipts from SSE and poll clients, as a
 // WebSocket client sends them in an ack frame. Same admission and rate as /api/send.
-func handleAck(d Deps) echo.HandlerFunc {
+func handleAck(auth *Auth, rates *userRates, hub *presence.Hub) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		user, err := d.Auth.Admit(c.Request(), "")
+		user, err := auth.Admit(c.Request(), "")
 		if err != nil {
 			return err
 		}
-		if err := d.rates.allow(user); err != nil {
+		if err := rates.allow(user); err != nil {
 			return err
 		}
 		var req ackRequest
@@ -37,7 +38,7 @@ func handleAck(d Deps) echo.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), sendTimeout)
 		defer cancel()
-		if err := d.Hub.Ack(ctx, user, req.IDs); err != nil {
+		if err := hub.Ack(ctx, user, req.IDs); err != nil {
 			return err
 		}
 		return c.JSON(http.StatusAccepted, map[string]string{"status": "acked"})

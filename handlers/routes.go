@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/app/idempotency"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -34,21 +35,20 @@ type Deps struct {
 	Instances  presence.Instances  // the live instances, for GET /api/instances
 	Dispatcher presence.Dispatcher // what BRIDGE_INBOUND=broadcast hands a client's message to
 	Publisher  Publisher
-	Inbound    string // broker | broadcast | off
-	Auth       *Auth
-	Limits     Limits
-	Ready      func() error // nil when this instance should get traffic
-	Draining   func() bool  // true once the instance drains: new connections are refused; nil: never
-	Metrics    http.Handler
-	Log        *slog.Logger
+	// Idempotency remembers /api/publish's answers by Idempotency-Key (in Redis when
+	// the instances share one); nil: in this process's memory.
+	Idempotency idempotency.Store
+	Inbound     string // broker | broadcast | off
+	Auth        *Auth
+	Limits      Limits
+	Ready       func() error // nil when this instance should get traffic
+	Draining    func() bool  // true once the instance drains: new connections are refused; nil: never
+	Metrics     http.Handler
+	Log         *slog.Logger
 
 	// ConsumedKeys are the routing keys our own queues are bound with; clients may not
 	// publish to them (see inbound).
 	ConsumedKeys []string
-
-	slots  *connSlots // connection accounting of every transport, made by NewServer
-	topics *topicRule // what a client may subscribe to, made by NewServer
-	rates  *userRates // inbound rate of HTTP routes, made by NewServer
 }
 
 // NewServer returns the HTTP handler with every route of Pushbridge.
@@ -56,30 +56,33 @@ func NewServer(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log.Error)
-	in := newInbound(d)
-	d.slots = newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser)
-	d.rates = newUserRates(d.Limits)
-	d.topics = newTopicRule(d)
+	in := newInbound(d.Inbound, d.Publisher, d.Dispatcher, d.ConsumedKeys)
+	dr := newDoor(d)
+	topics := newTopicRule(d.Inbound, d.ConsumedKeys)
 	e.Use(limitQuery(d.Limits.MaxQueryBytes))
 
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(d.Ready))
 	e.GET("/metrics", echo.WrapHandler(d.Metrics))
 
-	e.GET("/ws", handleWS(d, in, false))
-	e.GET("/ws/yxd/:userId", handleWS(d, in, true))
-	e.GET("/sse", handleSSE(d), allowOrigin(d.Auth))
-	e.GET("/poll", handlePoll(d), allowOrigin(d.Auth))
-	e.POST("/api/send", handleSend(d, in), allowOrigin(d.Auth))
+	e.GET("/ws", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, false))
+	e.GET("/ws/yxd/:userId", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, true))
+	e.GET("/sse", handleSSE(dr, topics, d.Limits, d.Instance, d.Log), allowOrigin(d.Auth))
+	e.GET("/poll", handlePoll(dr, topics), allowOrigin(d.Auth))
+	rates := newUserRates(d.Limits) // what an HTTP client sends: messages and receipts alike
+	e.POST("/api/send", handleSend(d.Auth, rates, in, d.Limits.MaxMessageBytes), allowOrigin(d.Auth))
 	e.OPTIONS("/api/send", handlePreflight(), allowOrigin(d.Auth))
-	e.POST("/api/ack", handleAck(d), allowOrigin(d.Auth))
+	e.POST("/api/ack", handleAck(d.Auth, rates, d.Hub), allowOrigin(d.Auth))
 	e.OPTIONS("/api/ack", handlePreflight(), allowOrigin(d.Auth))
 
 	e.GET("/", handleAsset("index.html"))
 	e.GET("/bridge.js", handleAsset("bridge.js"))
 	e.GET("/bridge.d.ts", handleAsset("bridge.d.ts"))
 
-	e.POST("/api/publish", handlePublish(d.Publisher, d.Limits.MaxMessageBytes), d.Auth.RequireAPIKey)
+	if d.Idempotency == nil {
+		d.Idempotency = idempotency.NewMemory(presence.DedupeWindow, idempotency.MaxMemoryKeys)
+	}
+	e.POST("/api/publish", handlePublish(d.Publisher, d.Idempotency, d.Limits.MaxMessageBytes, d.Log), d.Auth.RequireAPIKey)
 	e.GET("/api/instances", handleInstances(d.Instances), d.Auth.RequireAPIKey)
 	e.GET("/api/presence", handlePresence(d.Instances, d.Directory), d.Auth.RequireAPIKey)
 	e.GET("/api/presence/:userId", handleUserPresence(d.Directory), d.Auth.RequireAPIKey)
