@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -13,10 +12,6 @@ import (
 // replayPage is how many messages one history read returns while building a replay:
 // large enough that a typical resume is one read, small enough to bound each read.
 const replayPage = 500
-
-// replayFromStart is the cursor before every message, read when a client's own cursor
-// is unusable so that it still gets whatever the window holds.
-const replayFromStart = "0"
 
 // errPresence answers a connection that could not be registered or replayed because
 // Redis failed: nothing is lost, the client should come back (here or elsewhere).
@@ -41,13 +36,15 @@ func (r *Router) Attach(ctx context.Context, c presence.Conn, cursor string, lim
 		r.Detach(ctx, c)
 		return fmt.Errorf("%w (%w)", errPresence, err)
 	}
-	rp, last, err := r.replay(ctx, c.User(), cursor, limit)
+	rp, err := r.replay(ctx, c.User(), cursor, limit)
 	if err != nil {
 		r.Detach(ctx, c)
 		return fmt.Errorf("%w (%w)", errPresence, err)
 	}
 	load(rp)
-	if err := r.hub.Release(ctx, c, last); err != nil {
+	// A replay that stopped at its page goes on from the history as a catch-up, for
+	// a stream; a poll (limit > 0) reads the rest with its next request.
+	if err := r.hub.Release(ctx, c, rp.Head, rp.More && limit == 0); err != nil {
 		r.log.Warn("attach: live messages not caught up yet (retried with the next one)", "user", c.User(), "err", err)
 	}
 	return nil
@@ -57,7 +54,7 @@ func (r *Router) Attach(ctx context.Context, c presence.Conn, cursor string, lim
 // messages, without registering anything: a poll with something to answer needs no
 // more. An error answers the client as Attach's do.
 func (r *Router) Replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, error) {
-	rp, _, err := r.replay(ctx, user, cursor, limit)
+	rp, err := r.replay(ctx, user, cursor, limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%w)", errPresence, err)
 	}
@@ -76,60 +73,77 @@ func (r *Router) entry(c presence.Conn) presence.Entry {
 	return presence.Entry{User: c.User(), Instance: r.instance, Transport: c.Transport(), Since: c.Since()}
 }
 
-// replay reads, page by page, what user's connections should have read after cursor,
-// and where live delivery takes over: after the last message replayed, or the head
-// read before the replay when that is later (see Attach).
-func (r *Router) replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, uint64, error) {
-	head, err := r.history.Head(ctx)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read history head: %w", err)
+// replay reads what user's connections should have read after cursor — one page of
+// each stream, merged by the time each message was recorded, at most limit (0: a page)
+// — and where live delivery takes over: after the last message replayed of each
+// stream, or its top when the replay got to it (see Attach).
+func (r *Router) replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, error) {
+	rp := &presence.Replay{}
+	var from presence.Cursor
+	page := replayPage
+	if limit > 0 {
+		page = min(page, limit)
 	}
-	h0, err := presence.ParseCursor(head)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read history head: %w", err)
-	}
-	rp := &presence.Replay{Head: head}
 	if cursor == "" {
-		return rp, h0, nil
+		page = 0 // a fresh client starts at the tops
+	} else if c, err := presence.ParseCursor(cursor); err != nil {
+		rp.Reset = presence.ResetMalformed
+	} else {
+		from = c
 	}
-	from := cursor
-	if _, err := presence.ParseCursor(cursor); err != nil {
-		rp.Reset, from = presence.ResetMalformed, replayFromStart
-	}
-	for {
-		page := replayPage
-		if limit > 0 {
-			page = min(page, limit-len(rp.Messages))
+	var ws [2]presence.Window
+	for i, owner := range []string{user, ""} {
+		p := from.User
+		if i == 1 {
+			p = from.Bcast
 		}
-		msgs, complete, err := r.history.After(ctx, user, from, page)
-		if errors.Is(err, presence.ErrBadCursor) && from != replayFromStart {
-			rp.Reset, from = presence.ResetUnknown, replayFromStart
+		w, err := r.history.Read(ctx, owner, p, page)
+		if err != nil {
+			return nil, fmt.Errorf("read history: %w", err)
+		}
+		if cursor != "" && rp.Reset == "" {
+			rp.Reset = w.Reset
+		}
+		ws[i] = w
+	}
+	// Where each stream starts: the cursor's place, or for a stream that could not be
+	// resumed, just before what its window holds.
+	at := from
+	for i, w := range ws {
+		if w.Reset == "" && cursor != "" {
 			continue
 		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("read history: %w", err)
+		start := w.Top
+		if len(w.Msgs) > 0 {
+			start = presence.Pos{Epoch: w.Top.Epoch, Seq: w.Msgs[0].Seq - 1}
 		}
-		if !complete && rp.Reset == "" {
-			rp.Reset = presence.ResetExpired
+		if i == 0 {
+			at.User = start
+		} else {
+			at.Bcast = start
 		}
-		rp.Messages = append(rp.Messages, msgs...)
-		if len(msgs) < page {
-			break
-		}
-		if limit > 0 && len(rp.Messages) >= limit {
-			rp.More = true
-			break
-		}
-		from = msgs[len(msgs)-1].ID
 	}
-	var lastReplayed uint64
-	if n := len(rp.Messages); n > 0 {
-		lastReplayed, _ = presence.ParseCursor(rp.Messages[n-1].ID)
+	a, b := ws[0].Msgs, ws[1].Msgs
+	for (len(a) > 0 || len(b) > 0) && (page == 0 || len(rp.Messages) < page) {
+		if len(b) == 0 || (len(a) > 0 && a[0].Time <= b[0].Time) {
+			at.User = a[0].Pos()
+			rp.Messages = append(rp.Messages, presence.Delivery{M: a[0], At: at})
+			a = a[1:]
+		} else {
+			at.Bcast = b[0].Pos()
+			rp.Messages = append(rp.Messages, presence.Delivery{M: b[0], At: at})
+			b = b[1:]
+		}
 	}
-	if rp.More { // the rest is read by the next request, not sent live
-		return rp, lastReplayed, nil
+	// A stream replayed to its end stands at its top; one cut short goes on later.
+	full := [2]bool{page > 0 && len(ws[0].Msgs) >= page, page > 0 && len(ws[1].Msgs) >= page}
+	if len(a) == 0 && !full[0] {
+		at.User = ws[0].Top
 	}
-	last := max(h0, lastReplayed)
-	rp.Head = presence.FormatCursor(last)
-	return rp, last, nil
+	if len(b) == 0 && !full[1] {
+		at.Bcast = ws[1].Top
+	}
+	rp.More = len(a) > 0 || len(b) > 0 || full[0] || full[1]
+	rp.Head = at
+	return rp, nil
 }

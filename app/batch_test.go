@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -64,10 +65,10 @@ func (c *bodyConn) User() string                         { return c.user }
 func (c *bodyConn) Transport() string                    { return "test" }
 func (c *bodyConn) Since() time.Time                     { return time.Time{} }
 func (c *bodyConn) Drain(context.Context, time.Duration) {}
-func (c *bodyConn) Send(m *presence.Message) {
+func (c *bodyConn) Send(m *presence.Message, _ presence.Cursor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.bodies, c.ids = append(c.bodies, string(m.Body)), append(c.ids, m.ID)
+	c.bodies, c.ids = append(c.bodies, string(m.Body)), append(c.ids, m.Pos().Epoch+"-"+strconv.FormatUint(m.Seq, 10))
 }
 
 // wantBodies waits for the connection to hold as many messages as want and checks
@@ -115,11 +116,11 @@ func TestHandleBatchRejectsOnlyTheUnusable(t *testing.T) {
 }
 
 // TestHandleBatchRequeuesWhatRedisRefused: a dispatch Redis refuses in the middle of
-// a batch (here the user's stream key holds a string) requeues that delivery alone;
+// a batch (here the user's meta key holds a string) requeues that delivery alone;
 // the others are dispatched, in order, and acked.
 func TestHandleBatchRequeuesWhatRedisRefused(t *testing.T) {
 	br := newBatchRouter(t, true)
-	if err := br.rds.Client.Set(context.Background(), br.rds.Prefix+"history:user:broken", "not a stream", time.Minute).Err(); err != nil {
+	if err := br.rds.Client.Set(context.Background(), br.rds.Prefix+"{u:broken}:meta", "not a stream", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	ds := []broker.Delivery{

@@ -62,7 +62,7 @@ func handlePoll(d Deps) echo.HandlerFunc {
 			return err
 		}
 		if !pollMustWait(cursor, wait, rp, topics) {
-			return writePoll(c, cursor, rp, nil, topics, nil)
+			return writePoll(c, rp, nil, topics, nil)
 		}
 		// Nothing yet: register, read again (what came in between is in this read),
 		// and wait for what comes live.
@@ -92,7 +92,7 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		if drained {
 			reconnect = &presence.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
 		}
-		return writePoll(c, cursor, rp, live, topics, reconnect)
+		return writePoll(c, rp, live, topics, reconnect)
 	}
 }
 
@@ -100,44 +100,41 @@ func handlePoll(d Deps) echo.HandlerFunc {
 // The replay is judged through the subscription: messages it leaves out do not end a
 // wait, though the cursor moves past them.
 func pollMustWait(cursor string, wait time.Duration, rp *presence.Replay, topics *presence.Topics) bool {
-	return cursor != "" && wait > 0 && rp.Reset == "" && !rp.More && !slices.ContainsFunc(rp.Messages, topics.Wants)
+	return cursor != "" && wait > 0 && rp.Reset == "" && !rp.More && !slices.ContainsFunc(rp.Messages, func(d presence.Delivery) bool { return topics.Wants(d.M) })
 }
 
 // writePoll answers a poll: the replayed messages, then (unless the replay stopped at
 // its limit: what came live is after a gap, and the next poll reads it) the live ones,
 // through the subscription; and the cursor after all of them, the ones left out too.
-func writePoll(c echo.Context, cursor string, rp *presence.Replay, live []*presence.Message, topics *presence.Topics, reconnect *presence.Reconnect) error {
+func writePoll(c echo.Context, rp *presence.Replay, live []presence.Delivery, topics *presence.Topics, reconnect *presence.Reconnect) error {
 	all := rp.Messages
 	if !rp.More {
 		all = append(all, live[:min(len(live), maxPollMessages-len(all))]...)
 	}
-	tail := pollTail{Cursor: pollCursor(cursor, all, rp), Reset: rp.Reset != "", Reason: rp.Reset, Reconnect: reconnect}
+	tail := pollTail{Cursor: pollCursor(all, rp), Reset: rp.Reset != "", Reason: rp.Reset, Reconnect: reconnect}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, pollAnswer(topics.Filter(all), tail))
 }
 
 // pollCursor is where the next poll starts: after the last message given, else where
-// this one started, else (a new or unusable cursor) the newest id.
-func pollCursor(cursor string, msgs []*presence.Message, rp *presence.Replay) string {
-	switch {
-	case len(msgs) > 0:
-		return msgs[len(msgs)-1].ID
-	case cursor != "" && rp.Reset == "":
-		return cursor
+// the replay left the connection (the tops, for a new or unusable cursor).
+func pollCursor(msgs []presence.Delivery, rp *presence.Replay) string {
+	if len(msgs) > 0 {
+		return msgs[len(msgs)-1].At.String()
 	}
-	return rp.Head
+	return rp.Head.String()
 }
 
-// pollAnswer writes the messages as their shared bridge.v1 frames, encoded once for
-// every transport, then the tail.
-func pollAnswer(msgs []*presence.Message, tail pollTail) []byte {
+// pollAnswer writes the messages as their bridge.v1 frames, each with its id on this
+// poll's cursor, then the tail.
+func pollAnswer(msgs []presence.Delivery, tail pollTail) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"messages":[`)
-	for i, m := range msgs {
+	for i, d := range msgs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(m.V1JSON())
+		b.Write(d.M.V1JSON(d.At))
 	}
 	b.WriteString("],")
 	t := mustJSON(tail)

@@ -50,7 +50,7 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		})
 		ctx := context.WithoutCancel(r.Context())
 		detach, err := attach(ctx, d, presence.Subscribe(conn, topics), cursor, 0, func(rp *presence.Replay) {
-			conn.Replay(sseControl(d, user, cursor, rp), topics.Filter(rp.Messages), rp.Head)
+			conn.Replay(sseControl(d, user, cursor, rp), topics.Filter(rp.Messages), rp.Head.String())
 		})
 		if err != nil {
 			return err
@@ -75,7 +75,7 @@ func handleSSE(d Deps) echo.HandlerFunc {
 // set by the messages and by the id-only event after the replay (see SSE.Replay).
 func sseControl(d Deps, user, cursor string, rp *presence.Replay) [][]byte {
 	out := [][]byte{presence.EncodeJSONEvent("welcome", "", welcomeFrame{
-		Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head,
+		Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head.String(),
 		Resumed: cursor != "" && rp.Reset == "",
 	})}
 	if rp.Reset != "" {

@@ -153,7 +153,7 @@ func wsControl(d Deps, user string, v1 bool, since string, rp *presence.Replay) 
 	var out [][]byte
 	if v1 {
 		out = append(out, mustJSON(welcomeFrame{
-			Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head,
+			Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head.String(),
 			Resumed: since != "" && rp.Reset == "",
 		}))
 	}

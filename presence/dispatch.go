@@ -13,11 +13,12 @@ import (
 // History.Append, Directory.Lookup and Relay.Send in one; the receiving end is
 // Relay.Run, on every instance including the one that dispatched.
 type Dispatcher interface {
-	// Dispatch sets m.ID and m.Prev and hands m to the instances holding a
-	// connection of m.UserID, or to every instance for a broadcast. When key is not
-	// empty and a message with that key was dispatched within DedupeWindow, nothing
-	// is recorded or sent, m.ID is that message's id and dup is true: a delivery the
-	// broker redelivers (its consumer died before acking) is not delivered twice.
+	// Dispatch records m (setting its position, see History.Append) and hands it to
+	// the instances holding a connection of m.UserID, or to every instance for a
+	// broadcast. When key is not empty and a message with that key was dispatched
+	// within DedupeWindow, nothing is recorded or sent, m's position is that
+	// message's and dup is true: a delivery the broker redelivers (its consumer died
+	// before acking) is not delivered twice.
 	Dispatch(ctx context.Context, m *Message, key string) (dup bool, err error)
 	// DispatchBatch dispatches each of b in order, as Dispatch would one after the
 	// other, in one round trip to the backend: ids follow the order of b, and every
@@ -50,7 +51,7 @@ type MemoryDispatcher struct {
 	now     func() time.Time
 
 	mu     sync.Mutex // one dispatch at a time: ids reach every receiver in order
-	keys   map[string]string
+	keys   map[string]Pos
 	expiry []keyExpiry // oldest first
 }
 
@@ -62,22 +63,22 @@ type keyExpiry struct {
 // NewMemoryDispatcher records in h, looks recipients up in d and hands messages to
 // the relays on bus.
 func NewMemoryDispatcher(h *MemoryHistory, d *MemoryDirectory, bus *MemoryBus) *MemoryDispatcher {
-	return &MemoryDispatcher{history: h, dir: d, bus: bus, now: time.Now, keys: make(map[string]string)}
+	return &MemoryDispatcher{history: h, dir: d, bus: bus, now: time.Now, keys: make(map[string]Pos)}
 }
 
 func (p *MemoryDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.forget()
-	if id, ok := p.keys[key]; key != "" && ok {
-		m.ID, m.Prev = id, ""
+	if pos, ok := p.keys[key]; key != "" && ok {
+		m.Epoch, m.Seq = pos.Epoch, pos.Seq
 		return true, nil
 	}
 	if err := p.history.Append(ctx, m); err != nil {
 		return false, err
 	}
 	if key != "" {
-		p.keys[key] = m.ID
+		p.keys[key] = m.Pos()
 		p.expiry = append(p.expiry, keyExpiry{key: key, at: p.now().Add(DedupeWindow)})
 	}
 	if m.Broadcast() {

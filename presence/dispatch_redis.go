@@ -27,32 +27,34 @@ func NewRedisDispatcher(rdb redis.UniversalClient, opts RedisOptions) *RedisDisp
 	return &RedisDispatcher{rdb: rdb, keys: redisKeys(opts.Prefix), h: NewRedisHistory(rdb, opts)}
 }
 
-// dispatchScript: KEYS: seq, stream, clock, instances set, [dedupe key].
-// ARGV: size, ttl ms, clock step ms, routing key, body, user (empty for a broadcast),
-// payload tail (relayTail), conns key prefix, instance key prefix, instance channel
-// prefix, broadcast channel, dedupe window ms.
-// Returns number, previous number in the stream, 1 if it was a duplicate.
+// dispatchScript: KEYS: meta, stream, instances set, [dedupe key].
+// ARGV: candidate epoch, now ms, size, history TTL ms, meta TTL ms, routing key, body,
+// user (empty for a broadcast), payload head (version and namespace line), payload
+// tail (relayTail), conns key prefix, instance key prefix, instance channel prefix,
+// broadcast channel, dedupe window ms.
+// Returns epoch, seq, 1 if it was a duplicate.
 var dispatchScript = redis.NewScript(historyLua + `
-if #KEYS == 5 then
-  local old = redis.call('GET', KEYS[5])
-  if old then return {tonumber(old), '', 1} end
+if #KEYS == 4 then
+  local old = redis.call('GET', KEYS[4])
+  if old then
+    local e, s = string.match(old, '^(%w*)-(%d+)$')
+    return {e, tonumber(s), 1}
+  end
 end
-local seq, prev = appendEntry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5])
-if #KEYS == 5 then redis.call('SET', KEYS[5], seq, 'PX', ARGV[12]) end
-local p = prev
-if p == '' then p = '0' end
-local payload = '\1' .. string.format('%d', seq) .. ' ' .. p .. ARGV[7] .. ARGV[5]
-local user = ARGV[6]
+local e, s = appendEntry(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7])
+if #KEYS == 4 then redis.call('SET', KEYS[4], e .. '-' .. fmt(s), 'PX', ARGV[15]) end
+local payload = ARGV[9] .. e .. ' ' .. fmt(s) .. ' ' .. ARGV[2] .. ARGV[10] .. ARGV[7]
+local user = ARGV[8]
 if user == '' then
-  redis.call('PUBLISH', ARGV[11], payload)
+  redis.call('PUBLISH', ARGV[14], payload)
 else
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-    if redis.call('HEXISTS', ARGV[8] .. id, user) == 1 and redis.call('EXISTS', ARGV[9] .. id) == 1 then
-      redis.call('PUBLISH', ARGV[10] .. id, payload)
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    if redis.call('HEXISTS', ARGV[11] .. id, user) == 1 and redis.call('EXISTS', ARGV[12] .. id) == 1 then
+      redis.call('PUBLISH', ARGV[13] .. id, payload)
     end
   end
 end
-return {seq, prev, 0}
+return {e, s, 0}
 `)
 
 func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
@@ -91,20 +93,23 @@ type scriptCall func(ctx context.Context, c redis.Scripter, keys []string, args 
 
 // run calls the dispatch script for m on c (the client, or a pipeline).
 func (d *RedisDispatcher) run(ctx context.Context, c redis.Scripter, call scriptCall, m *Message, key string) *redis.Cmd {
-	keys := []string{d.keys.seq(), d.h.stream(m.UserID), d.keys.clock(), d.keys.instances()}
+	keys, args := d.h.appendArgs(m)
+	m.Time = args[1].(int64)
+	keys = append(keys, d.keys.instances())
 	if key != "" {
 		keys = append(keys, d.keys.dedupe(key))
 	}
+	head := append([]byte{relayVersion}, string(d.keys)...)
+	head = append(head, '\n')
 	// The sender is left empty: a dispatched broadcast goes to every instance,
 	// the dispatching one included.
-	return call(ctx, c, keys,
-		d.h.size, d.h.ttl.Milliseconds(), d.h.step.Milliseconds(), m.RoutingKey, m.Body,
-		m.UserID, relayTail("", m), d.keys.conns(""), d.keys.instance(""),
+	return call(ctx, c, keys, append(args,
+		m.UserID, head, relayTail("", m), d.keys.conns(""), d.keys.instance(""),
 		d.keys.relayInstance(""), d.keys.relayBroadcast(), DedupeWindow.Milliseconds(),
-	)
+	)...)
 }
 
-// reply reads the script's answer into m.ID and m.Prev and says whether m was a
+// reply reads the script's answer into m's position and says whether m was a
 // duplicate.
 func (d *RedisDispatcher) reply(cmd *redis.Cmd, m *Message) (bool, error) {
 	vals, err := cmd.Slice()
@@ -114,12 +119,9 @@ func (d *RedisDispatcher) reply(cmd *redis.Cmd, m *Message) (bool, error) {
 	if len(vals) != 3 {
 		return false, fmt.Errorf("dispatch: unexpected reply %v", vals)
 	}
-	seq, ok1 := vals[0].(int64)
-	prev, ok2 := vals[1].(string)
-	dup, ok3 := vals[2].(int64)
-	if !ok1 || !ok2 || !ok3 {
-		return false, fmt.Errorf("dispatch: unexpected reply %v", vals)
+	if err := setPos(m, vals, m.Time); err != nil {
+		return false, fmt.Errorf("dispatch: %w", err)
 	}
-	m.ID, m.Prev = FormatCursor(uint64(seq)), prev
+	dup, _ := vals[2].(int64)
 	return dup == 1, nil
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // TestRedisDispatchBatchFailsOnlyTheBrokenCall: a call of the pipeline that Redis
-// refuses (here the user's stream key holds a string) fails alone; the calls around it
+// refuses (here the user's meta key holds a string) fails alone; the calls around it
 // are dispatched, in order.
 func TestRedisDispatchBatchFailsOnlyTheBrokenCall(t *testing.T) {
 	rdb, opts := newTestRedis(t)
@@ -24,7 +24,7 @@ func TestRedisDispatchBatchFailsOnlyTheBrokenCall(t *testing.T) {
 	}
 	pa := startRelay(t, NewRedisRelay(rdb, opts, nil))
 	d := NewRedisDispatcher(rdb, opts)
-	if err := rdb.Set(context.Background(), d.h.stream("broken"), "not a stream", time.Minute).Err(); err != nil {
+	if err := rdb.Set(context.Background(), d.h.keys.meta("broken"), "not a stream", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	b := []Dispatch{
@@ -37,15 +37,15 @@ func TestRedisDispatchBatchFailsOnlyTheBrokenCall(t *testing.T) {
 		t.Fatalf("the calls around the broken one failed: %v, %v", b[0].Err, b[2].Err)
 	}
 	if b[1].Err == nil {
-		t.Fatal("the call on a stream key holding a string succeeded")
+		t.Fatal("the call on a meta key holding a string succeeded")
 	}
-	if mustCursor(t, b[2].M.ID) <= mustCursor(t, b[0].M.ID) {
-		t.Fatalf("ids %s then %s: not in batch order", b[0].M.ID, b[2].M.ID)
+	if b[0].M.Seq != 1 || b[2].M.Seq != 2 || b[0].M.Epoch != b[2].M.Epoch {
+		t.Fatalf("positions %v then %v: not in batch order", b[0].M.Pos(), b[2].M.Pos())
 	}
 	sameRelayed(t, pa.next(t), b[0].M)
 	sameRelayed(t, pa.next(t), b[2].M)
 	// The refused call left no dedupe key behind: once Redis takes it, it is dispatched.
-	if err := rdb.Del(context.Background(), d.h.stream("broken")).Err(); err != nil {
+	if err := rdb.Del(context.Background(), d.h.keys.meta("broken")).Err(); err != nil {
 		t.Fatal(err)
 	}
 	retry := []Dispatch{{M: &Message{UserID: "broken", Body: []byte("refused")}, Key: "id-broken"}}
@@ -76,7 +76,6 @@ func TestRedisDispatchBatchWithRedisGone(t *testing.T) {
 func TestRedisDispatchBatchAfterScriptFlush(t *testing.T) {
 	rdb := privateRedis(t)
 	d := NewRedisDispatcher(rdb, RedisOptions{Prefix: "bridge:test_flush:"})
-	next := uint64(1) // a fresh Redis numbers from 1
 	for round := range 2 {
 		if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
 			t.Fatal(err)
@@ -87,10 +86,9 @@ func TestRedisDispatchBatchAfterScriptFlush(t *testing.T) {
 			if x.Err != nil {
 				t.Fatalf("round %d, item %d after SCRIPT FLUSH: %v", round, i, x.Err)
 			}
-			if want := FormatCursor(next); x.M.ID != want {
-				t.Errorf("round %d, item %d: id %s, want %s", round, i, x.M.ID, want)
+			if want := uint64(round + 1); x.M.Seq != want {
+				t.Errorf("round %d, item %d: seq %d, want %d (each stream numbers its own)", round, i, x.M.Seq, want)
 			}
-			next++
 		}
 	}
 }

@@ -13,9 +13,10 @@ type Conn interface {
 	User() string
 	Transport() string // "ws", "sse", "poll"
 	Since() time.Time
-	// Send queues m without blocking. A connection whose queue is full closes itself
+	// Send queues m without blocking; at is the connection's cursor just after m, the
+	// message's id on this connection. A connection whose queue is full closes itself
 	// (the client resumes from history) rather than slow down the sender.
-	Send(m *Message)
+	Send(m *Message, at Cursor)
 	// Drain tells the client to come back after the given delay, then closes the
 	// connection (WebSocket close 1012). It returns once the connection is closed.
 	Drain(ctx context.Context, after time.Duration)
@@ -84,19 +85,21 @@ func (h *Hub) Remove(c Conn) (last bool) {
 }
 
 // Deliver queues m to each of its recipients held here and returns how many there were.
-// A connection is not sent a message it already has (an id at or below the last one it
-// was given); one that reveals a gap (see feed) is caught up from the history instead.
+// A connection is not sent a message it already has; one that reveals a gap (see feed)
+// is caught up from the history instead.
 func (h *Hub) Deliver(m *Message) int {
-	id, prev := messageIDs(m)
-	var gaps []gapped
+	var fix []pending
+	var outcomes []int
 	h.mu.RLock()
 	n := 0
 	offer := func(c Conn, f *feed) {
 		n++
-		if h.history != nil && f.offer(c, m, id, prev) {
-			gaps = append(gaps, gapped{c, f})
-		} else if h.history == nil {
-			c.Send(m)
+		if h.history == nil {
+			c.Send(m, Cursor{})
+			return
+		}
+		if o := f.offer(c, m); o != offered {
+			fix, outcomes = append(fix, pending{c, f}), append(outcomes, o)
 		}
 	}
 	if m.Broadcast() {
@@ -112,8 +115,8 @@ func (h *Hub) Deliver(m *Message) int {
 	}
 	h.mu.RUnlock()
 	h.Stats.Delivered.Add(int64(n))
-	for _, g := range gaps {
-		h.repair(g.c, g.f)
+	for i, p := range fix {
+		h.repair(p.c, p.f, outcomes[i])
 	}
 	return n
 }

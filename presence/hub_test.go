@@ -12,14 +12,20 @@ type recConn struct {
 	user string
 	mu   sync.Mutex
 	got  []*Message
+	at   []Cursor // the id each message was sent with
+	lost bool     // told to reconnect
 }
 
 func (c *recConn) User() string                         { return c.user }
 func (c *recConn) Transport() string                    { return "test" }
 func (c *recConn) Since() time.Time                     { return time.Time{} }
-func (c *recConn) Drain(context.Context, time.Duration) {}
-func (c *recConn) Send(m *Message)                      { c.mu.Lock(); c.got = append(c.got, m); c.mu.Unlock() }
-func (c *recConn) count() int                           { c.mu.Lock(); defer c.mu.Unlock(); return len(c.got) }
+func (c *recConn) Drain(context.Context, time.Duration) { c.mu.Lock(); c.lost = true; c.mu.Unlock() }
+func (c *recConn) Send(m *Message, at Cursor) {
+	c.mu.Lock()
+	c.got, c.at = append(c.got, m), append(c.at, at)
+	c.mu.Unlock()
+}
+func (c *recConn) count() int { c.mu.Lock(); defer c.mu.Unlock(); return len(c.got) }
 
 func TestHubDeliversToTheUsersConnectionsOrToAll(t *testing.T) {
 	h := NewHub()

@@ -10,15 +10,15 @@ import (
 
 // Message is one delivery on its way to browsers. It is encoded at most once per wire
 // format and the bytes are shared by every recipient, so a broadcast to N connections
-// costs one encoding, not N.
+// costs one encoding, not N. The id each connection sees is that connection's cursor
+// (see Cursor), different per connection: the shared encodings are split around it and
+// each writer puts its own id in between.
 type Message struct {
-	ID string // history cursor; empty when the message was not recorded
-	// Prev is the ID of the message before this one in the same history stream (the
-	// user's, or the broadcasts'), "" when none is kept. History.Append sets it. An
-	// instance that has handed Prev (or a later message of that stream) to its
-	// connections has missed nothing in between; one that has not has a gap that
-	// History.After fills. Relayed messages carry it for that check.
-	Prev       string
+	// Epoch and Seq are the message's place in its stream (the user's, or the
+	// broadcasts'): History.Append sets them. Seq 0: not recorded.
+	Epoch      string
+	Seq        uint64
+	Time       int64  // when it was recorded, Unix ms: orders a replay of two streams
 	UserID     string // recipient; empty means every connection
 	RoutingKey string
 	Body       []byte
@@ -27,16 +27,19 @@ type Message struct {
 	rawOnce sync.Once
 	raw     []byte
 	v1Once  sync.Once
-	v1      []byte
-	v1JSON  []byte     // v1 without its header
+	v1Pre   []byte     // {"type":"message","id":"   (the id goes here)
+	v1Post  []byte     // ","routingKey":…,"data":…}
 	sse     [2]sseOnce // SSE events: [0] body verbatim, [1] bridge.v1 frame
 }
+
+// Pos is the message's place in its stream.
+func (m *Message) Pos() Pos { return Pos{Epoch: m.Epoch, Seq: m.Seq} }
 
 // Broadcast reports whether the message goes to every connection.
 func (m *Message) Broadcast() bool { return m.UserID == "" }
 
 // Size is the number of bytes the message holds in a send queue.
-func (m *Message) Size() int { return len(m.Body) + len(m.ID) + len(m.RoutingKey) }
+func (m *Message) Size() int { return len(m.Body) + maxCursorLen + len(m.RoutingKey) }
 
 // RawFrame is the WebSocket frame of raw mode: the body verbatim, as text when it is
 // UTF-8 and as binary otherwise (a text frame must be UTF-8; browsers fail the
@@ -52,44 +55,54 @@ func (m *Message) RawFrame() []byte {
 	return m.raw
 }
 
-// V1JSON is the bridge.v1 "message" frame as JSON.
-func (m *Message) V1JSON() []byte {
-	m.v1Once.Do(func() {
-		// One buffer holds both: the JSON is encoded after room for the longest header,
-		// and the header is put right before it.
-		b := encodeV1(m, maxFrameHeader)
-		n := len(b) - maxFrameHeader
-		start := maxFrameHeader - frameHeaderLen(n)
-		putFrameHeader(b[start:maxFrameHeader], websocket.TextMessage, n)
-		m.v1 = b[start:]
-		m.v1JSON = b[maxFrameHeader:len(b):len(b)]
-	})
-	return m.v1JSON
+// V1Parts are the bridge.v1 "message" frame's JSON before and after the id, shared by
+// every recipient.
+func (m *Message) V1Parts() (pre, post []byte) {
+	m.v1Once.Do(func() { m.v1Pre, m.v1Post = encodeV1(m) })
+	return m.v1Pre, m.v1Post
 }
 
-// V1Frame is the bridge.v1 "message" frame, ready to write.
-func (m *Message) V1Frame() []byte {
-	m.V1JSON()
-	return m.v1
+// V1JSON is the bridge.v1 "message" frame as JSON, with id, in a new buffer: for
+// answers built per request (poll).
+func (m *Message) V1JSON(id Cursor) []byte {
+	pre, post := m.V1Parts()
+	b := make([]byte, 0, len(pre)+maxCursorLen+len(post))
+	return append(id.Append(append(b, pre...)), post...)
 }
+
+// appendV1Head appends to scratch what m's bridge.v1 frame has of its own for one
+// connection at id: the WebSocket header (its length depends on the id's) and the id.
+// The frame is then scratch[hs:is], pre, scratch[is:ie], post (see V1Parts): the shared
+// JSON is referenced, not copied, so a recipient costs no allocation once its scratch
+// buffer has grown.
+func (m *Message) appendV1Head(scratch []byte, id Cursor) (out []byte, hs, is, ie int) {
+	pre, post := m.V1Parts()
+	scratch = append(scratch, noHeader[:]...)
+	is = len(scratch)
+	scratch = id.Append(scratch)
+	ie = len(scratch)
+	n := len(pre) + ie - is + len(post)
+	hs = is - frameHeaderLen(n)
+	putFrameHeader(scratch[hs:is], websocket.TextMessage, n)
+	return scratch, hs, is, ie
+}
+
+// noHeader is the room appendV1Head reserves for a header before it knows its length.
+var noHeader [maxFrameHeader]byte
 
 // encodeV1 writes {"type":"message","id":…,"routingKey":…,"data":…} by hand rather than
 // with json.Marshal, which would compact a JSON body: the data is the body's own bytes,
-// so every transport carries the same bytes.
-// The JSON starts after skip unused bytes.
-func encodeV1(m *Message, skip int) []byte {
+// so every transport carries the same bytes. It returns the JSON before and after the
+// id's text.
+func encodeV1(m *Message) (pre, post []byte) {
 	data := DataJSON(m.Body)
-	b := make([]byte, skip, skip+64+len(m.ID)+len(m.RoutingKey)+len(data))
-	b = append(b, `{"type":"message"`...)
-	if m.ID != "" {
-		b = append(b, `,"id":`...)
-		b = appendJSONString(b, m.ID)
-	}
-	b = append(b, `,"routingKey":`...)
+	pre = []byte(`{"type":"message","id":"`)
+	b := make([]byte, 0, 32+len(m.RoutingKey)+len(data))
+	b = append(b, `","routingKey":`...)
 	b = appendJSONString(b, m.RoutingKey)
 	b = append(b, `,"data":`...)
 	b = append(b, data...)
-	return append(b, '}')
+	return pre, append(b, '}')
 }
 
 // appendJSONString appends s as encoding/json writes it. Ids and routing keys are

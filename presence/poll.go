@@ -19,7 +19,7 @@ type Poll struct {
 	done  chan struct{} // closed once the answer is written
 
 	mu         sync.Mutex
-	msgs       []*Message
+	msgs       []Delivery
 	signaled   bool
 	drained    bool
 	drainAfter time.Duration
@@ -34,12 +34,12 @@ func (p *Poll) User() string      { return p.user }
 func (p *Poll) Transport() string { return "poll" }
 func (p *Poll) Since() time.Time  { return p.since }
 
-// Send keeps m if there is room and wakes the request.
-func (p *Poll) Send(m *Message) {
+// Send keeps m, whose id here is at, if there is room and wakes the request.
+func (p *Poll) Send(m *Message, at Cursor) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.msgs) < p.max {
-		p.msgs = append(p.msgs, m)
+		p.msgs = append(p.msgs, Delivery{M: m, At: at})
 	}
 	p.signalLocked()
 }
@@ -69,7 +69,7 @@ func (p *Poll) Ready() <-chan struct{} { return p.ready }
 
 // Take returns what was sent, and whether and when the client should come back
 // elsewhere because this instance drains.
-func (p *Poll) Take() (msgs []*Message, drained bool, after time.Duration) {
+func (p *Poll) Take() (msgs []Delivery, drained bool, after time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	msgs, p.msgs = p.msgs, nil

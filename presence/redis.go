@@ -103,18 +103,22 @@ func (k redisKeys) instance(id string) string { return string(k) + "instance:" +
 // conns is one instance's connections: user id -> JSON list of {transport, since}.
 func (k redisKeys) conns(id string) string { return string(k) + "conns:" + id }
 
-// seq is the counter every history id is taken from.
-func (k redisKeys) seq() string { return string(k) + "history:seq" }
+// meta is a stream's epoch, top and TTL marks (docs/redis.md): the user's, or the
+// broadcasts' for user "". Hash-tagged with the stream, so one script may use both on
+// a cluster.
+func (k redisKeys) meta(user string) string { return k.tag(user) + ":meta" }
 
-// clock samples the sequence number about once a second, so a cursor's age can be
-// bounded after the stream it came from has expired.
-func (k redisKeys) clock() string { return string(k) + "history:clock" }
+// stream is a stream's messages: the user's, or the broadcasts' for user "".
+func (k redisKeys) stream(user string) string { return k.tag(user) + ":stream" }
 
-// userStream is a user's message history.
-func (k redisKeys) userStream(user string) string { return string(k) + "history:user:" + user }
-
-// broadcastStream is the history of broadcasts.
-func (k redisKeys) broadcastStream() string { return string(k) + "history:broadcast" }
+// tag is the hash-tagged start of every key of one stream: everything a message
+// touches is in its stream's slot.
+func (k redisKeys) tag(user string) string {
+	if user == "" {
+		return string(k) + "{b}"
+	}
+	return string(k) + "{u:" + user + "}"
+}
 
 // dedupe remembers a dispatched message's key (its AMQP message id), holding its id.
 func (k redisKeys) dedupe(key string) string { return string(k) + "dedupe:" + key }

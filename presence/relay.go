@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -42,39 +41,40 @@ type Relay interface {
 }
 
 // relayVersion starts every relayed payload, so a format change is detected rather
-// than misread while old and new instances run side by side.
-const relayVersion = 1
+// than misread while old and new instances run side by side (the first design's
+// payloads start with 1 and are dropped as malformed).
+const relayVersion = 2
 
-// maxRelayHeader bounds the header line: five decimal numbers of at most 20 digits.
-const maxRelayHeader = 1 + 5*21
+// maxRelayHeader bounds the header line: an epoch and five decimal numbers.
+const maxRelayHeader = epochLen + 6*21
 
-// errBadRelay is returned for a payload that is not a relayed message.
-var errBadRelay = errors.New("malformed relay payload")
+// Why a relay payload was dropped.
+var (
+	errBadRelay     = errors.New("malformed relay payload")
+	errForeignRelay = errors.New("relay payload of another deployment")
+)
 
-// encodeRelay writes m compactly: a header line "\x01<id> <prev> <len from> <len user>
-// <len routing key>\n" (ids 0 when absent), then sender, user, routing key and body
-// back to back. Bodies may be binary; nothing is escaped. The header is text so the
-// dispatch script (Lua) can write it too.
-func encodeRelay(from string, m *Message) ([]byte, error) {
-	id, err := cursorOrZero(m.ID)
-	if err != nil {
-		return nil, fmt.Errorf("relay: message id: %w", err)
-	}
-	prev, err := cursorOrZero(m.Prev)
-	if err != nil {
-		return nil, fmt.Errorf("relay: message prev: %w", err)
-	}
-	b := make([]byte, 0, maxRelayHeader+len(from)+len(m.UserID)+len(m.RoutingKey)+len(m.Body))
+// encodeRelay writes m compactly: "\x02<namespace>\n", a header line "<epoch> <seq>
+// <time> <len from> <len user> <len routing key>\n" (epoch may be empty, seq 0 when not
+// recorded), then sender, user, routing key and body back to back. Bodies may be
+// binary; nothing is escaped. The header is text so the dispatch script (Lua) can
+// write it too.
+func encodeRelay(ns, from string, m *Message) []byte {
+	b := make([]byte, 0, 2+len(ns)+maxRelayHeader+len(from)+len(m.UserID)+len(m.RoutingKey)+len(m.Body))
 	b = append(b, relayVersion)
-	b = strconv.AppendUint(b, id, 10)
+	b = append(b, ns...)
+	b = append(b, '\n')
+	b = append(b, m.Epoch...)
 	b = append(b, ' ')
-	b = strconv.AppendUint(b, prev, 10)
+	b = strconv.AppendUint(b, m.Seq, 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, m.Time, 10)
 	b = append(b, relayTail(from, m)...)
-	return append(b, m.Body...), nil
+	return append(b, m.Body...)
 }
 
-// relayTail is the part of the payload after the ids, up to the body: the rest of
-// the header line, then sender, user and routing key.
+// relayTail is the part of the payload after the position, up to the body: the rest
+// of the header line, then sender, user and routing key.
 func relayTail(from string, m *Message) []byte {
 	b := make([]byte, 0, 3*21+len(from)+len(m.UserID)+len(m.RoutingKey))
 	for _, s := range []string{from, m.UserID, m.RoutingKey} {
@@ -87,24 +87,36 @@ func relayTail(from string, m *Message) []byte {
 	return append(b, m.RoutingKey...)
 }
 
-// decodeRelay reads what encodeRelay wrote, and who sent it.
-func decodeRelay(b []byte) (m *Message, from string, err error) {
+// decodeRelay reads what encodeRelay wrote, and who sent it; a payload of another
+// namespace than ns is refused.
+func decodeRelay(ns string, b []byte) (m *Message, from string, err error) {
 	if len(b) == 0 || b[0] != relayVersion {
 		return nil, "", errBadRelay
 	}
+	nsEnd := bytes.IndexByte(b, '\n')
+	if nsEnd < 0 {
+		return nil, "", errBadRelay
+	}
+	if string(b[1:nsEnd]) != ns {
+		return nil, "", errForeignRelay
+	}
+	b = b[nsEnd+1:]
 	end := bytes.IndexByte(b[:min(len(b), maxRelayHeader+1)], '\n')
 	if end < 0 {
 		return nil, "", errBadRelay
 	}
-	f := strings.Split(string(b[1:end]), " ")
-	if len(f) != 5 {
+	f := strings.Split(string(b[:end]), " ")
+	if len(f) != 6 || !validEpoch(f[0]) {
 		return nil, "", errBadRelay
 	}
 	var n [5]uint64
-	for i, s := range f {
+	for i, s := range f[1:] {
 		if n[i], err = strconv.ParseUint(s, 10, 64); err != nil {
 			return nil, "", errBadRelay
 		}
+	}
+	if (f[0] == "") != (n[0] == 0) {
+		return nil, "", errBadRelay
 	}
 	rest := b[end+1:]
 	var strs [3]string
@@ -114,21 +126,6 @@ func decodeRelay(b []byte) (m *Message, from string, err error) {
 		}
 		strs[i], rest = string(rest[:l]), rest[l:]
 	}
-	m = &Message{ID: zeroOrCursor(n[0]), Prev: zeroOrCursor(n[1]), UserID: strs[1], RoutingKey: strs[2], Body: append([]byte(nil), rest...)}
+	m = &Message{Epoch: f[0], Seq: n[0], Time: int64(n[1]), UserID: strs[1], RoutingKey: strs[2], Body: append([]byte(nil), rest...)}
 	return m, strs[0], nil
-}
-
-// cursorOrZero reads an ID where "" (not recorded, or no previous) is 0.
-func cursorOrZero(s string) (uint64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	return ParseCursor(s)
-}
-
-func zeroOrCursor(n uint64) string {
-	if n == 0 {
-		return ""
-	}
-	return FormatCursor(n)
 }

@@ -57,10 +57,7 @@ func (r *RedisRelay) Broadcast(ctx context.Context, m *Message) error {
 }
 
 func (r *RedisRelay) publish(ctx context.Context, channel string, m *Message) error {
-	b, err := encodeRelay(r.instance, m)
-	if err != nil {
-		return err
-	}
+	b := encodeRelay(string(r.keys), r.instance, m)
 	if err := r.rdb.Publish(ctx, channel, b).Err(); err != nil {
 		return fmt.Errorf("relay publish: %w", err)
 	}
@@ -162,10 +159,10 @@ func (r *RedisRelay) watch(ctx context.Context, ps *redis.PubSub, heard *atomic.
 
 // handle decodes one payload and delivers it, unless it is our own broadcast.
 func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func(*Message)) {
-	m, from, err := decodeRelay([]byte(x.Payload))
+	m, from, err := decodeRelay(string(r.keys), []byte(x.Payload))
 	if err != nil {
 		r.Undecodable.Add(1)
-		r.log.Warn("relay: dropped a payload that is not a relayed message", "channel", x.Channel, "bytes", len(x.Payload))
+		r.log.Warn("relay: dropped a payload", "why", err, "channel", x.Channel, "bytes", len(x.Payload))
 		return
 	}
 	if x.Channel == bcast && from == r.instance {

@@ -29,11 +29,11 @@ func TestRedisRelayResubscribe(t *testing.T) {
 	a, b := NewRedisRelay(rdb, oa, nil), NewRedisRelay(rcv, ob, nil)
 	pb := startRelay(t, b)
 
-	if err := a.Send(ctx, "B", &Message{ID: "1", UserID: "u"}); err != nil {
+	if err := a.Send(ctx, "B", &Message{Seq: 1, Epoch: "0000000000", UserID: "u"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pb.next(t); got.ID != "1" {
-		t.Fatalf("got %s, want 1", got.ID)
+	if got := pb.next(t); got.Seq != 1 {
+		t.Fatalf("got %d, want 1", got.Seq)
 	}
 
 	killed := killClients(t, rdb, name)
@@ -44,11 +44,11 @@ func TestRedisRelayResubscribe(t *testing.T) {
 	if got := b.Subscribes.Load(); got != 2 {
 		t.Errorf("subscribes: got %d, want 2", got)
 	}
-	if err := a.Send(ctx, "B", &Message{ID: "2", UserID: "u"}); err != nil {
+	if err := a.Send(ctx, "B", &Message{Seq: 2, Epoch: "0000000000", UserID: "u"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pb.next(t); got.ID != "2" {
-		t.Fatalf("after resubscribing: got %s, want 2", got.ID)
+	if got := pb.next(t); got.Seq != 2 {
+		t.Fatalf("after resubscribing: got %d, want 2", got.Seq)
 	}
 }
 
@@ -66,11 +66,11 @@ func TestRedisRelayGarbage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := NewRedisRelay(rdb, RedisOptions{Prefix: opts.Prefix, Instance: "A"}, nil).Send(ctx, "B", &Message{ID: "9"}); err != nil {
+	if err := NewRedisRelay(rdb, RedisOptions{Prefix: opts.Prefix, Instance: "A"}, nil).Send(ctx, "B", &Message{Seq: 9, Epoch: "0000000000"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pb.next(t); got.ID != "9" {
-		t.Fatalf("got %s, want 9", got.ID)
+	if got := pb.next(t); got.Seq != 9 {
+		t.Fatalf("got %d, want 9", got.Seq)
 	}
 	if got := b.Undecodable.Load(); got != 3 {
 		t.Errorf("undecodable: got %d, want 3", got)
@@ -125,11 +125,11 @@ func TestRedisRelaySilentRedis(t *testing.T) {
 	px.swallowCurrent()
 	pb.waitSubscribed(t)
 	a := NewRedisRelay(rdb, RedisOptions{Prefix: opts.Prefix, Instance: "A"}, nil)
-	if err := a.Send(ctx, "B", &Message{ID: "5"}); err != nil {
+	if err := a.Send(ctx, "B", &Message{Seq: 5, Epoch: "0000000000"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pb.next(t); got.ID != "5" {
-		t.Fatalf("after the silent connection was replaced: got %s, want 5", got.ID)
+	if got := pb.next(t); got.Seq != 5 {
+		t.Fatalf("after the silent connection was replaced: got %d, want 5", got.Seq)
 	}
 }
 

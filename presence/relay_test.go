@@ -76,9 +76,9 @@ func (p *relayProbe) next(t *testing.T) *Message {
 
 func sameRelayed(t *testing.T, got, want *Message) {
 	t.Helper()
-	if got.ID != want.ID || got.Prev != want.Prev || got.UserID != want.UserID || got.RoutingKey != want.RoutingKey || !bytes.Equal(got.Body, want.Body) {
-		t.Errorf("relayed: got {%s %s %q %q %q}, want {%s %s %q %q %q}",
-			got.ID, got.Prev, got.UserID, got.RoutingKey, got.Body, want.ID, want.Prev, want.UserID, want.RoutingKey, want.Body)
+	if got.Pos() != want.Pos() || got.Time != want.Time || got.UserID != want.UserID || got.RoutingKey != want.RoutingKey || !bytes.Equal(got.Body, want.Body) {
+		t.Errorf("relayed: got {%v %d %q %q %q}, want {%v %d %q %q %q}",
+			got.Pos(), got.Time, got.UserID, got.RoutingKey, got.Body, want.Pos(), want.Time, want.UserID, want.RoutingKey, want.Body)
 	}
 }
 
@@ -90,19 +90,19 @@ func TestRelayContract(t *testing.T) {
 			a, b, c := relay("A"), relay("B"), relay("C")
 			pa, pb, pc := startRelay(t, a), startRelay(t, b), startRelay(t, c)
 
-			m := &Message{ID: "17", Prev: "12", UserID: "u", RoutingKey: "contract", Body: []byte{0, 0xff, 'x', '\n'}}
+			m := &Message{Epoch: NewEpoch(), Seq: 17, Time: 1700000000000, UserID: "u", RoutingKey: "contract", Body: []byte{0, 0xff, 'x', '\n'}}
 			if err := a.Send(ctx, "B", m); err != nil {
 				t.Fatal(err)
 			}
 			sameRelayed(t, pb.next(t), m)
 			// C must not have had m: the first thing it gets is what is sent to it next.
-			marker := &Message{ID: "18", RoutingKey: "marker", Body: []byte("m")}
+			marker := &Message{Epoch: m.Epoch, Seq: 18, RoutingKey: "marker", Body: []byte("m")}
 			if err := a.Send(ctx, "C", marker); err != nil {
 				t.Fatal(err)
 			}
 			sameRelayed(t, pc.next(t), marker)
 
-			bc := &Message{ID: "19", Prev: "3", RoutingKey: "news", Body: []byte(`{"all":true}`)}
+			bc := &Message{Epoch: NewEpoch(), Seq: 3, RoutingKey: "news", Body: []byte(`{"all":true}`)}
 			if err := a.Broadcast(ctx, bc); err != nil {
 				t.Fatal(err)
 			}
@@ -123,13 +123,13 @@ func TestRelayContract(t *testing.T) {
 
 			const n = 200
 			for i := range n {
-				if err := a.Send(ctx, "B", &Message{ID: FormatCursor(uint64(100 + i)), UserID: "u", Body: []byte("x")}); err != nil {
+				if err := a.Send(ctx, "B", &Message{Epoch: m.Epoch, Seq: uint64(100 + i), UserID: "u", Body: []byte("x")}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			for i := range n {
-				if got := pb.next(t); got.ID != FormatCursor(uint64(100+i)) {
-					t.Fatalf("message %d arrived as %s: out of order", 100+i, got.ID)
+				if got := pb.next(t); got.Seq != uint64(100+i) {
+					t.Fatalf("message %d arrived as %d: out of order", 100+i, got.Seq)
 				}
 			}
 
@@ -142,43 +142,36 @@ func TestRelayContract(t *testing.T) {
 
 func TestRelayCodec(t *testing.T) {
 	for _, m := range []*Message{
-		{ID: "1", Prev: "", UserID: "", RoutingKey: "", Body: nil},
-		{ID: "18446744073709551615", Prev: "18446744073709551614", UserID: "ü s€r", RoutingKey: "k", Body: bytes.Repeat([]byte{0xfe}, 300)},
+		{},
+		{Epoch: NewEpoch(), Seq: 18446744073709551615, Time: 1700000000123, UserID: "ü s€r", RoutingKey: "k", Body: bytes.Repeat([]byte{0xfe}, 300)},
 	} {
-		b, err := encodeRelay("inst", m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, from, err := decodeRelay(b)
+		b := encodeRelay("bridge:db0:", "inst", m)
+		got, from, err := decodeRelay("bridge:db0:", b)
 		if err != nil || from != "inst" {
 			t.Fatalf("decode: from %q, err %v", from, err)
 		}
-		sameRelayed(t, got, &Message{ID: m.ID, Prev: m.Prev, UserID: m.UserID, RoutingKey: m.RoutingKey, Body: m.Body})
+		sameRelayed(t, got, m)
 		for i := range len(b) - len(m.Body) {
-			if _, _, err := decodeRelay(b[:i]); err == nil {
+			if _, _, err := decodeRelay("bridge:db0:", b[:i]); err == nil {
 				t.Errorf("decode of the first %d bytes: got no error", i)
 			}
 		}
-	}
-	if _, err := encodeRelay("i", &Message{ID: "not-a-cursor"}); err == nil {
-		t.Error("encode with a malformed id: got no error")
+		if _, _, err := decodeRelay("bridge:db8:", b); err != errForeignRelay {
+			t.Errorf("decode in another namespace: %v, want errForeignRelay", err)
+		}
 	}
 }
 
 func FuzzDecodeRelay(f *testing.F) {
-	b, _ := encodeRelay("A", &Message{ID: "5", Prev: "2", UserID: "u", RoutingKey: "k", Body: []byte("body")})
-	f.Add(b)
+	f.Add(encodeRelay("ns", "A", &Message{Epoch: NewEpoch(), Seq: 5, UserID: "u", RoutingKey: "k", Body: []byte("body")}))
 	f.Add([]byte{relayVersion, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, from, err := decodeRelay(b)
+		m, from, err := decodeRelay("ns", b)
 		if err != nil {
 			return
 		}
-		again, err := encodeRelay(from, m)
-		if err != nil {
-			t.Fatalf("re-encode of a decoded message: %v", err)
-		}
-		if m2, from2, err := decodeRelay(again); err != nil || from2 != from || m2.ID != m.ID || !bytes.Equal(m2.Body, m.Body) {
+		again := encodeRelay("ns", from, m)
+		if m2, from2, err := decodeRelay("ns", again); err != nil || from2 != from || m2.Pos() != m.Pos() || !bytes.Equal(m2.Body, m.Body) {
 			t.Fatalf("round trip changed the message")
 		}
 	})

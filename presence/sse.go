@@ -71,7 +71,8 @@ type SSE struct {
 }
 
 type sseItem struct {
-	m     *Message // a message event, or:
+	m     *Message // a message event, with
+	at    Cursor   // its id on this stream, or:
 	event []byte   // an event of our own, already encoded
 }
 
@@ -89,8 +90,9 @@ func (c *SSE) User() string      { return c.user }
 func (c *SSE) Transport() string { return "sse" }
 func (c *SSE) Since() time.Time  { return c.since }
 
-// Send queues m. A stream whose queue overflows ends; the client resumes from history.
-func (c *SSE) Send(m *Message) {
+// Send queues m, whose id here is at. A stream whose queue overflows ends; the client
+// resumes from history.
+func (c *SSE) Send(m *Message, at Cursor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -105,7 +107,7 @@ func (c *SSE) Send(m *Message) {
 		c.signal()
 		return
 	}
-	c.queue = append(c.queue, sseItem{m: m})
+	c.queue = append(c.queue, sseItem{m: m, at: at})
 	c.queued += m.Size()
 	c.signal()
 }
@@ -115,7 +117,7 @@ func (c *SSE) Send(m *Message) {
 // comes an id-only event naming head, the newest id when the stream registered: it sets
 // a plain EventSource's Last-Event-ID without firing an event, so a client that got no
 // message yet still resumes from the right place.
-func (c *SSE) Replay(events [][]byte, msgs []*Message, head string) {
+func (c *SSE) Replay(events [][]byte, msgs []Delivery, head string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -124,8 +126,8 @@ func (c *SSE) Replay(events [][]byte, msgs []*Message, head string) {
 	for _, e := range events {
 		c.queue = append(c.queue, sseItem{event: e})
 	}
-	for _, m := range msgs {
-		c.queue = append(c.queue, sseItem{m: m})
+	for _, d := range msgs {
+		c.queue = append(c.queue, sseItem{m: d.M, at: d.At})
 	}
 	n := len(events) + len(msgs)
 	if head != "" {
@@ -220,9 +222,19 @@ func (c *SSE) writeBatch(batch []sseItem) error {
 		return nil
 	}
 	var buf bytes.Buffer
+	var id [maxCursorLen]byte
 	for _, it := range batch {
 		if it.m != nil {
-			buf.Write(it.m.SSEEvent(c.opts.V1))
+			pre, post := it.m.SSEParts(c.opts.V1)
+			at := it.at.Append(id[:0])
+			buf.WriteString("id: ")
+			buf.Write(at)
+			buf.WriteByte('\n')
+			buf.Write(pre)
+			if c.opts.V1 {
+				buf.Write(at)
+			}
+			buf.Write(post)
 		} else {
 			buf.Write(it.event)
 		}
@@ -251,26 +263,30 @@ func jitterDown(d time.Duration) time.Duration {
 }
 
 type sseOnce struct {
-	once sync.Once
-	b    []byte
+	once      sync.Once
+	pre, post []byte
 }
 
-// SSEEvent is m as one SSE event: its id, and as data either the body verbatim or,
-// with v1, its bridge.v1 frame. It is encoded once and shared by every stream.
-func (m *Message) SSEEvent(v1 bool) []byte {
+// SSEParts are m as an SSE event without its id line, shared by every stream: the data
+// is the body verbatim, or with v1 its bridge.v1 frame, whose id goes between pre and
+// post (an id has no line break, so the data's lines split only inside post). Raw
+// events have everything in pre. The whole event is "id: <id>\n", pre, [id], post.
+func (m *Message) SSEParts(v1 bool) (pre, post []byte) {
 	i := 0
 	if v1 {
 		i = 1
 	}
 	s := &m.sse[i]
 	s.once.Do(func() {
-		data := m.Body
-		if v1 {
-			data = m.V1JSON()
+		if !v1 {
+			s.pre = EncodeEvent("", "", m.Body)
+			return
 		}
-		s.b = EncodeEvent("", m.ID, data)
+		jpre, jpost := m.V1Parts()
+		s.pre = append([]byte("data: "), jpre...)
+		s.post = EncodeEvent("", "", jpost)[len("data: "):]
 	})
-	return s.b
+	return s.pre, s.post
 }
 
 // EncodeEvent writes one SSE event. Data is split into one data: line per line, since

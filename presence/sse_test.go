@@ -48,17 +48,17 @@ func TestSSESlowClientIsCut(t *testing.T) {
 	w := &stuckWriter{header: http.Header{}, release: make(chan struct{}), wrote: make(chan struct{}, 1)}
 	var st Stats
 	c := NewSSE(w, "u", SSEOptions{QueueLen: 2, Stats: &st})
-	c.Replay(nil, []*Message{{ID: "1", Body: []byte("a")}, {ID: "2", Body: []byte("b")}, {ID: "3", Body: []byte("c")}}, "3")
+	c.Replay(nil, []Delivery{{M: &Message{Body: []byte("a")}}, {M: &Message{Body: []byte("b")}}, {M: &Message{Body: []byte("c")}}}, "-0.-0")
 	served := make(chan error, 1)
 	go func() { served <- c.Serve(context.Background()) }()
 	<-w.wrote // the writer is stuck in its first write
 
-	c.Send(&Message{ID: "4", Body: []byte("d")})
-	c.Send(&Message{ID: "5", Body: []byte("e")})
+	c.Send(&Message{Body: []byte("d")}, Cursor{})
+	c.Send(&Message{Body: []byte("e")}, Cursor{})
 	if n := st.SlowDisconnect.Load(); n != 0 {
 		t.Fatalf("slow disconnects %d within the limit, want 0", n)
 	}
-	c.Send(&Message{ID: "6", Body: []byte("f")})
+	c.Send(&Message{Body: []byte("f")}, Cursor{})
 	if n := st.SlowDisconnect.Load(); n != 1 {
 		t.Fatalf("slow disconnects %d over the limit, want 1", n)
 	}

@@ -79,10 +79,18 @@ type WS struct {
 	pingDue bool   // our ping is due
 	pong    []byte // the frame answering the client's latest ping, nil when none is due
 	closing bool   // no more frames are accepted
+
+	// The writer's own buffers, reused from batch to batch so that a message costs no
+	// allocation: the per-connection part of each frame (header and id), where each
+	// frame's parts sit in it, and the vectored write.
+	scratch []byte
+	heads   [][3]int
+	bufs    net.Buffers
 }
 
 type wsItem struct {
-	m         *Message // a message, whose frame is built once for every recipient, or:
+	m         *Message // a message, whose frame is built once for every recipient, and
+	at        Cursor   // the connection's cursor after it: the message's id here, or:
 	frame     []byte   // a text frame of our own (welcome, reset, error, reconnect), or:
 	closeCode int      // a close frame, after which the socket is shut
 	reason    string   // the close frame's reason
@@ -99,8 +107,8 @@ func (c *WS) Transport() string { return "ws" }
 func (c *WS) V1() bool          { return c.opts.V1 }
 func (c *WS) Since() time.Time  { return c.since }
 
-// Send queues m for the writer.
-func (c *WS) Send(m *Message) { c.push(wsItem{m: m}, m.Size()) }
+// Send queues m for the writer; at is its id on this connection.
+func (c *WS) Send(m *Message, at Cursor) { c.push(wsItem{m: m, at: at}, m.Size()) }
 
 // SendJSON queues one of our own bridge.v1 frames (welcome, error, reconnect). In raw
 // mode it is sent too: the client asked for nothing else, and errors must be visible.
@@ -138,7 +146,7 @@ func (c *WS) push(it wsItem, size int) {
 // ahead of anything sent later. It is not held to the queue limits, which are for live
 // traffic: it is bounded by the history window, and a client cut off during its replay
 // would only come back for the same replay again.
-func (c *WS) Replay(control [][]byte, msgs []*Message) {
+func (c *WS) Replay(control [][]byte, msgs []Delivery) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
@@ -147,8 +155,8 @@ func (c *WS) Replay(control [][]byte, msgs []*Message) {
 	for _, b := range control {
 		c.queue = append(c.queue, wsItem{frame: serverFrame(websocket.TextMessage, b)})
 	}
-	for _, m := range msgs {
-		c.queue = append(c.queue, wsItem{m: m})
+	for _, d := range msgs {
+		c.queue = append(c.queue, wsItem{m: d.M, at: d.At})
 	}
 	c.exempt += len(control) + len(msgs)
 	if len(c.queue) > 0 {
@@ -224,14 +232,31 @@ func (c *WS) write(batch []wsItem, ping bool, pong []byte) error {
 	if err := nc.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
-	bufs := make(net.Buffers, 0, len(batch)+2)
+	// First every id and header into the scratch buffer (it may move as it grows),
+	// then the buffers that point into it.
+	c.scratch, c.heads = c.scratch[:0], c.heads[:0]
+	if c.opts.V1 {
+		for _, it := range batch {
+			if it.m != nil {
+				var h [3]int
+				c.scratch, h[0], h[1], h[2] = it.m.appendV1Head(c.scratch, it.at)
+				c.heads = append(c.heads, h)
+			}
+		}
+	}
+	bufs := c.bufs[:0]
+	defer func() { clear(bufs); c.bufs = bufs[:0] }() // keep the capacity, not the frames
 	if pong != nil {
 		bufs = append(bufs, pong)
 	}
+	heads := c.heads
 	for _, it := range batch {
 		switch {
 		case it.m != nil && c.opts.V1:
-			bufs = append(bufs, it.m.V1Frame())
+			pre, post := it.m.V1Parts()
+			h := heads[0]
+			heads = heads[1:]
+			bufs = append(bufs, c.scratch[h[0]:h[1]], pre, c.scratch[h[1]:h[2]], post)
 		case it.m != nil:
 			bufs = append(bufs, it.m.RawFrame())
 		case it.frame != nil:
@@ -249,8 +274,10 @@ func (c *WS) write(batch []wsItem, ping bool, pong []byte) error {
 	if ping {
 		bufs = append(bufs, pingFrame)
 	}
-	// WriteTo only reslices bufs' elements as it goes, never the shared frames' bytes.
-	_, err := bufs.WriteTo(nc)
+	// WriteTo reslices bufs' elements as it goes (so a copy of the slice header is
+	// written from), never the shared frames' bytes.
+	w := bufs
+	_, err := w.WriteTo(nc)
 	return err
 }
 

@@ -42,7 +42,7 @@ func BenchmarkWSDeliver(b *testing.B) {
 				}
 				b.ResetTimer()
 				for i := range b.N {
-					m := &Message{ID: fmt.Sprint(i + 1), UserID: fmt.Sprint(i % conns), RoutingKey: "contract", Body: body}
+					m := &Message{Seq: uint64(i + 1), UserID: fmt.Sprint(i % conns), RoutingKey: "contract", Body: body}
 					hub.Deliver(m)
 				}
 				wg.Wait()

@@ -73,7 +73,7 @@ func TestWSVectoredFramesRaw(t *testing.T) {
 // bridge.v1 frames whose JSON is exactly each boundary length, and our own text frames
 // queued among them.
 func TestWSVectoredFramesV1(t *testing.T) {
-	overhead := len((&Message{ID: "1-0", RoutingKey: "k"}).V1JSON()) // the body is a JSON string, "" when empty
+	overhead := len((&Message{RoutingKey: "k"}).V1JSON(Cursor{})) // a hub without history sends ids at Cursor{} // the body is a JSON string, "" when empty
 	hub := NewHub()
 	srv := wsServer(t, hub, WSOptions{V1: true})
 	c := dialUser(t, srv, "u")
@@ -83,12 +83,12 @@ func TestWSVectoredFramesV1(t *testing.T) {
 		if n < overhead {
 			continue
 		}
-		m := &Message{ID: "1-0", UserID: "u", RoutingKey: "k", Body: bytes.Repeat([]byte("z"), n-overhead)}
-		if got := len(m.V1JSON()); got != n {
+		m := &Message{UserID: "u", RoutingKey: "k", Body: bytes.Repeat([]byte("z"), n-overhead)}
+		if got := len(m.V1JSON(Cursor{})); got != n {
 			t.Fatalf("test setup: JSON of %d bytes, want %d", got, n)
 		}
 		hub.Deliver(m)
-		want = append(want, m.V1JSON())
+		want = append(want, m.V1JSON(Cursor{}))
 		ws.SendJSON(errorFrame{Type: "error", Error: strconv.Itoa(n)})
 		want = append(want, []byte(`{"type":"error","error":"`+strconv.Itoa(n)+`"}`))
 	}
@@ -190,9 +190,9 @@ func TestWSStalledWriteCutAfterWriteWaitEvenWhenPinged(t *testing.T) {
 	c := dialUser(t, srv, "u") // never reads
 	ws := onlyConn(t, hub)
 	m := &Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)}
-	msgs := make([]*Message, 64) // far more than the socket buffers hold: the writer blocks in writev
+	msgs := make([]Delivery, 64) // far more than the socket buffers hold: the writer blocks in writev
 	for i := range msgs {
-		msgs[i] = m
+		msgs[i] = Delivery{M: m}
 	}
 	ws.Replay(nil, msgs) // queued at once, so the writer takes them in one batch; not held to the queue limits
 	eventually(t, 5*time.Second, "the writer holding the whole queue", func() bool {
