@@ -18,9 +18,9 @@ type backend struct {
 	history   presence.History
 	relay     presence.Relay
 	disp      presence.Dispatcher
-	// refresh rewrites this instance's directory entries with each beat and reports
-	// whether they had lapsed; nil in memory.
-	refresh func(context.Context) (lapsed bool, err error)
+	// refresh rewrites this instance's presence with each beat and reads the tops of
+	// its connections' streams, for Hub.Heal; nil in memory, where nothing is lost.
+	refresh func(context.Context) (presence.Tops, error)
 	ping    func(context.Context) error // Redis answers; nil in memory
 	close   func()
 }
@@ -45,7 +45,7 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 		history:   presence.NewRedisHistory(rdb, ro),
 		relay:     presence.NewRedisRelay(rdb, ro, log),
 		disp:      presence.NewRedisDispatcher(rdb, ro),
-		refresh:   dir.RefreshLapsed,
+		refresh:   dir.Refresh,
 		ping:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		close:     func() { rdb.Close() },
 	}, nil

@@ -36,9 +36,6 @@ func newBatchRouter(t *testing.T, redis bool) *batchRouter {
 	} else {
 		br.rds = apptest.NewRedis(t)
 		ro := presence.RedisOptions{Prefix: br.rds.Prefix, Instance: "A"}
-		if err := presence.NewRedisInstances(br.rds.Client, ro).Beat(ctx, presence.Instance{ID: "A", Started: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
 		br.r = app.NewRouter(app.RouterDeps{
 			Instance: "A", Hub: hub, History: presence.NewRedisHistory(br.rds.Client, ro),
 			Directory: presence.NewRedisDirectory(br.rds.Client, ro), Dispatcher: presence.NewRedisDispatcher(br.rds.Client, ro),

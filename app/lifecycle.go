@@ -33,26 +33,32 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 	// BRIDGE_PRESENCE_TTL from then. Only the heartbeat goroutine uses it after the
 	// first beat, which runs here before that goroutine starts.
 	var lastOK time.Time
-	beat := func(ctx context.Context) error {
+	failed := false // the last beat failed: presence may have lapsed meanwhile
+	beat := func(ctx context.Context) (err error) {
+		defer func() { failed = err != nil }()
 		begun := time.Now()
-		if err := be.instances.Beat(ctx, presence.Instance{ID: cfg.InstanceID, Started: started, Conns: hub.Count()}); err != nil {
+		lapsed, err := be.instances.Beat(ctx, presence.Instance{ID: cfg.InstanceID, Started: started, Conns: hub.Count(), Users: hub.UserCount()})
+		if err != nil {
 			return err
 		}
-		lapsed := !lastOK.IsZero() && begun.Sub(lastOK) >= cfg.PresenceTTL
+		first := lastOK.IsZero()
+		lapsed = !first && (lapsed || failed || begun.Sub(lastOK) >= cfg.PresenceTTL)
+		var tops presence.Tops
 		if be.refresh != nil {
-			dirLapsed, err := be.refresh(ctx)
-			if err != nil {
+			if tops, err = be.refresh(ctx); err != nil {
 				return err
 			}
-			lapsed = lapsed || dirLapsed
 		}
 		lastOK = begun
-		if lapsed {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PresenceTTL)
+		defer cancel()
+		switch {
+		case lapsed:
 			// While this instance was out of presence, what was dispatched for its
 			// users went only to the history: catch every connection up from it.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PresenceTTL)
-			defer cancel()
-			r.CatchUp(rctx, "presence lapsed (a late heartbeat)")
+			r.CatchUp(rctx, "presence lapsed (a late or failed heartbeat, or the lease was gone)")
+		case be.refresh != nil:
+			r.Heal(rctx, tops)
 		}
 		return nil
 	}

@@ -39,6 +39,8 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 			func() float64 { return float64(r.Resyncs.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_caught_up_total", Help: "Messages a connection got from the history after a gap in the relay."},
 			func() float64 { return float64(hub.Stats.CaughtUp.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_presence_heals_total", Help: "Connections a heartbeat found behind their streams' tops (a lost publish) and caught up, or sent away when their stream was lost."},
+			func() float64 { return float64(hub.Stats.Healed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_catch_up_drops_total", Help: "Connections told to reconnect because a gap could not be filled from the history."},
 			func() float64 { return float64(hub.Stats.CatchUpDrops.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_broker_up", Help: "1 while the broker connection is up."},

@@ -178,5 +178,14 @@ func (r *Router) CatchUp(ctx context.Context, why string) {
 	}
 }
 
+// Heal catches up the connections a beat found behind their streams' tops, and sends
+// away those whose stream was lost (anti-entropy, see presence.Hub.Heal).
+func (r *Router) Heal(ctx context.Context, tops presence.Tops) {
+	n, err := r.hub.Heal(ctx, tops)
+	if n > 0 || err != nil {
+		r.log.Info("heartbeat found connections behind their streams; caught up", "connections", n, "err", err)
+	}
+}
+
 // Deliver hands m, brought by the relay, to this instance's connections.
 func (r *Router) Deliver(m *presence.Message) { r.hub.Deliver(m) }

@@ -8,8 +8,8 @@ import (
 )
 
 // Dispatcher records a message and hands it to every instance that should deliver
-// it, as one step: every instance then receives messages in id order, whichever
-// instance consumed them, and nothing is handed out without being recorded. It is
+// it: nothing is handed out before it is recorded, so a receiver that missed one (or
+// got two dispatchers' messages out of order) catches up from the history. It is
 // History.Append, Directory.Lookup and Relay.Send in one; the receiving end is
 // Relay.Run, on every instance including the one that dispatched.
 type Dispatcher interface {
@@ -21,19 +21,24 @@ type Dispatcher interface {
 	// before acking) is not delivered twice.
 	Dispatch(ctx context.Context, m *Message, key string) (dup bool, err error)
 	// DispatchBatch dispatches each of b in order, as Dispatch would one after the
-	// other, in one round trip to the backend: ids follow the order of b, and every
-	// instance receives them in that order. It sets each one's Dup and Err; an item
-	// that failed was not dispatched and may be retried, the others stand.
+	// other, in few round trips to the backend: positions follow the order of b, and
+	// every instance receives what it gets of b in that order. It sets each one's Dup
+	// and Err; an item that failed was not dispatched and may be retried, the others
+	// stand. A duplicate is handed out again (the first dispatch may have died before
+	// it could), where its position is still in its stream.
 	DispatchBatch(ctx context.Context, b []Dispatch)
 }
 
 // Dispatch is one message of a DispatchBatch: M and Key as Dispatch takes them, Dup
-// and Err as it returns them.
+// and Err as it returns them. RecordOnly records Key for later redeliveries without
+// checking it: a first delivery whose key is not unique to it (two equal messages
+// published on purpose both arrive).
 type Dispatch struct {
-	M   *Message
-	Key string
-	Dup bool
-	Err error
+	M          *Message
+	Key        string
+	RecordOnly bool
+	Dup        bool
+	Err        error
 }
 
 // DedupeWindow is how long a dispatched message's key is remembered. A broker
@@ -67,10 +72,18 @@ func NewMemoryDispatcher(h *MemoryHistory, d *MemoryDirectory, bus *MemoryBus) *
 }
 
 func (p *MemoryDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
+	return p.dispatch(ctx, &Dispatch{M: m, Key: key})
+}
+
+func (p *MemoryDispatcher) dispatch(ctx context.Context, x *Dispatch) (bool, error) {
+	m, key := x.M, x.Key
+	if key != "" {
+		key = m.UserID + "\x00" + key // a key is scoped to its stream, as in Redis
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.forget()
-	if pos, ok := p.keys[key]; key != "" && ok {
+	if pos, ok := p.keys[key]; key != "" && ok && !x.RecordOnly {
 		m.Epoch, m.Seq = pos.Epoch, pos.Seq
 		return true, nil
 	}
@@ -103,7 +116,7 @@ func (p *MemoryDispatcher) Dispatch(ctx context.Context, m *Message, key string)
 // trip to save.
 func (p *MemoryDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	for i := range b {
-		b[i].Dup, b[i].Err = p.Dispatch(ctx, b[i].M, b[i].Key)
+		b[i].Dup, b[i].Err = p.dispatch(ctx, &b[i])
 	}
 }
 

@@ -16,9 +16,6 @@ import (
 func TestRedisDispatchBatchFailsOnlyTheBrokenCall(t *testing.T) {
 	rdb, opts := newTestRedis(t)
 	opts.Instance = "A"
-	if err := NewRedisInstances(rdb, opts).Beat(context.Background(), Instance{ID: "A", Started: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
 	if err := NewRedisDirectory(rdb, opts).Add(context.Background(), Entry{User: "u", Instance: "A", Transport: "ws", Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}

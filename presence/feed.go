@@ -259,3 +259,60 @@ func (h *Hub) loseLocked(c Conn, f *feed) {
 		c.Drain(ctx, 0)
 	}()
 }
+
+// Heal compares every connection with the tops of its streams as a beat read them
+// (see RedisDirectory.Refresh) — anti-entropy: a connection behind a top missed a
+// publish (lost, or this instance was out of presence) and is caught up from the
+// history; one whose stream has another epoch is told to reconnect and gets a reset.
+// Connections that came after the tops were read, or whose user
+// they do not cover, are left alone. It returns how many connections it caught up.
+func (h *Hub) Heal(ctx context.Context, tops Tops) (int, error) {
+	if h.history == nil {
+		return 0, nil
+	}
+	var errs []error
+	healed := 0
+	for _, p := range h.feeds() {
+		if p.c.Since().After(tops.At) {
+			continue
+		}
+		top, ok := tops.Users[p.c.User()]
+		if !ok {
+			continue
+		}
+		n, err := h.heal(ctx, p, [2]Pos{userStream: top, bcastStream: tops.Bcast})
+		healed += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return healed, errors.Join(errs...)
+}
+
+// heal compares one connection with its streams' tops and acts on what it finds.
+func (h *Hub) heal(ctx context.Context, p pending, tops [2]Pos) (int, error) {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if !p.f.tracked || p.f.held || p.f.lost {
+		return 0, nil // a held connection is caught up at its Release
+	}
+	worst := offered
+	for i, top := range tops {
+		at := p.f.at.pos(i)
+		switch {
+		case top.Epoch == "":
+			// No stream when the tops were read; one made since may have moved the
+			// connection on already. A lost stream shows with its next message.
+		case at.Epoch != "" && at.Epoch != top.Epoch:
+			worst = lostIt // the stream began again: what the connection missed is gone
+		case top.Seq > at.Seq:
+			p.f.gap[i] = true
+			worst = max(worst, gapped)
+		}
+	}
+	if worst == offered {
+		return 0, nil
+	}
+	h.Stats.Healed.Add(1)
+	return 1, h.settleLocked(ctx, p.c, p.f, worst)
+}

@@ -78,3 +78,82 @@ func bodies(ms []*Message) string {
 	}
 	return string(b)
 }
+
+// TestHubHeal: a beat's tops show which connections missed something the relay never
+// brought (anti-entropy): those are caught up from the history, exactly the window
+// they missed; one whose stream began a new epoch is sent away to get a reset; those
+// at the tops, held, or newer than the tops are left alone.
+func TestHubHeal(t *testing.T) {
+	ctx := context.Background()
+	h := NewMemoryHistory(100, time.Hour)
+	hub := NewHub()
+	hub.UseHistory(h)
+	appendTo := func(user string) *Message {
+		m := &Message{UserID: user, Body: []byte(user + "!")}
+		if err := h.Append(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	u1, b1 := appendTo("u"), appendTo("")
+	behind, atTop, lost := &recConn{user: "u"}, &recConn{user: "w"}, &recConn{user: "x"}
+	for _, c := range []*recConn{behind, atTop, lost} {
+		hub.Hold(c)
+		at := Cursor{Bcast: b1.Pos()}
+		if c == lost {
+			at.User = Pos{Epoch: NewEpoch(), Seq: 1}
+		}
+		if err := hub.Release(ctx, c, at, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w1 := appendTo("w")
+	hub.Deliver(w1) // atTop got its own; the two below were never published
+	u2, b2 := appendTo("u"), appendTo("")
+	tops := Tops{At: time.Now(), Bcast: b2.Pos(), Users: map[string]Pos{
+		"u": u2.Pos(), "w": w1.Pos(), "x": {Epoch: NewEpoch(), Seq: 3},
+	}}
+	n, err := hub.Heal(ctx, tops)
+	if n != 3 || err == nil {
+		t.Fatalf("Heal: %d connections, %v; want 3 and the lost stream's error", n, err)
+	}
+	if want := []*Message{u1, u2, b2}; !sameSet(behind.got, want) {
+		t.Errorf("behind got %v, want %v", bodies(behind.got), bodies(want))
+	}
+	if want := []*Message{w1, b2}; !sameSet(atTop.got, want) {
+		t.Errorf("at its top got %v, want %v (only the broadcast it missed)", bodies(atTop.got), bodies(want))
+	}
+	eventually(t, 5*time.Second, "the connection of a lost stream is told to reconnect", func() bool {
+		lost.mu.Lock()
+		defer lost.mu.Unlock()
+		return lost.lost
+	})
+	// Healed: nothing more to do. A stream that did not exist when the tops were read
+	// says nothing about a connection that has one now.
+	tops.Users["x"] = Pos{}
+	tops.Users["u"] = Pos{}
+	if n, err := hub.Heal(ctx, tops); n != 0 || err != nil {
+		t.Errorf("second Heal: %d connections, %v; want none", n, err)
+	}
+	late := &recConn{user: "u", since: time.Now().Add(time.Hour)}
+	hub.Hold(late)
+	if err := hub.Release(ctx, late, Cursor{}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := hub.Heal(ctx, tops); n != 0 || len(late.got) != 0 {
+		t.Errorf("a connection newer than the tops was healed (%d, got %d messages)", n, len(late.got))
+	}
+}
+
+// sameSet: got and want hold the same messages, each once.
+func sameSet(got, want []*Message) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			return false
+		}
+	}
+	return true
+}

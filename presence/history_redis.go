@@ -31,29 +31,27 @@ func NewRedisHistory(rdb redis.UniversalClient, opts RedisOptions) *RedisHistory
 	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, metaTTL: metaTTL(opts.HistoryTTL), now: time.Now}
 }
 
-// historyLua is shared by the scripts: appendEntry numbers a message in its stream
-// and adds it.
+// historyLua is shared by the scripts: appendEntry adds a message to its stream.
 const historyLua = `
 local function fmt(n) return string.format('%d', n) end
--- appendEntry gives the next seq of the stream (meta, stream) to a message and adds it:
--- a new epoch (cand) when the meta is missing, whose stream is deleted (its seqs
--- belonged to a lost epoch). TTLs are pushed only when their mark is a tenth of the
--- TTL old, or the stream was just made. Returns epoch, seq.
-local function appendEntry(meta, stream, cand, now, size, httl, mttl, rk, body)
-  local h = redis.call('HMGET', meta, 'e', 's', 'x', 'y')
-  local e, s, x, y = h[1], tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0')
+-- appendEntry adds a message at seq s + 1 of epoch e to the stream (meta, stream),
+-- whose meta held s, x, y; fresh: e is a new epoch (the meta had none), and the
+-- stream is deleted (its seqs belonged to a lost epoch). TTLs are pushed only when
+-- their mark is a tenth of the TTL old, or the stream was just made. Returns s + 1.
+local function appendEntry(meta, stream, e, s, x, y, fresh, now, size, httl, mttl, rk, body)
   local set = {}
-  if not e then
-    e, s, x, y = cand, 0, 0, 0
+  if fresh then
+    s, x, y = 0, 0, 0
     redis.call('DEL', stream)
     set[#set + 1] = 'e'; set[#set + 1] = e
   end
   s = s + 1
   local id = fmt(s) .. '-0'
-  local made = redis.pcall('XADD', stream, 'NOMKSTREAM', 'MAXLEN', size, id, 'r', rk, 'b', body, 't', now)
+  local made
+  if not fresh then made = redis.pcall('XADD', stream, 'NOMKSTREAM', 'MAXLEN', size, id, 'r', rk, 'b', body, 't', now) end
   if type(made) ~= 'string' then
-    -- No stream (expired, deleted), or one whose ids do not fit the meta: start it anew.
-    redis.call('DEL', stream)
+    -- No stream (new, expired, deleted), or one whose ids do not fit the meta: start it anew.
+    if not fresh then redis.call('DEL', stream) end
     redis.call('XADD', stream, 'MAXLEN', size, id, 'r', rk, 'b', body, 't', now)
     x = 0
   end
@@ -65,14 +63,18 @@ local function appendEntry(meta, stream, cand, now, size, httl, mttl, rk, body)
   if pushMeta then set[#set + 1] = 'y'; set[#set + 1] = now end
   redis.call('HSET', meta, 's', s, unpack(set))
   if pushMeta then redis.call('PEXPIRE', meta, mttl) end
-  return e, s
+  return s
 end
 `
 
 // appendScript records one message. KEYS: meta, stream. ARGV: candidate epoch, now ms,
 // size, history TTL ms, meta TTL ms, routing key, body. Returns epoch, seq.
 var appendScript = redis.NewScript(historyLua + `
-local e, s = appendEntry(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7])
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'x', 'y')
+local e, fresh = h[1], not h[1]
+if fresh then e = ARGV[1] end
+local s = appendEntry(KEYS[1], KEYS[2], e, tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), fresh,
+  tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7])
 return {e, s}
 `)
 

@@ -28,6 +28,7 @@ type Stats struct {
 	SlowDisconnect atomic.Int64 // connections closed because their queue overflowed
 	CaughtUp       atomic.Int64 // messages a connection got from the history after a gap
 	CatchUpDrops   atomic.Int64 // connections told to reconnect because a gap could not be filled
+	Healed         atomic.Int64 // connections a beat found behind their streams' tops (Heal)
 }
 
 // Hub is the registry of this instance's connections, keyed by user. Sending never
@@ -135,6 +136,13 @@ func (h *Hub) countLocked() int {
 		n += k
 	}
 	return n
+}
+
+// UserCount is the number of distinct users with a connection here.
+func (h *Hub) UserCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users)
 }
 
 // CountOf is the number of connections held here on one transport ("ws", "sse", "poll").

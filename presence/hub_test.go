@@ -9,16 +9,17 @@ import (
 
 // recConn records what it is sent.
 type recConn struct {
-	user string
-	mu   sync.Mutex
-	got  []*Message
-	at   []Cursor // the id each message was sent with
-	lost bool     // told to reconnect
+	user  string
+	since time.Time
+	mu    sync.Mutex
+	got   []*Message
+	at    []Cursor // the id each message was sent with
+	lost  bool     // told to reconnect
 }
 
 func (c *recConn) User() string                         { return c.user }
 func (c *recConn) Transport() string                    { return "test" }
-func (c *recConn) Since() time.Time                     { return time.Time{} }
+func (c *recConn) Since() time.Time                     { return c.since }
 func (c *recConn) Drain(context.Context, time.Duration) { c.mu.Lock(); c.lost = true; c.mu.Unlock() }
 func (c *recConn) Send(m *Message, at Cursor) {
 	c.mu.Lock()

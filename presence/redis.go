@@ -94,18 +94,13 @@ func NewRedisClient(ctx context.Context, url string) (*redis.Client, error) {
 // redisKeys names every key and channel under one prefix. docs/redis.md lists them.
 type redisKeys string
 
-// instances is the set of instance ids that have beaten recently.
-func (k redisKeys) instances() string { return string(k) + "instances" }
+// registry is the hash of live instances: one field per instance, its lease deadline
+// and what it reported at its last beat. Hash-tagged on its own, away from the users.
+func (k redisKeys) registry() string { return string(k) + "{r}:instances" }
 
-// instance is one instance's heartbeat hash; it expires when the instance stops beating.
-func (k redisKeys) instance(id string) string { return string(k) + "instance:" + id }
-
-// conns is one instance's connections: user id -> JSON list of {transport, since}.
-func (k redisKeys) conns(id string) string { return string(k) + "conns:" + id }
-
-// meta is a stream's epoch, top and TTL marks (docs/redis.md): the user's, or the
-// broadcasts' for user "". Hash-tagged with the stream, so one script may use both on
-// a cluster.
+// meta is a stream's epoch, top and TTL marks (docs/redis.md), and for a user the
+// presence fields of the instances holding the user: the user's, or the broadcasts'
+// for user "". Hash-tagged with the stream, so one script may use both on a cluster.
 func (k redisKeys) meta(user string) string { return k.tag(user) + ":meta" }
 
 // stream is a stream's messages: the user's, or the broadcasts' for user "".
@@ -120,11 +115,15 @@ func (k redisKeys) tag(user string) string {
 	return string(k) + "{u:" + user + "}"
 }
 
-// dedupe remembers a dispatched message's key (its AMQP message id), holding its id.
-func (k redisKeys) dedupe(key string) string { return string(k) + "dedupe:" + key }
+// dedupe remembers the position given to a dispatched message, by a hash of its
+// dedupe key (see DedupeKey), in the slot of the message's stream.
+func (k redisKeys) dedupe(user, hash string) string { return k.tag(user) + ":dd:" + hash }
 
 // relayInstance is the pub/sub channel of one instance.
-func (k redisKeys) relayInstance(id string) string { return string(k) + "relay:instance:" + id }
+func (k redisKeys) relayInstance(id string) string { return string(k) + "{i:" + id + "}:relay" }
 
 // relayBroadcast is the pub/sub channel every instance listens to.
-func (k redisKeys) relayBroadcast() string { return string(k) + "relay:broadcast" }
+func (k redisKeys) relayBroadcast() string { return string(k) + "{b}:relay" }
+
+// presenceField is the field of an instance in a user's meta hash.
+func presenceField(instance string) string { return "i:" + instance }

@@ -48,16 +48,19 @@ func NewRedisRelay(rdb redis.UniversalClient, opts RedisOptions, log *slog.Logge
 	return &RedisRelay{rdb: rdb, keys: redisKeys(opts.Prefix), instance: opts.Instance, log: log, ping: relayPingEvery}
 }
 
-func (r *RedisRelay) Send(ctx context.Context, instance string, m *Message) error {
-	return r.publish(ctx, r.keys.relayInstance(instance), m)
+func (r *RedisRelay) Send(ctx context.Context, instance string, ms ...*Message) error {
+	return r.publish(ctx, r.keys.relayInstance(instance), ms)
 }
 
-func (r *RedisRelay) Broadcast(ctx context.Context, m *Message) error {
-	return r.publish(ctx, r.keys.relayBroadcast(), m)
+func (r *RedisRelay) Broadcast(ctx context.Context, ms ...*Message) error {
+	return r.publish(ctx, r.keys.relayBroadcast(), ms)
 }
 
-func (r *RedisRelay) publish(ctx context.Context, channel string, m *Message) error {
-	b := encodeRelay(string(r.keys), r.instance, m)
+func (r *RedisRelay) publish(ctx context.Context, channel string, ms []*Message) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	b := encodeRelay(string(r.keys), r.instance, ms...)
 	if err := r.rdb.Publish(ctx, channel, b).Err(); err != nil {
 		return fmt.Errorf("relay publish: %w", err)
 	}
@@ -159,7 +162,7 @@ func (r *RedisRelay) watch(ctx context.Context, ps *redis.PubSub, heard *atomic.
 
 // handle decodes one payload and delivers it, unless it is our own broadcast.
 func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func(*Message)) {
-	m, from, err := decodeRelay(string(r.keys), []byte(x.Payload))
+	ms, from, err := decodeRelay(string(r.keys), []byte(x.Payload))
 	if err != nil {
 		r.Undecodable.Add(1)
 		r.log.Warn("relay: dropped a payload", "why", err, "channel", x.Channel, "bytes", len(x.Payload))
@@ -168,5 +171,7 @@ func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func(*Messag
 	if x.Channel == bcast && from == r.instance {
 		return // the sender delivered it already
 	}
-	deliver(m)
+	for _, m := range ms {
+		deliver(m)
+	}
 }

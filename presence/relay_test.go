@@ -3,6 +3,7 @@ package presence
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -27,12 +28,13 @@ var relayImpls = map[string]func(t *testing.T) func(instance string) Relay{
 type relayProbe struct {
 	msgs chan *Message
 	subs chan struct{}
+	seen map[string]bool // stream and position of what nextNew returned
 }
 
 // startRelay runs r until the test ends and waits for its first subscription.
 func startRelay(t *testing.T, r Relay) *relayProbe {
 	t.Helper()
-	p := &relayProbe{msgs: make(chan *Message, 1000), subs: make(chan struct{}, 10)}
+	p := &relayProbe{msgs: make(chan *Message, 1000), subs: make(chan struct{}, 10), seen: make(map[string]bool)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -72,6 +74,30 @@ func (p *relayProbe) next(t *testing.T) *Message {
 		t.Fatal("no relayed message within 5s")
 		return nil
 	}
+}
+
+// nextNew returns the next delivered message of a position not returned before, as a
+// connection takes them: a dispatcher hands a duplicate out again.
+func (p *relayProbe) nextNew(t *testing.T) *Message {
+	t.Helper()
+	for {
+		m := p.next(t)
+		k := m.UserID + "\x00" + m.Pos().Epoch + "-" + strconv.FormatUint(m.Seq, 10)
+		if !p.seen[k] {
+			p.seen[k] = true
+			return m
+		}
+	}
+}
+
+// nextN returns the next n messages of nextNew.
+func (p *relayProbe) nextN(t *testing.T, n int) []*Message {
+	t.Helper()
+	out := make([]*Message, n)
+	for i := range out {
+		out[i] = p.nextNew(t)
+	}
+	return out
 }
 
 func sameRelayed(t *testing.T, got, want *Message) {
@@ -141,38 +167,53 @@ func TestRelayContract(t *testing.T) {
 }
 
 func TestRelayCodec(t *testing.T) {
-	for _, m := range []*Message{
-		{},
-		{Epoch: NewEpoch(), Seq: 18446744073709551615, Time: 1700000000123, UserID: "ü s€r", RoutingKey: "k", Body: bytes.Repeat([]byte{0xfe}, 300)},
+	big := &Message{Epoch: NewEpoch(), Seq: 18446744073709551615, Time: 1700000000123, UserID: "ü s€r", RoutingKey: "k", Body: bytes.Repeat([]byte{0xfe}, 300)}
+	for _, ms := range [][]*Message{
+		{{}},
+		{big},
+		{{Epoch: big.Epoch, Seq: 1, UserID: "u", Body: []byte("one\n")}, {}, big},
 	} {
-		b := encodeRelay("bridge:db0:", "inst", m)
+		b := encodeRelay("bridge:db0:", "inst", ms...)
 		got, from, err := decodeRelay("bridge:db0:", b)
-		if err != nil || from != "inst" {
-			t.Fatalf("decode: from %q, err %v", from, err)
+		if err != nil || from != "inst" || len(got) != len(ms) {
+			t.Fatalf("decode: %d messages from %q, err %v; want %d", len(got), from, err, len(ms))
 		}
-		sameRelayed(t, got, m)
-		for i := range len(b) - len(m.Body) {
-			if _, _, err := decodeRelay("bridge:db0:", b[:i]); err == nil {
+		for i := range ms {
+			sameRelayed(t, got[i], ms[i])
+		}
+		last := ms[len(ms)-1]
+		for i := range len(b) - len(last.Body) {
+			if _, _, err := decodeRelay("bridge:db0:", b[:i]); err == nil && len(ms) == 1 {
 				t.Errorf("decode of the first %d bytes: got no error", i)
 			}
 		}
 		if _, _, err := decodeRelay("bridge:db8:", b); err != errForeignRelay {
 			t.Errorf("decode in another namespace: %v, want errForeignRelay", err)
 		}
+		if _, _, err := decodeRelay("bridge:db0:", append(b, '7')); err == nil {
+			t.Errorf("decode with a stray byte at the end: got no error")
+		}
 	}
 }
 
 func FuzzDecodeRelay(f *testing.F) {
 	f.Add(encodeRelay("ns", "A", &Message{Epoch: NewEpoch(), Seq: 5, UserID: "u", RoutingKey: "k", Body: []byte("body")}))
+	f.Add(encodeRelay("ns", "", &Message{Epoch: NewEpoch(), Seq: 5, UserID: "u", Body: []byte("a")}, &Message{Body: []byte("b")}))
 	f.Add([]byte{relayVersion, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, from, err := decodeRelay("ns", b)
+		ms, from, err := decodeRelay("ns", b)
 		if err != nil {
 			return
 		}
-		again := encodeRelay("ns", from, m)
-		if m2, from2, err := decodeRelay("ns", again); err != nil || from2 != from || m2.Pos() != m.Pos() || !bytes.Equal(m2.Body, m.Body) {
-			t.Fatalf("round trip changed the message")
+		again := encodeRelay("ns", from, ms...)
+		ms2, from2, err := decodeRelay("ns", again)
+		if err != nil || from2 != from || len(ms2) != len(ms) {
+			t.Fatalf("round trip changed the payload: %v", err)
+		}
+		for i := range ms {
+			if ms2[i].Pos() != ms[i].Pos() || !bytes.Equal(ms2[i].Body, ms[i].Body) {
+				t.Fatalf("round trip changed message %d", i)
+			}
 		}
 	})
 }
