@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // sendRequest is the body of POST /api/send.
@@ -16,28 +18,22 @@ type sendRequest struct {
 
 // handleSend serves POST /api/send: what an SSE or poll client sends, following
 // BRIDGE_INBOUND like a WebSocket client's send frame.
-func handleSend(d Deps, in *inbound) echo.HandlerFunc {
+func handleSend(auth *Auth, rates *userRates, in *inbound, maxBytes int) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		user, err := d.Auth.Admit(c.Request(), "")
+		user, err := auth.Admit(c.Request(), "")
 		if err != nil {
 			return err
 		}
-		if err := d.rates.allow(user); err != nil {
+		if err := rates.allow(user); err != nil {
 			return err
 		}
 		var req sendRequest
-		if err := decodeJSON(c.Request(), d.Limits.MaxMessageBytes+4096, &req); err != nil {
+		if err := decodeJSON(c.Request(), maxBytes+4096, &req); err != nil {
 			return err
 		}
-		switch {
-		case len(req.RoutingKey) > 255:
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is longer than 255 bytes"}
-		case len(req.Data) == 0 || string(req.Data) == "null":
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "data is required"}
-		}
-		body := bodyOf(req.Data)
-		if len(body) > d.Limits.MaxMessageBytes {
-			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "data is over BRIDGE_MAX_MESSAGE_BYTES"}
+		body, err := transport.MessageBody(req.RoutingKey, req.Data, maxBytes)
+		if err != nil {
+			return err
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), sendTimeout)
 		defer cancel()

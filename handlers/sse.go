@@ -3,10 +3,12 @@ package handlers
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -15,14 +17,14 @@ import (
 // with ?protocol=bridge.v1 the bridge.v1 message frame (what bridge.js uses, so it has
 // the routing key). The stream resumes after the Last-Event-ID header (sent by
 // EventSource when it reconnects by itself) or ?lastEventId=.
-func handleSSE(d Deps) echo.HandlerFunc {
+func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		topics, err := d.topics.query(r)
+		topics, err := rule.query(r)
 		if err != nil {
 			return err
 		}
-		user, release, err := admitConn(d, r, "")
+		user, release, err := dr.admit(r, "")
 		if err != nil {
 			return err
 		}
@@ -30,10 +32,10 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		v1 := false
 		switch p := c.QueryParam("protocol"); p {
 		case "":
-		case SubprotocolV1:
+		case transport.SubprotocolV1:
 			v1 = true
 		default:
-			return &Error{Status: http.StatusBadRequest, Msg: "protocol must be " + SubprotocolV1 + " or absent"}
+			return &Error{Status: http.StatusBadRequest, Msg: "protocol must be " + transport.SubprotocolV1 + " or absent"}
 		}
 		cursor := r.Header.Get("Last-Event-ID")
 		if cursor == "" {
@@ -41,17 +43,16 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		}
 
 		w := c.Response()
-		conn := presence.NewSSE(w, user, presence.SSEOptions{
+		conn := transport.NewSSE(w, user, transport.SSEOptions{
 			V1:        v1,
-			QueueLen:  d.Limits.SendQueue,
-			Heartbeat: d.Limits.Heartbeat,
-			MaxAge:    d.Limits.MaxAge,
-			Stats:     &d.Hub.Stats,
+			Instance:  instance,
+			QueueLen:  lim.SendQueue,
+			Heartbeat: lim.Heartbeat,
+			MaxAge:    lim.MaxAge,
+			Stats:     &dr.hub.Stats,
 		})
 		ctx := context.WithoutCancel(r.Context())
-		detach, err := attach(ctx, d, presence.Subscribe(conn, topics), cursor, 0, func(rp *presence.Replay) {
-			conn.Replay(sseControl(d, user, cursor, rp), topics.Filter(rp.Messages), rp.Head.String())
-		})
+		detach, err := dr.attach(ctx, presence.Subscribe(conn, topics), cursor, 0)
 		if err != nil {
 			return err
 		}
@@ -64,22 +65,8 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		h.Del("Content-Length")
 		w.WriteHeader(http.StatusOK)
 		if err := conn.Serve(r.Context()); err != nil && !errors.Is(err, context.Canceled) {
-			d.Log.Debug("sse stream ended", "user", user, "err", err)
+			log.Debug("sse stream ended", "user", user, "err", err)
 		}
 		return nil
 	}
-}
-
-// sseControl is what a stream hears before its replay: a welcome event and, when the
-// replay is incomplete, a reset event. Neither carries an id: the stream's position is
-// set by the messages and by the id-only event after the replay (see SSE.Replay).
-func sseControl(d Deps, user, cursor string, rp *presence.Replay) [][]byte {
-	out := [][]byte{presence.EncodeJSONEvent("welcome", "", welcomeFrame{
-		Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head.String(),
-		Resumed: cursor != "" && rp.Reset == "",
-	})}
-	if rp.Reset != "" {
-		out = append(out, presence.EncodeJSONEvent("reset", "", presence.NewResetFrame(rp.Reset)))
-	}
-	return out
 }

@@ -27,8 +27,8 @@ type Cursor struct {
 // history that was lost and started again is told apart from the one before it.
 const epochLen = 10
 
-// maxCursorLen bounds a cursor: two epochs, two 20-digit numbers and three separators.
-const maxCursorLen = 2*epochLen + 2*20 + 3
+// MaxCursorLen bounds a cursor: two epochs, two 20-digit numbers and three separators.
+const MaxCursorLen = 2*epochLen + 2*20 + 3
 
 const epochAlphabet = "0123456789abcdefghijklmnopqrstuv"
 
@@ -46,7 +46,7 @@ func NewEpoch() string {
 var ErrBadCursor = errors.New("malformed cursor")
 
 // String is the cursor as clients see it: "<user epoch>-<user seq>.<bcast epoch>-<bcast seq>".
-func (c Cursor) String() string { return string(c.Append(make([]byte, 0, maxCursorLen))) }
+func (c Cursor) String() string { return string(c.Append(make([]byte, 0, MaxCursorLen))) }
 
 // Append appends the cursor's text to b: the writers call it with a scratch buffer of
 // their own, so an id costs no allocation.
@@ -64,7 +64,7 @@ func (p Pos) append(b []byte) []byte {
 
 // ParseCursor reads a cursor written by Cursor.String.
 func ParseCursor(s string) (Cursor, error) {
-	if len(s) > maxCursorLen {
+	if len(s) > MaxCursorLen {
 		return Cursor{}, ErrBadCursor
 	}
 	u, b, ok := strings.Cut(s, ".")

@@ -111,10 +111,6 @@ func (f *feed) offer(c Conn, m *Message) int {
 	return f.offerLocked(c, m)
 }
 
-// UseHistory makes the hub track where each connection stands, so it never sends a
-// message twice and repairs a gap from h. Call it before any connection is added.
-func (h *Hub) UseHistory(hist History) { h.history = hist }
-
 // Hold registers c while its replay is being read: messages for it wait until
 // Release. Hold it before the connection is in the directory, so no message sent
 // after that falls between the replay and the live stream.

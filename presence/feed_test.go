@@ -15,8 +15,7 @@ import (
 func TestHubRepairsGapsPerStream(t *testing.T) {
 	ctx := context.Background()
 	h := NewMemoryHistory(100, time.Hour)
-	hub := NewHub()
-	hub.UseHistory(h)
+	hub := NewHub(HubConfig{History: h, Directory: NewMemoryDirectory()})
 	var ms []*Message
 	add := func(user string) *Message {
 		m := &Message{UserID: user, RoutingKey: "k", Body: []byte{byte('a' + len(ms))}}
@@ -86,8 +85,7 @@ func bodies(ms []*Message) string {
 func TestHubHeal(t *testing.T) {
 	ctx := context.Background()
 	h := NewMemoryHistory(100, time.Hour)
-	hub := NewHub()
-	hub.UseHistory(h)
+	hub := NewHub(HubConfig{History: h, Directory: NewMemoryDirectory()})
 	appendTo := func(user string) *Message {
 		m := &Message{UserID: user, Body: []byte(user + "!")}
 		if err := h.Append(ctx, m); err != nil {

@@ -1,9 +1,12 @@
-package presence
+package transport
 
 import (
 	"encoding/binary"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // WebSocket frames as the server sends them (RFC 6455 §5.2): one final frame per
@@ -53,4 +56,48 @@ func serverFrame(op int, payload []byte) []byte {
 	putFrameHeader(b[:h], op, len(payload))
 	copy(b[h:], payload)
 	return b
+}
+
+// rawFrame is m's WebSocket frame in raw mode: the body verbatim, as text when it is
+// UTF-8 and as binary otherwise (a text frame must be UTF-8; browsers fail the
+// connection on one that is not).
+func rawFrame(m *presence.Message) []byte {
+	return m.Encoded(encWSRaw, func(m *presence.Message) []byte {
+		op := websocket.TextMessage
+		if !utf8.Valid(m.Body) {
+			op = websocket.BinaryMessage
+		}
+		return serverFrame(op, m.Body)
+	})
+}
+
+// appendV1Head appends to scratch what m's bridge.v1 frame has of its own for one
+// connection at id: the WebSocket header (its length depends on the id's) and the id.
+// The frame is then scratch[hs:is], v1Pre, scratch[is:ie], v1Post(m): the shared JSON
+// is referenced, not copied, so a recipient costs no allocation once its scratch
+// buffer has grown.
+func appendV1Head(scratch []byte, m *presence.Message, id presence.Cursor) (out []byte, hs, is, ie int) {
+	post := v1Post(m)
+	scratch = append(scratch, noHeader[:]...)
+	is = len(scratch)
+	scratch = id.Append(scratch)
+	ie = len(scratch)
+	n := len(v1Pre) + ie - is + len(post)
+	hs = is - frameHeaderLen(n)
+	putFrameHeader(scratch[hs:is], websocket.TextMessage, n)
+	return scratch, hs, is, ie
+}
+
+// noHeader is the room appendV1Head reserves for a header before it knows its length.
+var noHeader [maxFrameHeader]byte
+
+// framePayload is the payload of an unmasked frame f, as putFrameHeader wrote it.
+func framePayload(f []byte) []byte {
+	switch f[1] {
+	case 126:
+		return f[4:]
+	case 127:
+		return f[maxFrameHeader:]
+	}
+	return f[2:]
 }

@@ -1,10 +1,12 @@
-package presence
+package transport
 
 import (
 	"context"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 func TestEncodeEvent(t *testing.T) {
@@ -46,19 +48,19 @@ func (w *stuckWriter) Write(b []byte) (int, error) {
 // the stream and count a slow disconnect; the replay is not held to the limit.
 func TestSSESlowClientIsCut(t *testing.T) {
 	w := &stuckWriter{header: http.Header{}, release: make(chan struct{}), wrote: make(chan struct{}, 1)}
-	var st Stats
+	var st presence.Stats
 	c := NewSSE(w, "u", SSEOptions{QueueLen: 2, Stats: &st})
-	c.Replay(nil, []Delivery{{M: &Message{Body: []byte("a")}}, {M: &Message{Body: []byte("b")}}, {M: &Message{Body: []byte("c")}}}, "-0.-0")
+	c.Replay(&presence.Replay{Messages: []presence.Delivery{{M: &presence.Message{Body: []byte("a")}}, {M: &presence.Message{Body: []byte("b")}}, {M: &presence.Message{Body: []byte("c")}}}})
 	served := make(chan error, 1)
 	go func() { served <- c.Serve(context.Background()) }()
 	<-w.wrote // the writer is stuck in its first write
 
-	c.Send(&Message{Body: []byte("d")}, Cursor{})
-	c.Send(&Message{Body: []byte("e")}, Cursor{})
+	c.Send(&presence.Message{Body: []byte("d")}, presence.Cursor{})
+	c.Send(&presence.Message{Body: []byte("e")}, presence.Cursor{})
 	if n := st.SlowDisconnect.Load(); n != 0 {
 		t.Fatalf("slow disconnects %d within the limit, want 0", n)
 	}
-	c.Send(&Message{Body: []byte("f")}, Cursor{})
+	c.Send(&presence.Message{Body: []byte("f")}, presence.Cursor{})
 	if n := st.SlowDisconnect.Load(); n != 1 {
 		t.Fatalf("slow disconnects %d over the limit, want 1", n)
 	}

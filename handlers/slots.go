@@ -8,10 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
-	"github.com/labstack/echo/v4"
-	"golang.org/x/time/rate"
-
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -19,11 +15,6 @@ import (
 // user: long enough that a reconnect loop does not hammer us, short enough that a
 // client whose other tab just closed is soon back.
 const connRetryAfter = 5 * time.Second
-
-// Reasons sent in close frames; each stays under the 123 bytes a close frame allows.
-const (
-	reasonRate = "message rate limit exceeded"
-)
 
 // connSlots counts the connections of every transport on this instance, in total and
 // per user, so that a limit is enforced before a connection is upgraded or a stream
@@ -44,9 +35,6 @@ func newConnSlots(maxTotal, maxUser int) *connSlots {
 // acquire takes a slot for one connection of user, or answers 503 with Retry-After.
 // The returned release gives it back; calling it more than once is harmless.
 func (s *connSlots) acquire(user string) (release func(), err error) {
-	if s == nil { // a Deps not made by NewServer: nothing is counted
-		return func() {}, nil
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -75,59 +63,44 @@ func tooManyConns(msg string) *Error {
 		RetryAfter: strconv.Itoa(int(connRetryAfter / time.Second))}
 }
 
-// newFrameLimiter is the token bucket of one connection's inbound messages.
-func (l Limits) newFrameLimiter() *rate.Limiter {
-	if l.MessageRate <= 0 {
-		return rate.NewLimiter(rate.Inf, 0)
-	}
-	return rate.NewLimiter(rate.Limit(l.MessageRate), max(l.MessageBurst, 1))
+// door is what every connection route lets a client in through and registers its
+// connection with: origin and identity, a connection slot here, the user's count
+// across instances, and the hub, closed once the instance drains.
+type door struct {
+	auth     *Auth
+	slots    *connSlots
+	dir      presence.Directory // counts a user's connections across instances; nil: not counted
+	maxUser  int                // BRIDGE_MAX_CONNS_PER_USER; 0: unlimited
+	draining func() bool        // nil: never
+	hub      *presence.Hub
 }
 
-// floodGuard returns the check a WebSocket's reader makes before handling a frame:
-// within the rate it says yes; beyond it the connection is closed with 1008.
-func floodGuard(l Limits, ws *presence.WS) (allow func() bool) {
-	lim := l.newFrameLimiter()
-	return func() bool {
-		if lim.Allow() {
-			return true
-		}
-		ws.CloseWith(websocket.ClosePolicyViolation, reasonRate)
-		return false
+func newDoor(d Deps) *door {
+	return &door{
+		auth: d.Auth, slots: newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser), dir: d.Directory,
+		maxUser: d.Limits.MaxConnsPerUser, draining: d.Draining, hub: d.Hub,
 	}
 }
 
-// limitQuery answers 414 to a query string over max bytes, before any handler parses it.
-func limitQuery(max int) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if max > 0 && len(c.Request().URL.RawQuery) > max {
-				return &Error{Status: http.StatusRequestURITooLong, Msg: "query string is over BRIDGE_MAX_QUERY_BYTES"}
-			}
-			return next(c)
-		}
-	}
-}
-
-// admitConn is the door of every connection route: the origin and the identity
-// (Auth.Admit), then a connection slot of the user's, released by the caller when
-// the connection ends.
-func admitConn(d Deps, r *http.Request, pathUser string) (user string, release func(), err error) {
-	if user, err = d.Auth.Admit(r, pathUser); err != nil {
+// admit checks the origin and the identity (Auth.Admit), then takes a connection slot
+// of the user's, released by the caller when the connection ends.
+func (dr *door) admit(r *http.Request, pathUser string) (user string, release func(), err error) {
+	if user, err = dr.auth.Admit(r, pathUser); err != nil {
 		return "", nil, err
 	}
-	if release, err = reserveConn(r.Context(), d, user); err != nil {
+	if release, err = dr.reserve(r.Context(), user); err != nil {
 		return "", nil, err
 	}
 	return user, release, nil
 }
 
-// reserveConn takes a connection slot of user's, here and (by the directory's count)
+// reserve takes a connection slot of user's, here and (by the directory's count)
 // across instances; the caller releases it when the connection ends.
-func reserveConn(ctx context.Context, d Deps, user string) (release func(), err error) {
-	if release, err = d.slots.acquire(user); err != nil {
+func (dr *door) reserve(ctx context.Context, user string) (release func(), err error) {
+	if release, err = dr.slots.acquire(user); err != nil {
 		return nil, err
 	}
-	if err = userConnsEverywhere(ctx, d, user); err != nil {
+	if err = dr.userConnsEverywhere(ctx, user); err != nil {
 		release()
 		return nil, err
 	}
@@ -140,13 +113,37 @@ func reserveConn(ctx context.Context, d Deps, user string) (release func(), err 
 // opened at the same moment on several instances may pass it together — a bound on
 // abuse, not an exact quota. If the directory cannot answer, the connection's own
 // registration fails next and says so.
-func userConnsEverywhere(ctx context.Context, d Deps, user string) error {
-	if d.Limits.MaxConnsPerUser <= 0 || d.Directory == nil {
+func (dr *door) userConnsEverywhere(ctx context.Context, user string) error {
+	if dr.maxUser <= 0 || dr.dir == nil {
 		return nil
 	}
-	es, err := d.Directory.Lookup(ctx, user)
-	if err != nil || len(es) < d.Limits.MaxConnsPerUser {
+	es, err := dr.dir.Lookup(ctx, user)
+	if err != nil || len(es) < dr.maxUser {
 		return nil
 	}
 	return tooManyConns(fmt.Sprintf("this user holds %d connections across instances (BRIDGE_MAX_CONNS_PER_USER)", len(es)))
 }
+
+// open refuses a connection while the instance drains: one that arrived after the
+// hub drained would never be told to go, and an open SSE response or poll would hold
+// up the HTTP server's Shutdown.
+func (dr *door) open() error {
+	if dr.draining != nil && dr.draining() {
+		return errDraining
+	}
+	return nil
+}
+
+// attach registers conn on this instance and in the directory and queues its replay
+// from cursor (see presence.Hub.Attach). detach undoes both.
+func (dr *door) attach(ctx context.Context, conn presence.Conn, cursor string, limit int) (detach func(), err error) {
+	if err := dr.open(); err != nil {
+		return nil, err
+	}
+	if err := dr.hub.Attach(ctx, conn, cursor, limit); err != nil {
+		return nil, err
+	}
+	return func() { dr.hub.Detach(ctx, conn) }, nil
+}
+
+var errDraining = &Error{Status: http.StatusServiceUnavailable, Msg: "this instance is shutting down: connect again", RetryAfter: "1"}

@@ -1,51 +1,50 @@
-package app
+package presence
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/http"
-
-	"github.com/pushbridge/pushbridge/handlers"
-	"github.com/pushbridge/pushbridge/presence"
 )
 
 // replayPage is how many messages one history read returns while building a replay:
 // large enough that a typical resume is one read, small enough to bound each read.
 const replayPage = 500
 
-// errPresence answers a connection that could not be registered or replayed because
-// Redis failed: nothing is lost, the client should come back (here or elsewhere).
-var errPresence = &handlers.Error{Status: http.StatusServiceUnavailable, Msg: "presence is unavailable: connect again", RetryAfter: "2"}
+// ErrUnavailable: a connection could not be registered or replayed because the shared
+// state (Redis) failed. Nothing is lost; the client should come back, here or
+// elsewhere (handlers answers 503 with Retry-After).
+var ErrUnavailable = errors.New("presence is unavailable")
 
-// Attach registers c and hands load what c's user missed after cursor (at most limit
-// messages; 0: all of the window), then starts live delivery, so that every message is
-// given once: in the replay or live, never both, never neither.
+// Attach registers c and hands it (Conn.Replay) what c's user missed after cursor (at
+// most limit messages; 0: a page of the window), then starts live delivery, so that
+// every message is given once: in the replay or live, never both, never neither.
 //
 // The order is what makes that hold across instances. c is first held in the hub (live
 // messages for it wait), then written to the directory: every message dispatched once
 // the entry is visible is published to this instance, and every one before is in the
-// history below the head read next. The replay reads the history after the cursor;
-// then what waited is released, skipping ids the replay already gave. load runs before
-// the release and must not block: it queues the replay ahead of anything live.
+// history below the tops read next. The replay reads the history after the cursor;
+// then what waited is released, skipping positions the replay already gave. c.Replay
+// runs before the release and must not block: it queues the replay ahead of anything
+// live.
 //
 // An empty cursor starts from now. A malformed, unknown or expired cursor still
 // attaches; the replay's Reset says why it is incomplete.
-func (r *Router) Attach(ctx context.Context, c presence.Conn, cursor string, limit int, load func(*presence.Replay)) error {
-	r.hub.Hold(c)
-	if err := r.dir.Add(ctx, r.entry(c)); err != nil {
-		r.Detach(ctx, c)
-		return fmt.Errorf("%w (%w)", errPresence, err)
+func (h *Hub) Attach(ctx context.Context, c Conn, cursor string, limit int) error {
+	h.Hold(c)
+	if err := h.dir.Add(ctx, h.entry(c)); err != nil {
+		h.Detach(ctx, c)
+		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
-	rp, err := r.replay(ctx, c.User(), cursor, limit)
+	rp, err := h.replay(ctx, c.User(), cursor, limit)
 	if err != nil {
-		r.Detach(ctx, c)
-		return fmt.Errorf("%w (%w)", errPresence, err)
+		h.Detach(ctx, c)
+		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
-	load(rp)
+	c.Replay(rp)
 	// A replay that stopped at its page goes on from the history as a catch-up, for
 	// a stream; a poll (limit > 0) reads the rest with its next request.
-	if err := r.hub.Release(ctx, c, rp.Head, rp.More && limit == 0); err != nil {
-		r.log.Warn("attach: live messages not caught up yet (retried with the next one)", "user", c.User(), "err", err)
+	if err := h.Release(ctx, c, rp.Head, rp.More && limit == 0); err != nil {
+		h.log.Warn("attach: live messages not caught up yet (retried with the next one)", "user", c.User(), "err", err)
 	}
 	return nil
 }
@@ -53,51 +52,51 @@ func (r *Router) Attach(ctx context.Context, c presence.Conn, cursor string, lim
 // Replay reads what user's connections should read after cursor, at most limit
 // messages, without registering anything: a poll with something to answer needs no
 // more. An error answers the client as Attach's do.
-func (r *Router) Replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, error) {
-	rp, err := r.replay(ctx, user, cursor, limit)
+func (h *Hub) Replay(ctx context.Context, user, cursor string, limit int) (*Replay, error) {
+	rp, err := h.replay(ctx, user, cursor, limit)
 	if err != nil {
-		return nil, fmt.Errorf("%w (%w)", errPresence, err)
+		return nil, fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
 	return rp, nil
 }
 
 // Detach unregisters c from the hub and the directory.
-func (r *Router) Detach(ctx context.Context, c presence.Conn) {
-	r.hub.Remove(c)
-	if err := r.dir.Remove(ctx, r.entry(c)); err != nil {
-		r.log.Warn("presence remove", "user", c.User(), "err", err)
+func (h *Hub) Detach(ctx context.Context, c Conn) {
+	h.Remove(c)
+	if err := h.dir.Remove(ctx, h.entry(c)); err != nil {
+		h.log.Warn("presence remove", "user", c.User(), "err", err)
 	}
 }
 
-func (r *Router) entry(c presence.Conn) presence.Entry {
-	return presence.Entry{User: c.User(), Instance: r.instance, Transport: c.Transport(), Since: c.Since()}
+func (h *Hub) entry(c Conn) Entry {
+	return Entry{User: c.User(), Instance: h.instance, Transport: c.Transport(), Since: c.Since()}
 }
 
 // replay reads what user's connections should have read after cursor — one page of
 // each stream, merged by the time each message was recorded, at most limit (0: a page)
 // — and where live delivery takes over: after the last message replayed of each
 // stream, or its top when the replay got to it (see Attach).
-func (r *Router) replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, error) {
-	rp := &presence.Replay{}
-	var from presence.Cursor
+func (h *Hub) replay(ctx context.Context, user, cursor string, limit int) (*Replay, error) {
+	rp := &Replay{From: cursor}
+	var from Cursor
 	page := replayPage
 	if limit > 0 {
 		page = min(page, limit)
 	}
 	if cursor == "" {
 		page = 0 // a fresh client starts at the tops
-	} else if c, err := presence.ParseCursor(cursor); err != nil {
-		rp.Reset = presence.ResetMalformed
+	} else if c, err := ParseCursor(cursor); err != nil {
+		rp.Reset = ResetMalformed
 	} else {
 		from = c
 	}
-	var ws [2]presence.Window
+	var ws [2]Window
 	for i, owner := range []string{user, ""} {
 		p := from.User
 		if i == 1 {
 			p = from.Bcast
 		}
-		w, err := r.history.Read(ctx, owner, p, page)
+		w, err := h.history.Read(ctx, owner, p, page)
 		if err != nil {
 			return nil, fmt.Errorf("read history: %w", err)
 		}
@@ -115,7 +114,7 @@ func (r *Router) replay(ctx context.Context, user, cursor string, limit int) (*p
 		}
 		start := w.Top
 		if len(w.Msgs) > 0 {
-			start = presence.Pos{Epoch: w.Top.Epoch, Seq: w.Msgs[0].Seq - 1}
+			start = Pos{Epoch: w.Top.Epoch, Seq: w.Msgs[0].Seq - 1}
 		}
 		if i == 0 {
 			at.User = start
@@ -127,11 +126,11 @@ func (r *Router) replay(ctx context.Context, user, cursor string, limit int) (*p
 	for (len(a) > 0 || len(b) > 0) && (page == 0 || len(rp.Messages) < page) {
 		if len(b) == 0 || (len(a) > 0 && a[0].Time <= b[0].Time) {
 			at.User = a[0].Pos()
-			rp.Messages = append(rp.Messages, presence.Delivery{M: a[0], At: at})
+			rp.Messages = append(rp.Messages, Delivery{M: a[0], At: at})
 			a = a[1:]
 		} else {
 			at.Bcast = b[0].Pos()
-			rp.Messages = append(rp.Messages, presence.Delivery{M: b[0], At: at})
+			rp.Messages = append(rp.Messages, Delivery{M: b[0], At: at})
 			b = b[1:]
 		}
 	}
