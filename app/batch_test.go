@@ -21,16 +21,17 @@ import (
 // batchRouter is one instance's Consumer, on the in-memory backend or on the real
 // Redis (rds set), with a connection of user "1" attached to its hub.
 type batchRouter struct {
-	r    *app.Consumer
-	conn *bodyConn
-	rds  *apptest.Redis
+	r     *app.Consumer
+	conn  *bodyConn
+	conn2 *bodyConn // of user "2"
+	rds   *apptest.Redis
 }
 
 func newBatchRouter(t *testing.T, redis bool) *batchRouter {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	br := &batchRouter{conn: &bodyConn{user: "1"}}
+	br := &batchRouter{conn: &bodyConn{user: "1"}, conn2: &bodyConn{user: "2"}}
 	var hub *presence.Hub
 	if !redis {
 		var disp presence.Dispatcher
@@ -46,8 +47,10 @@ func newBatchRouter(t *testing.T, redis bool) *batchRouter {
 		go func() { _ = hub.Listen(ctx, presence.NewRedisRelay(br.rds.Client, ro, log)) }()
 		<-hub.Listening()
 	}
-	if err := hub.Attach(ctx, br.conn, "", 0); err != nil {
-		t.Fatal(err)
+	for _, c := range []*bodyConn{br.conn, br.conn2} {
+		if err := hub.Attach(ctx, c, "", 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return br
 }
@@ -219,5 +222,42 @@ func TestRedisOutageRequeuesBatches(t *testing.T) {
 	s.Stop(t)
 	if left := apptest.QueueReady(t, tp.Queues[0]); left != 0 {
 		t.Errorf("queue holds %d messages after the server stopped, want 0 (a delivery was not acked)", left)
+	}
+}
+
+// TestDedupeKeys: a delivery's dedupe key is its queue, message-id and body, so one
+// event id fanned out to two users reaches both; without a message-id, a delivery the
+// broker marks redelivered is recognised by routing key and body, while two equal
+// messages published on purpose (neither redelivered) both arrive (issue 12, item 3).
+func TestDedupeKeys(t *testing.T) {
+	for _, redis := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "redis"}[redis], func(t *testing.T) {
+			br := newBatchRouter(t, redis)
+			handle := func(ds ...broker.Delivery) {
+				t.Helper()
+				for i, o := range br.r.Handle(context.Background(), ds) {
+					if o != broker.Ack {
+						t.Fatalf("delivery %d: outcome %v, want ack", i, o)
+					}
+				}
+			}
+			handle(
+				broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"1","event":"e1"}`), MessageID: "event-1"},
+				broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"2","event":"e1"}`), MessageID: "event-1"},
+			)
+			plain := broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"1","text":"same"}`)}
+			handle(plain)
+			handle(plain) // published twice on purpose: both arrive
+			again := plain
+			again.Redelivered = true
+			handle(again) // a redelivery of the second: not delivered again
+			handle(broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"1","event":"e1"}`), MessageID: "event-1", Redelivered: true})
+			handle(broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"1","end":true}`)})
+			if d := br.r.Duplicates.Load(); d != 2 {
+				t.Errorf("duplicates %d, want 2 (the redelivery without an id, and event-1 to user 1 again)", d)
+			}
+			br.conn2.wantBodies(t, `{"receiveUserId":"2","event":"e1"}`)
+			br.conn.wantBodies(t, `{"receiveUserId":"1","event":"e1"}`, string(plain.Body), string(plain.Body), `{"receiveUserId":"1","end":true}`)
+		})
 	}
 }

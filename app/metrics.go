@@ -33,7 +33,7 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker) http.Handler {
 			func() float64 { return float64(r.Rejected.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_requeued_total", Help: "Broker deliveries requeued because routing failed."},
 			func() float64 { return float64(r.Requeued.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_duplicate_total", Help: "Redeliveries of an already dispatched message (same AMQP message id), acked without a second dispatch."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_duplicate_total", Help: "Redeliveries of an already dispatched message (same queue, AMQP message id and body; without an id, a redelivery with the same routing key and body), acked without a second dispatch."},
 			func() float64 { return float64(r.Duplicates.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_relay_resyncs_total", Help: "Times every connection was caught up from the history: the relay subscribed again, or this instance was out of presence."},
 			func() float64 { return float64(hub.Stats.Resyncs.Load()) }),
