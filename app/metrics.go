@@ -12,7 +12,7 @@ import (
 )
 
 // newMetrics exposes the counters the parts already keep; nothing is counted twice.
-func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker) http.Handler {
+func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, be *backend) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -43,6 +43,7 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker) http.Handler {
 			func() float64 { return float64(hub.Stats.Healed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_catch_up_drops_total", Help: "Connections told to reconnect because a gap could not be filled from the history."},
 			func() float64 { return float64(hub.Stats.CatchUpDrops.Load()) }),
+		relayDropped(be, "malformed", 0), relayDropped(be, "foreign", 1),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_broker_up", Help: "1 while the broker connection is up."},
 			func() float64 {
 				if b.Ready() {
@@ -52,6 +53,21 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker) http.Handler {
 			}),
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// relayDropped is the counter of relay payloads dropped for one reason (which: 0
+// malformed, 1 foreign); always 0 in memory.
+func relayDropped(be *backend, reason string, which int) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "pushbridge_relay_dropped_total", Help: "Relay payloads dropped, never delivered: malformed (does not parse) or foreign (names another deployment's namespace).",
+		ConstLabels: prometheus.Labels{"reason": reason},
+	}, func() float64 {
+		if be.relayDropped == nil {
+			return 0
+		}
+		m, f := be.relayDropped()
+		return float64([2]int64{m, f}[which])
+	})
 }
 
 // byTransport is the gauge of the connections held on one transport.

@@ -25,6 +25,7 @@ var _ Dispatcher = (*RedisDispatcher)(nil)
 type RedisDispatcher struct {
 	rdb  redis.UniversalClient
 	keys redisKeys
+	ns   string // relayNamespace
 	h    *RedisHistory
 	ttl  int64 // presence lease grace, ms
 
@@ -35,7 +36,10 @@ type RedisDispatcher struct {
 // channels, for the presence under the same prefix.
 func NewRedisDispatcher(rdb redis.UniversalClient, opts RedisOptions) *RedisDispatcher {
 	opts = opts.withDefaults()
-	return &RedisDispatcher{rdb: rdb, keys: redisKeys(opts.Prefix), h: NewRedisHistory(rdb, opts), ttl: leaseGrace(opts.PresenceTTL).Milliseconds()}
+	return &RedisDispatcher{
+		rdb: rdb, keys: redisKeys(opts.Prefix), ns: relayNamespace(rdb, opts.Prefix),
+		h: NewRedisHistory(rdb, opts), ttl: leaseGrace(opts.PresenceTTL).Milliseconds(),
+	}
 }
 
 // Dedupe modes of the dispatch script.
@@ -164,12 +168,11 @@ func (d *RedisDispatcher) publish(ctx context.Context, o *relayOut) int {
 		return 0
 	}
 	pipe := d.rdb.Pipeline()
-	ns := string(d.keys)
 	for _, id := range o.order {
-		pipe.Publish(ctx, d.keys.relayInstance(id), encodeRelay(ns, "", o.to[id]...))
+		pipe.Publish(ctx, relayInstance(d.ns, id), encodeRelay(d.ns, "", o.to[id]...))
 	}
 	if len(o.bcast) > 0 {
-		pipe.Publish(ctx, d.keys.relayBroadcast(), encodeRelay(ns, "", o.bcast...))
+		pipe.Publish(ctx, relayBroadcast(d.ns), encodeRelay(d.ns, "", o.bcast...))
 	}
 	cmds, _ := pipe.Exec(ctx)
 	failed := 0

@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -119,11 +120,23 @@ func (k redisKeys) tag(user string) string {
 // dedupe key (see DedupeKey), in the slot of the message's stream.
 func (k redisKeys) dedupe(user, hash string) string { return k.tag(user) + ":dd:" + hash }
 
-// relayInstance is the pub/sub channel of one instance.
-func (k redisKeys) relayInstance(id string) string { return string(k) + "{i:" + id + "}:relay" }
+// relayNamespace starts every relay channel and payload of a deployment: its key
+// prefix and database number. Pub/sub ignores databases, so two deployments on one
+// Redis server (say staging on DB 8, production on DB 7) must not share a channel,
+// and a payload of the other is refused by its namespace. A cluster has only DB 0.
+func relayNamespace(rdb redis.UniversalClient, prefix string) string {
+	db := 0
+	if c, ok := rdb.(*redis.Client); ok {
+		db = c.Options().DB
+	}
+	return prefix + "db" + strconv.Itoa(db) + ":"
+}
 
-// relayBroadcast is the pub/sub channel every instance listens to.
-func (k redisKeys) relayBroadcast() string { return string(k) + "{b}:relay" }
+// relayInstance is the pub/sub channel of one instance, in namespace ns.
+func relayInstance(ns, id string) string { return ns + "{i:" + id + "}:relay" }
+
+// relayBroadcast is the pub/sub channel every instance of namespace ns listens to.
+func relayBroadcast(ns string) string { return ns + "{b}:relay" }
 
 // presenceField is the field of an instance in a user's meta hash.
 func presenceField(instance string) string { return "i:" + instance }
