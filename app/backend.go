@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pushbridge/pushbridge/app/idempotency"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -18,6 +19,7 @@ type backend struct {
 	history   presence.History
 	relay     presence.Relay
 	disp      presence.Dispatcher
+	idem      idempotency.Store // /api/publish's answers by Idempotency-Key
 	// refresh rewrites this instance's presence with each beat and reads the tops of
 	// its connections' streams, for Hub.Heal; nil in memory, where nothing is lost.
 	refresh func(context.Context) (presence.Tops, error)
@@ -50,6 +52,7 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 		history:      presence.NewRedisHistory(rdb, ro),
 		relay:        relay,
 		disp:         presence.NewRedisDispatcher(rdb, ro),
+		idem:         idempotency.NewRedis(rdb, cfg.RedisPrefix, presence.DedupeWindow),
 		refresh:      dir.Refresh,
 		ping:         func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		relayUp:      relay.Up,
@@ -68,6 +71,7 @@ func memoryBackend(instance string, h *presence.MemoryHistory, presenceTTL time.
 		history:   h,
 		relay:     bus.Relay(instance),
 		disp:      presence.NewMemoryDispatcher(h, dir, bus),
+		idem:      idempotency.NewMemory(presence.DedupeWindow, idempotency.MaxMemoryKeys),
 		close:     func() {},
 	}
 }

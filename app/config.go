@@ -52,7 +52,9 @@ type Config struct {
 	MaxConnectionAge   time.Duration
 	Inbound            string // broker | broadcast | off
 	DeadLetterExchange string
-	SingleActive       bool // declare queues with x-single-active-consumer
+	SingleActive       bool   // declare queues with x-single-active-consumer
+	QueueType          string // classic | quorum
+	DeliveryLimit      int    // failed hand-offs a message is tried again after
 	ShutdownTimeout    time.Duration
 }
 
@@ -173,6 +175,15 @@ var settings = []setting{
 		}
 		return nil
 	}},
+	{"BRIDGE_QUEUE_TYPE", "queue-type", "classic", "type of the queues we declare: classic, or quorum (replicated; RabbitMQ counts each message's tries and dead-letters it past BRIDGE_DELIVERY_LIMIT)", func(c *Config, v string) error {
+		switch v {
+		case broker.QueueClassic, broker.QueueQuorum:
+			c.QueueType = v
+			return nil
+		}
+		return errors.New("want classic or quorum")
+	}},
+	{"BRIDGE_DELIVERY_LIMIT", "delivery-limit", "5", "times a message whose hand-off failed (Redis refused it) is tried again before it is dead-lettered as poison (x-delivery-limit of quorum queues)", intTo(func(c *Config) *int { return &c.DeliveryLimit }, 0, 1000)},
 	{"BRIDGE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a drain may take before the process exits anyway", durTo(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 0)},
 }
 

@@ -28,7 +28,8 @@ type Consumer struct {
 	DispatchSeconds prometheus.Histogram
 	Consumed        atomic.Int64 // deliveries handed off
 	Rejected        atomic.Int64 // deliveries dropped as unusable
-	Requeued        atomic.Int64 // deliveries put back because a dependency failed
+	Requeued        atomic.Int64 // deliveries whose hand-off failed, tried again after a pause
+	Refused         atomic.Int64 // of those, the ones Redis refused (see ownFault): they count toward the delivery limit
 	Duplicates      atomic.Int64 // redeliveries of a message already dispatched, acked without a second dispatch
 }
 
@@ -54,10 +55,12 @@ func NewConsumer(c ConsumerConfig) *Consumer {
 // Handle is the broker.Handler: decode each delivery of a batch, dispatch the usable
 // ones together (one round trip to Redis), and say what to do with each. An unusable
 // body is rejected on its own. A dispatch is one atomic step per message, so a failed
-// one left nothing behind and that delivery is requeued, while the others of the batch
-// are acked; a redelivered message (same queue, AMQP message id and body; without an
-// id, a redelivery with the same routing key and body) is acked without being
-// dispatched again.
+// one left nothing behind and that delivery is tried again, while the others of the
+// batch are acked; a redelivered message (same queue, AMQP message id and body; without
+// an id, a redelivery with the same routing key and body) is acked without being
+// dispatched again. A failed dispatch is Requeue when Redis refused that message (it
+// counts toward the delivery limit, past which the message is dead-lettered as poison)
+// and Retry when the hand-off failed for everyone (it never counts).
 func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Outcome {
 	r.Batches.Add(1)
 	out := make([]broker.Outcome, len(ds))
@@ -79,12 +82,20 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 		r.DispatchSeconds.Observe(time.Since(start).Seconds())
 	}
 	var failed error
-	requeued := 0
+	retried := 0
 	for j, b := range batch {
 		i := at[j]
 		if b.Err != nil {
-			out[i], failed = broker.Requeue, b.Err
-			requeued++
+			r.Requeued.Add(1)
+			if ownFault(b.Err) {
+				out[i] = broker.Requeue
+				r.Refused.Add(1)
+				r.log.Warn("Redis refused a message; it is tried again after a pause, and dead-lettered past BRIDGE_DELIVERY_LIMIT",
+					"queue", ds[i].Queue, "routingKey", ds[i].RoutingKey, "messageId", ds[i].MessageID, "err", b.Err)
+			} else {
+				out[i], failed = broker.Retry, b.Err
+				retried++
+			}
 			continue
 		}
 		if b.Dup {
@@ -94,8 +105,7 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 		out[i] = broker.Ack
 	}
 	if failed != nil {
-		r.Requeued.Add(int64(requeued))
-		r.log.Warn("dispatch failed; deliveries requeued", "queue", ds[0].Queue, "requeued", requeued, "batch", len(ds), "err", failed)
+		r.log.Warn("dispatch failed; deliveries held and tried again after a pause", "queue", ds[0].Queue, "held", retried, "batch", len(ds), "err", failed)
 	}
 	return out
 }

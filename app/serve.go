@@ -72,7 +72,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	ready := readiness(ctx, &draining, b, be, lc)
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Dispatcher: be.disp, Publisher: brokerPublisher{b},
-		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
+		Idempotency: be.idem,
+		Inbound:     cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:  limitsOf(cfg),
 		Metrics: newMetrics(hub, consumer, b, be),
 	})
@@ -122,11 +123,12 @@ func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Serv
 func newBroker(cfg *Config, log *slog.Logger) broker.Broker {
 	if cfg.AMQPURL == "" {
 		log.Info("no AMQP_URL: using the in-process queue")
-		return broker.NewMemory(cfg.Bindings)
+		return broker.NewMemory(cfg.Bindings, cfg.DeliveryLimit, log)
 	}
 	return broker.NewRabbit(broker.RabbitConfig{
 		URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
-		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive, Logger: log,
+		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive,
+		QueueType: cfg.QueueType, DeliveryLimit: cfg.DeliveryLimit, Logger: log,
 	})
 }
 

@@ -89,7 +89,8 @@ local ok, seq = pcall(appendEntry, KEYS[1], KEYS[2], e, s, x, y, fresh, now, ARG
 if not ok then
   -- Nothing was appended: a redelivery must not be taken for a duplicate.
   if mode ~= '' then redis.call('DEL', KEYS[3]) end
-  return redis.error_reply('append: ' .. tostring(seq.err or seq))
+  -- The error's code (WRONGTYPE …) stays first, so the caller can tell what it was.
+  return redis.error_reply(tostring(seq.err or seq))
 end
 return {0, e, seq, 1, unpack(live)}
 `)

@@ -108,3 +108,32 @@ func privateRedis(t *testing.T) *redis.Client {
 	})
 	return rdb
 }
+
+// TestRedisDispatchRefusesAStreamOfAnotherType: a user's stream key that holds
+// another type (not ours to replace) fails the dispatch with Redis's WRONGTYPE, every
+// time — the message is refused, the key is left as it was — and no dedupe key is
+// left behind, so a redelivery is refused again rather than taken for a duplicate.
+func TestRedisDispatchRefusesAStreamOfAnotherType(t *testing.T) {
+	rdb, opts := newTestRedis(t)
+	ctx := context.Background()
+	d := NewRedisDispatcher(rdb, opts)
+	first := []Dispatch{{M: &Message{UserID: "u", Body: []byte("first")}, Key: "id-1"}}
+	d.DispatchBatch(ctx, first)
+	if first[0].Err != nil {
+		t.Fatal(first[0].Err)
+	}
+	stream := d.h.keys.stream("u")
+	if err := rdb.Set(ctx, stream, "not a stream", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for try := range 2 {
+		b := []Dispatch{{M: &Message{UserID: "u", Body: []byte("refused")}, Key: "id-2"}}
+		d.DispatchBatch(ctx, b)
+		if b[0].Err == nil || b[0].Dup || !redis.HasErrorPrefix(b[0].Err, "WRONGTYPE") {
+			t.Fatalf("try %d on a stream key holding a string: dup %v, err %v; want a WRONGTYPE error", try, b[0].Dup, b[0].Err)
+		}
+	}
+	if v, err := rdb.Get(ctx, stream).Result(); err != nil || v != "not a stream" {
+		t.Fatalf("the string key is now %q (%v), want it untouched", v, err)
+	}
+}

@@ -49,6 +49,9 @@ local function appendEntry(meta, stream, e, s, x, y, fresh, now, size, httl, mtt
   local id = fmt(s) .. '-0'
   local made
   if not fresh then made = redis.pcall('XADD', stream, 'NOMKSTREAM', 'MAXLEN', size, id, 'r', rk, 'b', body, 't', now) end
+  -- A key of another type is not ours to replace: the message is refused (and the
+  -- consumer counts it toward the delivery limit) rather than the key deleted.
+  if type(made) == 'table' and made.err and string.sub(made.err, 1, 10) == 'WRONGTYPE ' then error(made) end
   if type(made) ~= 'string' then
     -- No stream (new, expired, deleted), or one whose ids do not fit the meta: start it anew.
     if not fresh then redis.call('DEL', stream) end

@@ -62,6 +62,7 @@ type WS struct {
 	ping  *time.Timer
 	age   *time.Timer // ends the connection at its maximum age
 
+	writer    func()        // c.writeLoop, made once: a go statement with a method value would allocate each time
 	pingGuard func() bool   // see GuardPings; nil: every ping is answered
 	done      chan struct{} // closed when Serve returns
 
@@ -73,19 +74,14 @@ type WS struct {
 	pingDue bool   // our ping is due
 	pong    []byte // the frame answering the client's latest ping, nil when none is due
 	closing bool   // no more frames are accepted
-
-	// The writer's own buffers, reused from batch to batch so that a message costs no
-	// allocation: the per-connection part of each frame (header and id), where each
-	// frame's parts sit in it, and the vectored write.
-	scratch []byte
-	heads   [][3]int
-	bufs    net.Buffers
 }
 
 // NewWS wraps an upgraded connection of user. Call Serve to run it.
 func NewWS(conn *websocket.Conn, user string, opts WSOptions) *WS {
 	opts.defaults()
-	return &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes)}
+	c := &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes)}
+	c.writer = c.writeLoop
+	return c
 }
 
 func (c *WS) User() string      { return c.user }
@@ -130,7 +126,7 @@ func (c *WS) push(it item, size int) {
 	}
 	if !c.queue.push(it, size) {
 		c.closing = true
-		c.queue.take()
+		c.queue.drop()
 		c.mu.Unlock()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
@@ -176,7 +172,7 @@ func (c *WS) Replay(rp *presence.Replay) {
 func (c *WS) kickLocked() {
 	if !c.writing {
 		c.writing = true
-		go c.writeLoop()
+		go c.writer()
 	}
 }
 
@@ -190,14 +186,16 @@ func (c *WS) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		batch := c.queue.take()
+		b := c.queue.take()
 		c.pingDue, c.pong = false, nil
 		c.mu.Unlock()
 
-		if err := c.write(batch, ping, pong); err != nil {
+		err := c.write(b.items, ping, pong)
+		b.release()
+		if err != nil {
 			c.mu.Lock()
 			c.closing, c.writing = true, false
-			c.queue.take()
+			c.queue.drop()
 			c.mu.Unlock()
 			c.conn.Close()
 			return
@@ -243,34 +241,35 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	}
 	// First every id and header into the scratch buffer (it may move as it grows),
 	// then the buffers that point into it.
-	c.scratch, c.heads = c.scratch[:0], c.heads[:0]
+	sc := scratches.Get().(*wsScratch)
+	ids, heads := sc.ids[:0], sc.heads[:0]
 	if c.opts.V1 {
 		for _, it := range batch {
 			if it.m != nil {
 				var h [3]int
-				c.scratch, h[0], h[1], h[2] = appendV1Head(c.scratch, it.m, it.at)
-				c.heads = append(c.heads, h)
+				ids, h[0], h[1], h[2] = appendV1Head(ids, it.m, it.at)
+				heads = append(heads, h)
 			}
 		}
 	}
-	bufs := c.bufs[:0]
-	defer func() { clear(bufs); c.bufs = bufs[:0] }() // keep the capacity, not the frames
+	bufs := sc.bufs[:0]
+	defer func() { putScratch(sc, ids, heads, bufs) }()
 	if pong != nil {
 		bufs = append(bufs, pong)
 	}
-	heads := c.heads
+	next := 0 // heads[next] is the next bridge.v1 message's
 	for _, it := range batch {
 		switch {
 		case it.m != nil && c.opts.V1:
-			h := heads[0]
-			heads = heads[1:]
-			bufs = append(bufs, c.scratch[h[0]:h[1]], v1Pre, c.scratch[h[1]:h[2]], v1Post(it.m))
+			h := heads[next]
+			next++
+			bufs = append(bufs, ids[h[0]:h[1]], v1Pre, ids[h[1]:h[2]], v1Post(it.m))
 		case it.m != nil:
 			bufs = append(bufs, rawFrame(it.m))
 		case it.frame != nil:
 			bufs = append(bufs, it.frame)
 		default:
-			if _, err := bufs.WriteTo(nc); err != nil {
+			if err := flush(nc, sc, bufs); err != nil {
 				return err
 			}
 			// Through gorilla, which then refuses to write anything more (ErrCloseSent),
@@ -282,10 +281,50 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	if ping {
 		bufs = append(bufs, pingFrame)
 	}
-	// WriteTo reslices bufs' elements as it goes (so a copy of the slice header is
-	// written from), never the shared frames' bytes.
-	w := bufs
-	_, err := w.WriteTo(nc)
+	return flush(nc, sc, bufs)
+}
+
+// Bounds of what a writer gives back to scratches, so that one burst to a slow client
+// does not keep its memory for everyone: a bridge.v1 message is four buffers of the
+// vectored write (header, shared prefix, id, shared suffix) and one header and id in
+// ids; the pong and the ping are two more buffers.
+const (
+	maxPooledVector = 4*maxPooledBatch + 2
+	maxPooledIDs    = maxPooledBatch * (maxFrameHeader + presence.MaxCursorLen)
+)
+
+// wsScratch is what a writer needs for one batch besides the frames shared by every
+// recipient: the per-connection part of each bridge.v1 frame (header and id, in ids),
+// where each frame's parts sit in ids (heads), and the vectored write (bufs).
+type wsScratch struct {
+	ids   []byte
+	heads [][3]int
+	bufs  net.Buffers
+}
+
+// scratches recycles the writers' scratch, as batches does the queues' slices: a
+// writer holds one only while it writes, so an idle connection holds none, and once
+// the pool is warm a batch costs no allocation whatever its ids.
+var scratches = sync.Pool{New: func() any { return new(wsScratch) }}
+
+// putScratch gives sc back to the pool with the grown slices it lent, emptied so that
+// it holds on to no frame; slices grown past the bounds are left to the GC.
+func putScratch(sc *wsScratch, ids []byte, heads [][3]int, bufs net.Buffers) {
+	clear(bufs)
+	if cap(bufs) > maxPooledVector || cap(ids) > maxPooledIDs || cap(heads) > maxPooledBatch {
+		return
+	}
+	sc.ids, sc.heads, sc.bufs = ids[:0], heads[:0], bufs[:0]
+	scratches.Put(sc)
+}
+
+// flush writes bufs in one vectored write. WriteTo consumes the slice it is called on
+// (it reslices bufs' elements as it goes, never the shared frames' bytes), so it is
+// called on sc.bufs, a header inside the pooled scratch, which is already on the heap
+// where WriteTo needs it; bufs keeps its elements for putScratch to clear.
+func flush(nc net.Conn, sc *wsScratch, bufs net.Buffers) error {
+	sc.bufs = bufs
+	_, err := sc.bufs.WriteTo(nc)
 	return err
 }
 
@@ -334,7 +373,7 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
-		c.queue.take()
+		c.queue.drop()
 		if c.ping != nil {
 			c.ping.Stop()
 		}
