@@ -21,11 +21,15 @@ type backend struct {
 	disp      presence.Dispatcher
 	receipts  presence.Receipts
 	idem      idempotency.Store // /api/publish's answers by Idempotency-Key
-	// refresh rewrites this instance's directory entries with each beat and reports
-	// whether they had lapsed; nil in memory.
-	refresh func(context.Context) (lapsed bool, err error)
+	// refresh rewrites this instance's presence with each beat and reads the tops of
+	// its connections' streams, for Hub.Heal; nil in memory, where nothing is lost.
+	refresh func(context.Context) (presence.Tops, error)
 	ping    func(context.Context) error // Redis answers; nil in memory
-	close   func()
+	// relayUp says whether the relay is subscribed now; nil in memory (always).
+	relayUp func() bool
+	// relayDropped counts the relay payloads dropped, by reason; nil in memory.
+	relayDropped func() (malformed, foreign int64)
+	close        func()
 }
 
 // newBackend connects to Redis when cfg names one, else builds the in-memory parts.
@@ -42,17 +46,20 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 		HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL,
 	}
 	dir := presence.NewRedisDirectory(rdb, ro)
+	relay := presence.NewRedisRelay(rdb, ro, log)
 	return &backend{
-		instances: presence.NewRedisInstances(rdb, ro),
-		dir:       dir,
-		history:   presence.NewRedisHistory(rdb, ro),
-		relay:     presence.NewRedisRelay(rdb, ro, log),
-		disp:      presence.NewRedisDispatcher(rdb, ro),
-		receipts:  presence.NewRedisReceipts(rdb, ro),
-		idem:      idempotency.NewRedis(rdb, cfg.RedisPrefix, presence.DedupeWindow),
-		refresh:   dir.RefreshLapsed,
-		ping:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		close:     func() { rdb.Close() },
+		instances:    presence.NewRedisInstances(rdb, ro),
+		dir:          dir,
+		history:      presence.NewRedisHistory(rdb, ro),
+		relay:        relay,
+		disp:         presence.NewRedisDispatcher(rdb, ro),
+		receipts:     presence.NewRedisReceipts(rdb, ro),
+		idem:         idempotency.NewRedis(rdb, cfg.RedisPrefix, presence.DedupeWindow),
+		refresh:      dir.Refresh,
+		ping:         func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		relayUp:      relay.Up,
+		relayDropped: func() (int64, int64) { return relay.Malformed.Load(), relay.Foreign.Load() },
+		close:        func() { rdb.Close() },
 	}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -20,16 +21,17 @@ import (
 // batchRouter is one instance's Consumer, on the in-memory backend or on the real
 // Redis (rds set), with a connection of user "1" attached to its hub.
 type batchRouter struct {
-	r    *app.Consumer
-	conn *bodyConn
-	rds  *apptest.Redis
+	r     *app.Consumer
+	conn  *bodyConn
+	conn2 *bodyConn // of user "2"
+	rds   *apptest.Redis
 }
 
 func newBatchRouter(t *testing.T, redis bool) *batchRouter {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	br := &batchRouter{conn: &bodyConn{user: "1"}}
+	br := &batchRouter{conn: &bodyConn{user: "1"}, conn2: &bodyConn{user: "2"}}
 	var hub *presence.Hub
 	if !redis {
 		var disp presence.Dispatcher
@@ -38,9 +40,6 @@ func newBatchRouter(t *testing.T, redis bool) *batchRouter {
 	} else {
 		br.rds = apptest.NewRedis(t)
 		ro := presence.RedisOptions{Prefix: br.rds.Prefix, Instance: "A"}
-		if err := presence.NewRedisInstances(br.rds.Client, ro).Beat(ctx, presence.Instance{ID: "A", Started: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
 		hub = presence.NewHub(presence.HubConfig{
 			Instance: "A", History: presence.NewRedisHistory(br.rds.Client, ro), Directory: presence.NewRedisDirectory(br.rds.Client, ro), Log: log,
 		})
@@ -48,8 +47,10 @@ func newBatchRouter(t *testing.T, redis bool) *batchRouter {
 		go func() { _ = hub.Listen(ctx, presence.NewRedisRelay(br.rds.Client, ro, log)) }()
 		<-hub.Listening()
 	}
-	if err := hub.Attach(ctx, br.conn, "", 0); err != nil {
-		t.Fatal(err)
+	for _, c := range []*bodyConn{br.conn, br.conn2} {
+		if err := hub.Attach(ctx, c, "", 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return br
 }
@@ -67,10 +68,10 @@ func (c *bodyConn) Transport() string                    { return "test" }
 func (c *bodyConn) Since() time.Time                     { return time.Time{} }
 func (c *bodyConn) Drain(context.Context, time.Duration) {}
 func (c *bodyConn) Replay(*presence.Replay)              {}
-func (c *bodyConn) Send(m *presence.Message) {
+func (c *bodyConn) Send(m *presence.Message, _ presence.Cursor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.bodies, c.ids = append(c.bodies, string(m.Body)), append(c.ids, m.ID)
+	c.bodies, c.ids = append(c.bodies, string(m.Body)), append(c.ids, m.Pos().Epoch+"-"+strconv.FormatUint(m.Seq, 10))
 }
 
 // wantBodies waits for the connection to hold as many messages as want and checks
@@ -118,11 +119,11 @@ func TestHandleBatchRejectsOnlyTheUnusable(t *testing.T) {
 }
 
 // TestHandleBatchRequeuesWhatRedisRefused: a dispatch Redis refuses in the middle of
-// a batch (here the user's stream key holds a string) requeues that delivery alone;
+// a batch (here the user's meta key holds a string) requeues that delivery alone;
 // the others are dispatched, in order, and acked.
 func TestHandleBatchRequeuesWhatRedisRefused(t *testing.T) {
 	br := newBatchRouter(t, true)
-	if err := br.rds.Client.Set(context.Background(), br.rds.Prefix+"history:user:broken", "not a stream", time.Minute).Err(); err != nil {
+	if err := br.rds.Client.Set(context.Background(), br.rds.Prefix+"{u:broken}:meta", "not a stream", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	ds := []broker.Delivery{
@@ -221,5 +222,42 @@ func TestRedisOutageRequeuesBatches(t *testing.T) {
 	s.Stop(t)
 	if left := apptest.QueueReady(t, tp.Queues[0]); left != 0 {
 		t.Errorf("queue holds %d messages after the server stopped, want 0 (a delivery was not acked)", left)
+	}
+}
+
+// TestDedupeKeys: a delivery's dedupe key is its queue, message-id and body, so one
+// event id fanned out to two users reaches both; without a message-id, a delivery the
+// broker marks redelivered is recognised by routing key and body, while two equal
+// messages published on purpose (neither redelivered) both arrive (issue 12, item 3).
+func TestDedupeKeys(t *testing.T) {
+	for _, redis := range []bool{false, true} {
+		t.Run(map[bool]string{false: "memory", true: "redis"}[redis], func(t *testing.T) {
+			br := newBatchRouter(t, redis)
+			handle := func(ds ...broker.Delivery) {
+				t.Helper()
+				for i, o := range br.r.Handle(context.Background(), ds) {
+					if o != broker.Ack {
+						t.Fatalf("delivery %d: outcome %v, want ack", i, o)
+					}
+				}
+			}
+			handle(
+				broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"1","event":"e1"}`), MessageID: "event-1"},
+				broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"2","event":"e1"}`), MessageID: "event-1"},
+			)
+			plain := broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"1","text":"same"}`)}
+			handle(plain)
+			handle(plain) // published twice on purpose: both arrive
+			again := plain
+			again.Redelivered = true
+			handle(again) // a redelivery of the second: not delivered again
+			handle(broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"1","event":"e1"}`), MessageID: "event-1", Redelivered: true})
+			handle(broker.Delivery{Queue: "q", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"1","end":true}`)})
+			if d := br.r.Duplicates.Load(); d != 2 {
+				t.Errorf("duplicates %d, want 2 (the redelivery without an id, and event-1 to user 1 again)", d)
+			}
+			br.conn2.wantBodies(t, `{"receiveUserId":"2","event":"e1"}`)
+			br.conn.wantBodies(t, `{"receiveUserId":"1","event":"e1"}`, string(plain.Body), string(plain.Body), `{"receiveUserId":"1","end":true}`)
+		})
 	}
 }

@@ -77,10 +77,10 @@ var settings = []setting{
 		c.AMQPURL = v
 		return nil
 	}},
-	{"REDIS_URL", "redis-url", "", "Redis URL, redis://host:6379/0 (unset: in-memory, single instance)", func(c *Config, v string) error {
+	{"REDIS_URL", "redis-url", "", "Redis URL, redis://host:6379/0, rediss:// for TLS, unix:///path/to/redis.sock (unset: in-memory, single instance)", func(c *Config, v string) error {
 		if v != "" {
-			if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-				return errors.New("want redis://host:port/db")
+			if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+				return errors.New("want redis://host:port/db, rediss://host:port/db or unix:///path/to/socket")
 			}
 		}
 		c.RedisURL = v

@@ -61,7 +61,8 @@ func NewConsumer(c ConsumerConfig) *Consumer {
 // ones together (one round trip to Redis), and say what to do with each. An unusable
 // body is rejected on its own. A dispatch is one atomic step per message, so a failed
 // one left nothing behind and that delivery is tried again, while the others of the
-// batch are acked; a redelivered message (same AMQP message id) is acked without being
+// batch are acked; a redelivered message (same queue, AMQP message id and body; without
+// an id, a redelivery with the same routing key and body) is acked without being
 // dispatched again. A failed dispatch is Requeue when Redis refused that message (it
 // counts toward the delivery limit, past which the message is dead-lettered as poison)
 // and Retry when the hand-off failed for everyone (it never counts).
@@ -77,7 +78,7 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 			out[i] = broker.Reject
 			continue
 		}
-		batch = append(batch, presence.Dispatch{M: m, Key: d.MessageID})
+		batch = append(batch, dedupeOf(d, m))
 		at = append(at, i)
 	}
 	if len(batch) > 0 {
@@ -116,6 +117,18 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 		r.log.Warn("dispatch failed; deliveries held and tried again after a pause", "queue", ds[0].Queue, "held", retried, "batch", len(ds), "err", failed)
 	}
 	return out
+}
+
+// dedupeOf is the dispatch of m, delivered as d, with its dedupe key: with a
+// message-id, queue + id + body hash, always checked; without one, routing key + body
+// hash, recorded on a first delivery and checked only on a redelivery, so two equal
+// messages published on purpose both arrive (docs/redis.md, "Dispatch, publish and
+// dedupe").
+func dedupeOf(d broker.Delivery, m *presence.Message) presence.Dispatch {
+	if d.MessageID != "" {
+		return presence.Dispatch{M: m, Key: presence.DedupeKey(d.Queue, d.MessageID, d.Body)}
+	}
+	return presence.Dispatch{M: m, Key: presence.ContentKey(d.RoutingKey, d.Body), RecordOnly: !d.Redelivered}
 }
 
 // decode makes the message of d, or says why d can never be delivered.

@@ -6,9 +6,10 @@ import (
 	"testing"
 )
 
-// TestForeignCursor: a cursor taken from user A's stream, presented by user B on any
-// transport, resumes B's own messages and the broadcasts after that position, and
-// none of A's — a cursor is a position, not a key.
+// TestForeignCursor: a cursor taken from user A, presented by user B on any transport,
+// names a place in A's stream, which is not B's: B gets a reset, then its own messages
+// from what the window holds and the broadcasts after the cursor's place in them, and
+// none of A's.
 func TestForeignCursor(t *testing.T) {
 	s, tp := rabbitServer(t, nil)
 	for i, tr := range transports {
@@ -37,7 +38,7 @@ func TestForeignCursor(t *testing.T) {
 			defer cb.close()
 			publishTo(t, s, tp, "", []byte(msg(a, "a4")))
 			publishTo(t, s, tp, "", []byte(msg(b, "b2")))
-			for _, want := range []string{msg(b, "b1"), broadcast, msg(b, "b2")} {
+			for _, want := range []string{"<reset>", msg(b, "b1"), broadcast, msg(b, "b2")} {
 				body, _ := cb.next()
 				if strings.Contains(body, `"`+a+`"`) {
 					t.Fatalf("B, with A's cursor, read A's message %q", body)
@@ -46,8 +47,8 @@ func TestForeignCursor(t *testing.T) {
 					t.Fatalf("B, with A's cursor, read %q, want %q", body, want)
 				}
 			}
-			if cb.resumed != nil && !cb.resumed() {
-				t.Errorf("the welcome said resumed: false; A's cursor is a valid position")
+			if cb.resumed != nil && cb.resumed() {
+				t.Errorf("the welcome said resumed: true for A's cursor; want a reset")
 			}
 		})
 	}

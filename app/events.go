@@ -133,7 +133,7 @@ func (o *outbox) encode(e presence.Event) broker.Publishing {
 		p.Body = m.Body
 		p.MessageID, p.CorrelationID = m.MessageID, m.CorrelationID
 		p.Headers[HeaderOriginalRoutingKey] = m.RoutingKey
-		p.Headers[HeaderMessageCursor] = m.ID
+		p.Headers[HeaderMessageCursor] = m.Pos().String()
 		if p.MessageID == "" {
 			p.MessageID = broker.NewID() // the publisher matches returns by it
 		}
@@ -141,7 +141,7 @@ func (o *outbox) encode(e presence.Event) broker.Publishing {
 	}
 	b := eventBody{Type: e.Type, User: e.User, Instance: o.instance, At: e.At.UTC().Format(eventTimeFormat), Transport: e.Transport}
 	if m != nil {
-		b.ID, b.MessageID, b.CorrelationID = m.ID, m.MessageID, m.CorrelationID
+		b.ID, b.MessageID, b.CorrelationID = m.Pos().String(), m.MessageID, m.CorrelationID
 	}
 	p.Body, _ = json.Marshal(b) // strings only: always marshals
 	p.MessageID = broker.NewID()

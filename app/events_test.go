@@ -136,17 +136,17 @@ func TestEventEncoding(t *testing.T) {
 		t.Errorf("routing key %q, x-user-id %v, message-id %q", p.RoutingKey, p.Headers[HeaderUserID], p.MessageID)
 	}
 
-	m := &presence.Message{ID: "42", UserID: "u2", RoutingKey: "contract", Body: []byte("\x00not json\xff"), MessageID: "m-1", CorrelationID: "c-1"}
+	m := &presence.Message{Epoch: "e0", Seq: 42, UserID: "u2", RoutingKey: "contract", Body: []byte("\x00not json\xff"), MessageID: "m-1", CorrelationID: "c-1"}
 	p = o.encode(presence.Event{Type: presence.EventUndelivered, User: "u2", At: at, Message: m})
 	if string(p.Body) != string(m.Body) || p.MessageID != "m-1" || p.CorrelationID != "c-1" ||
-		p.Headers[HeaderOriginalRoutingKey] != "contract" || p.Headers[HeaderMessageCursor] != "42" || p.Headers[HeaderUserID] != "u2" {
+		p.Headers[HeaderOriginalRoutingKey] != "contract" || p.Headers[HeaderMessageCursor] != "e0-42" || p.Headers[HeaderUserID] != "u2" {
 		t.Errorf("undelivered: %+v", p)
 	}
 	p = o.encode(presence.Event{Type: presence.EventReceived, User: "u2", At: at, Message: m})
 	if err := json.Unmarshal(p.Body, &b); err != nil {
 		t.Fatal(err)
 	}
-	if b["id"] != "42" || b["messageId"] != "m-1" || b["correlationId"] != "c-1" || b["type"] != "message.received" {
+	if b["id"] != "e0-42" || b["messageId"] != "m-1" || b["correlationId"] != "c-1" || b["type"] != "message.received" {
 		t.Errorf("received body %s", p.Body)
 	}
 }

@@ -80,7 +80,7 @@ func inspect(ctx context.Context, args []string, getenv func(string) string, std
 			if m.Broadcast() {
 				to = "(broadcast)"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", m.ID, to, m.RoutingKey, printable(m.Body))
+			fmt.Fprintf(tw, "  %s-%d\t%s\t%s\t%s\n", m.Epoch, m.Seq, to, m.RoutingKey, printable(m.Body))
 		}
 	}
 	return tw.Flush()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushbridge/pushbridge/presence"
@@ -22,6 +23,61 @@ type shared struct {
 	beat  context.CancelFunc
 	relay context.CancelFunc
 	once  sync.Once
+
+	// writeErr is why the last heartbeat failed (Redis refuses writes: OOM, READONLY,
+	// a timeout), nil once one succeeds: /readyz says so.
+	writeErr atomic.Pointer[error]
+}
+
+// relayLostHint is how long the relay may stay unsubscribed before this instance's
+// clients are told to reconnect (elsewhere: /readyz is 503 meanwhile) instead of
+// waiting silently for messages that only reach the history.
+func relayLostHint(presenceTTL time.Duration) time.Duration { return 3 * presenceTTL }
+
+// relayWatchEvery is how often the relay's state is looked at for the hint.
+const relayWatchEvery = time.Second
+
+// notReady says why Redis keeps this instance from serving: writes refused, or the
+// relay not subscribed; nil when neither.
+func (s *shared) notReady() error {
+	if err := s.writeErr.Load(); err != nil {
+		return fmt.Errorf("redis refuses writes: %w", *err)
+	}
+	if s.be.relayUp != nil && !s.be.relayUp() {
+		return errors.New("redis relay not subscribed")
+	}
+	return nil
+}
+
+// watchRelay sends this instance's clients away, spread over time, once the relay has
+// been down for relayLostHint, once per outage, until ctx ends.
+func (s *shared) watchRelay(ctx context.Context, hub *presence.Hub, hint, spread time.Duration) {
+	if s.be.relayUp == nil {
+		return
+	}
+	t := time.NewTicker(relayWatchEvery)
+	defer t.Stop()
+	var downSince time.Time
+	hinted := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		switch {
+		case s.be.relayUp():
+			downSince, hinted = time.Time{}, false
+		case downSince.IsZero():
+			downSince = time.Now()
+		case !hinted && time.Since(downSince) >= hint:
+			hinted = true
+			s.log.Warn("relay lost; telling clients to reconnect elsewhere", "down", time.Since(downSince).Round(time.Second), "connections", hub.Count())
+			dctx, cancel := context.WithTimeout(ctx, hint)
+			hub.Drain(dctx, spread)
+			cancel()
+		}
+	}
 }
 
 // startShared registers this instance with one beat, starts the heartbeat and the
@@ -34,26 +90,34 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 	// BRIDGE_PRESENCE_TTL from then. Only the heartbeat goroutine uses it after the
 	// first beat, which runs here before that goroutine starts.
 	var lastOK time.Time
-	beat := func(ctx context.Context) error {
+	failed := false // the last beat failed: presence may have lapsed meanwhile
+	beat := func(ctx context.Context) (err error) {
+		defer func() { failed = err != nil }()
 		begun := time.Now()
-		if err := be.instances.Beat(ctx, presence.Instance{ID: cfg.InstanceID, Started: started, Conns: hub.Count()}); err != nil {
+		lapsed, err := be.instances.Beat(ctx, presence.Instance{ID: cfg.InstanceID, Started: started, Conns: hub.Count(), Users: hub.UserCount()})
+		if err != nil {
 			return err
 		}
-		lapsed := !lastOK.IsZero() && begun.Sub(lastOK) >= cfg.PresenceTTL
+		first := lastOK.IsZero()
+		lapsed = !first && (lapsed || failed || begun.Sub(lastOK) >= cfg.PresenceTTL)
+		var tops presence.Tops
 		if be.refresh != nil {
-			dirLapsed, err := be.refresh(ctx)
-			if err != nil {
+			if tops, err = be.refresh(ctx); err != nil {
 				return err
 			}
-			lapsed = lapsed || dirLapsed
 		}
 		lastOK = begun
-		if lapsed {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PresenceTTL)
+		defer cancel()
+		switch {
+		case lapsed:
 			// While this instance was out of presence, what was dispatched for its
 			// users went only to the history: catch every connection up from it.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PresenceTTL)
-			defer cancel()
-			hub.CatchUp(rctx, "presence lapsed (a late heartbeat)")
+			hub.CatchUp(rctx, "presence lapsed (a late or failed heartbeat, or the lease was gone)")
+		case be.refresh != nil:
+			if n, err := hub.Heal(rctx, tops); n > 0 || err != nil {
+				log.Info("heartbeat found connections behind their streams; caught up", "connections", n, "err", err)
+			}
 		}
 		return nil
 	}
@@ -61,11 +125,23 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 		return nil, fmt.Errorf("register instance: %w", err)
 	}
 	s := &shared{be: be, id: cfg.InstanceID, log: log}
+	beatAndNote := func(ctx context.Context) error {
+		err := beat(ctx)
+		if err != nil {
+			s.writeErr.Store(&err)
+		} else {
+			s.writeErr.Store(nil)
+		}
+		return err
+	}
 	bctx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
 	rctx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	s.beat, s.relay = stopBeat, stopRelay
 	s.wg.Go(func() {
-		presence.Heartbeat(bctx, cfg.PresenceTTL, beat, func(err error) { log.Warn("heartbeat failed", "err", err) })
+		presence.Heartbeat(bctx, cfg.PresenceTTL, beatAndNote, func(err error) { log.Warn("heartbeat failed", "err", err) })
+	})
+	s.wg.Go(func() {
+		s.watchRelay(bctx, hub, relayLostHint(cfg.PresenceTTL), min(maxReconnectSpread, relayLostHint(cfg.PresenceTTL)))
 	})
 	relayDone := make(chan error, 1)
 	s.wg.Go(func() { relayDone <- hub.Listen(rctx, be.relay) })

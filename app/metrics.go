@@ -12,8 +12,9 @@ import (
 )
 
 // newMetrics exposes the counters the parts already keep; nothing is counted twice.
-func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, more ...prometheus.Collector) http.Handler {
+func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, be *backend, more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(more...)
 	reg.MustRegister(more...)
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -38,14 +39,17 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, more ...prometh
 			func() float64 { return float64(r.Refused.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_dead_lettered_total", Help: "Poison deliveries given up after BRIDGE_DELIVERY_LIMIT failed tries: dead-lettered (dropped without a dead-letter exchange)."},
 			func() float64 { return float64(b.DeadLettered()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_duplicate_total", Help: "Redeliveries of an already dispatched message (same AMQP message id), acked without a second dispatch."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_duplicate_total", Help: "Redeliveries of an already dispatched message (same queue, AMQP message id and body; without an id, a redelivery with the same routing key and body), acked without a second dispatch."},
 			func() float64 { return float64(r.Duplicates.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_relay_resyncs_total", Help: "Times every connection was caught up from the history: the relay subscribed again, or this instance was out of presence."},
 			func() float64 { return float64(hub.Stats.Resyncs.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_caught_up_total", Help: "Messages a connection got from the history after a gap in the relay."},
 			func() float64 { return float64(hub.Stats.CaughtUp.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_presence_heals_total", Help: "Connections a heartbeat found behind their streams' tops (a lost publish) and caught up, or sent away when their stream was lost."},
+			func() float64 { return float64(hub.Stats.Healed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_catch_up_drops_total", Help: "Connections told to reconnect because a gap could not be filled from the history."},
 			func() float64 { return float64(hub.Stats.CatchUpDrops.Load()) }),
+		relayDropped(be, "malformed", 0), relayDropped(be, "foreign", 1),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_broker_up", Help: "1 while the broker connection is up."},
 			func() float64 {
 				if b.Ready() {
@@ -55,6 +59,21 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, more ...prometh
 			}),
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// relayDropped is the counter of relay payloads dropped for one reason (which: 0
+// malformed, 1 foreign); always 0 in memory.
+func relayDropped(be *backend, reason string, which int) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "pushbridge_relay_dropped_total", Help: "Relay payloads dropped, never delivered: malformed (does not parse) or foreign (names another deployment's namespace).",
+		ConstLabels: prometheus.Labels{"reason": reason},
+	}, func() float64 {
+		if be.relayDropped == nil {
+			return 0
+		}
+		m, f := be.relayDropped()
+		return float64([2]int64{m, f}[which])
+	})
 }
 
 // byTransport is the gauge of the connections held on one transport.

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"encoding/json"
+	"github.com/pushbridge/pushbridge/presence"
 	"net/http"
 	"strconv"
 	"strings"
@@ -182,12 +183,19 @@ func TestBadCursorGetsReset(t *testing.T) {
 	publishTo(t, s, tp, "", []byte(`{"receiveUserId":"b","n":-1}`)) // pushed out of the window by the next
 	publishTo(t, s, tp, "", []byte(`{"receiveUserId":"b","n":0}`))
 	head := poll(t, s, q("user", "b")).Cursor
-	n, _ := strconv.ParseUint(head, 10, 64)
+	unknown, err := presence.ParseCursor(head)
+	if err != nil {
+		t.Fatalf("head %q: %v", head, err)
+	}
+	unknown.User.Seq += 1_000_000
+	lost := unknown
+	lost.User = presence.Pos{Epoch: presence.NewEpoch(), Seq: 1}
 	cursors := map[string]string{
-		"malformed":           "12ab",
-		"unknown":             strconv.FormatUint(n+1_000_000, 10),
-		"before this history": "1",
-		"too old":             start,
+		"malformed":      "12ab",
+		"unknown":        unknown.String(),
+		"first design's": "1",
+		"lost":           lost.String(),
+		"too old":        start,
 	}
 	for _, tr := range transports {
 		for kind, cursor := range cursors {

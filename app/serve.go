@@ -74,13 +74,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer b.Close()
 
 	var draining atomic.Bool
-	ready := readiness(ctx, &draining, b, be)
+	ready := readiness(ctx, &draining, b, be, lc)
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Dispatcher: be.disp, Publisher: brokerPublisher{b},
 		Idempotency: be.idem,
 		Inbound:     cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:  limitsOf(cfg),
-		Metrics: newMetrics(hub, consumer, b, ob.collectors()...),
+		Metrics: newMetrics(hub, consumer, b, be, ob.collectors()...),
 	})
 
 	httpSrv, serveErr, err := startHTTP(cfg, srv, stdout, log)
@@ -138,8 +138,9 @@ func newBroker(cfg *Config, log *slog.Logger) broker.Broker {
 	})
 }
 
-// readiness is /readyz: not draining, the broker connected, Redis (when used) answering.
-func readiness(ctx context.Context, draining *atomic.Bool, b broker.Broker, be *backend) func() error {
+// readiness is /readyz: not draining, the broker connected, Redis (when used)
+// answering, taking writes (the last heartbeat succeeded) and the relay subscribed.
+func readiness(ctx context.Context, draining *atomic.Bool, b broker.Broker, be *backend, lc *shared) func() error {
 	return func() error {
 		switch {
 		case draining.Load():
@@ -154,7 +155,7 @@ func readiness(ctx context.Context, draining *atomic.Bool, b broker.Broker, be *
 				return errors.New("redis unreachable")
 			}
 		}
-		return nil
+		return lc.notReady()
 	}
 }
 

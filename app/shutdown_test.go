@@ -237,11 +237,11 @@ func recordedIn(t *testing.T, m *brokerMode, users ...string) map[int]bool {
 	}
 	h := presence.NewRedisHistory(m.rds.Client, presence.RedisOptions{Prefix: m.rds.Prefix})
 	for _, u := range users {
-		msgs, _, err := h.After(context.Background(), u, "0", 100_000)
+		w, err := h.Read(context.Background(), u, presence.Pos{}, 100_000)
 		if err != nil {
 			t.Fatalf("read %s's history: %v", u, err)
 		}
-		for _, msg := range msgs {
+		for _, msg := range w.Msgs {
 			var b seqBody
 			if json.Unmarshal(msg.Body, &b) == nil && b.ReceiveUserID == u {
 				out[b.N] = true

@@ -1,8 +1,7 @@
 package app_test
 
 import (
-	"strconv"
-	"strings"
+	"github.com/pushbridge/pushbridge/presence"
 	"testing"
 	"time"
 
@@ -48,19 +47,15 @@ func TestBridgeV1Frames(t *testing.T) {
 	})
 }
 
-// idLess orders message ids. Ids are opaque to clients but ordered; this reads them as
-// numbers separated by '-' (a sequence number, or a Redis stream id like 1700000000-3).
+// idLess orders two ids of one connection: ids are opaque to clients, but each is the
+// connection's position in its two streams, and a later one is ahead in one and
+// behind in neither.
 func idLess(a, b string) bool {
-	pa, pb := strings.Split(a, "-"), strings.Split(b, "-")
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		x, err1 := strconv.ParseUint(pa[i], 10, 64)
-		y, err2 := strconv.ParseUint(pb[i], 10, 64)
-		if err1 != nil || err2 != nil {
-			return a < b
-		}
-		if x != y {
-			return x < y
-		}
+	x, err1 := presence.ParseCursor(a)
+	y, err2 := presence.ParseCursor(b)
+	if err1 != nil || err2 != nil {
+		return false
 	}
-	return len(pa) < len(pb)
+	sameEpochs := (x.User.Epoch == "" || x.User.Epoch == y.User.Epoch) && (x.Bcast.Epoch == "" || x.Bcast.Epoch == y.Bcast.Epoch)
+	return sameEpochs && x.User.Seq <= y.User.Seq && x.Bcast.Seq <= y.Bcast.Seq && x.User.Seq+x.Bcast.Seq < y.User.Seq+y.Bcast.Seq
 }

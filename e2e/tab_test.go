@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pushbridge/pushbridge/handlers/transport"
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // tab is one browser tab of a user: a bridge.v1 WebSocket that records every message
@@ -20,7 +20,8 @@ type tab struct {
 	user string
 
 	mu       sync.Mutex
-	ids      []uint64 // message ids in arrival order
+	ids      []string // each message's own position ("u <epoch>-<seq>" or "b …"), in arrival order
+	disorder []string // ids that did not move the tab forward in exactly one stream
 	seqs     []int    // the "seq" of targeted messages, in arrival order
 	bcasts   []int    // the "b" of broadcasts, in arrival order
 	fences   int
@@ -106,8 +107,7 @@ func (tb *tab) record(data []byte) {
 	case "reset":
 		tb.resets = append(tb.resets, f.Reason)
 	case "message":
-		id, _ := strconv.ParseUint(f.ID, 10, 64)
-		tb.ids = append(tb.ids, id)
+		tb.ids = append(tb.ids, tb.ownPos(f.ID))
 		tb.last = f.ID
 		var pl payload
 		_ = json.Unmarshal(f.Data, &pl)
@@ -124,6 +124,33 @@ func (tb *tab) record(data []byte) {
 	case tb.wake <- struct{}{}:
 	default:
 	}
+}
+
+// ownPos is the position of the message whose id (the connection's cursor after it) is
+// id: the stream in which it moved the tab on from its last id. An id that does not
+// move exactly one stream on by one (or, after a reset, start anew) is recorded as
+// disorder. tb.mu is held.
+func (tb *tab) ownPos(id string) string {
+	c, err := presence.ParseCursor(id)
+	if err != nil {
+		tb.disorder = append(tb.disorder, "malformed "+id)
+		return id
+	}
+	p, err := presence.ParseCursor(tb.last)
+	if err != nil {
+		p = presence.Cursor{}
+	}
+	next := func(a, b presence.Pos) bool {
+		return a.Epoch == b.Epoch && b.Seq == a.Seq+1 || a.Epoch != b.Epoch && b.Seq >= 1
+	}
+	switch {
+	case c.Bcast == p.Bcast && next(p.User, c.User):
+		return fmt.Sprintf("u %s-%d", c.User.Epoch, c.User.Seq)
+	case c.User == p.User && next(p.Bcast, c.Bcast):
+		return fmt.Sprintf("b %s-%d", c.Bcast.Epoch, c.Bcast.Seq)
+	}
+	tb.disorder = append(tb.disorder, tb.last+" -> "+id)
+	return id
 }
 
 // waitUntil waits until cond holds over the tab's state, or fails after timeout.
@@ -153,11 +180,8 @@ func (tb *tab) check(t *testing.T, n, b int) {
 	t.Helper()
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	for i := 1; i < len(tb.ids); i++ {
-		if tb.ids[i] <= tb.ids[i-1] {
-			t.Errorf("tab of %s: id %d after %d: not in id order (a duplicate or a reorder)", tb.user, tb.ids[i], tb.ids[i-1])
-			break
-		}
+	if len(tb.disorder) > 0 {
+		t.Errorf("tab of %s: ids out of order (a duplicate or a reorder): %q", tb.user, tb.disorder)
 	}
 	if len(tb.resets) > 0 {
 		t.Errorf("tab of %s: reset frames %q: messages were lost", tb.user, tb.resets)

@@ -54,7 +54,7 @@ func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 			return err
 		}
 		if !pollMustWait(cursor, wait, rp, topics) {
-			return writePoll(c, cursor, rp, nil, topics, nil)
+			return writePoll(c, rp, nil, topics, nil)
 		}
 		// Nothing yet: register, read again (what came in between is in this read),
 		// and wait for what comes live.
@@ -85,7 +85,7 @@ func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 		if drained {
 			reconnect = &transport.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
 		}
-		return writePoll(c, cursor, rp, live, topics, reconnect)
+		return writePoll(c, rp, live, topics, reconnect)
 	}
 }
 
@@ -93,32 +93,29 @@ func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 // The replay is judged through the subscription: messages it leaves out do not end a
 // wait, though the cursor moves past them.
 func pollMustWait(cursor string, wait time.Duration, rp *presence.Replay, topics *presence.Topics) bool {
-	return cursor != "" && wait > 0 && rp.Reset == "" && !rp.More && !slices.ContainsFunc(rp.Messages, topics.Wants)
+	return cursor != "" && wait > 0 && rp.Reset == "" && !rp.More && !slices.ContainsFunc(rp.Messages, func(d presence.Delivery) bool { return topics.Wants(d.M) })
 }
 
 // writePoll answers a poll: the replayed messages, then (unless the replay stopped at
 // its limit: what came live is after a gap, and the next poll reads it) the live ones,
 // through the subscription; and the cursor after all of them, the ones left out too.
-func writePoll(c echo.Context, cursor string, rp *presence.Replay, live []*presence.Message, topics *presence.Topics, reconnect *transport.Reconnect) error {
+func writePoll(c echo.Context, rp *presence.Replay, live []presence.Delivery, topics *presence.Topics, reconnect *transport.Reconnect) error {
 	all := rp.Messages
 	if !rp.More {
 		all = append(all, live[:min(len(live), maxPollMessages-len(all))]...)
 	}
-	tail := transport.PollTail{Cursor: pollCursor(cursor, all, rp), Reset: rp.Reset != "", Reason: rp.Reset, Reconnect: reconnect}
+	tail := transport.PollTail{Cursor: pollCursor(all, rp), Reset: rp.Reset != "", Reason: rp.Reset, Reconnect: reconnect}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, transport.PollAnswer(topics.Filter(all), tail))
 }
 
 // pollCursor is where the next poll starts: after the last message given, else where
-// this one started, else (a new or unusable cursor) the newest id.
-func pollCursor(cursor string, msgs []*presence.Message, rp *presence.Replay) string {
-	switch {
-	case len(msgs) > 0:
-		return msgs[len(msgs)-1].ID
-	case cursor != "" && rp.Reset == "":
-		return cursor
+// the replay left the connection (the tops, for a new or unusable cursor).
+func pollCursor(msgs []presence.Delivery, rp *presence.Replay) string {
+	if len(msgs) > 0 {
+		return msgs[len(msgs)-1].At.String()
 	}
-	return rp.Head
+	return rp.Head.String()
 }
 
 // pollWait reads ?wait=: a duration ("2s") or whole seconds, at most PollWait.

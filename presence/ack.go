@@ -11,9 +11,9 @@ import (
 const MaxAckIDs = 100
 
 // Ack takes user's confirmation that its client handled the messages ids names (their
-// cursors) and sends message.received for each the history still holds for user (its
-// own messages and broadcasts), at most once per user and message across tabs and
-// instances. An id of a message no longer held, or never sent to user, is ignored:
+// cursors) and sends message.received for the targeted message each names (see
+// ReceiptPosition) while the history still holds it, at most once per user and
+// message across tabs and instances. An id of a message no longer held, or never sent to user, is ignored:
 // a receipt names only what the backend sent this user. A malformed id is an error
 // (ErrBadCursor); the others are still confirmed.
 func (h *Hub) Ack(ctx context.Context, user string, ids []string) error {

@@ -10,25 +10,22 @@ import (
 // large enough that a typical resume is one read, small enough to bound each read.
 const replayPage = 500
 
-// replayFromStart is the cursor before every message, read when a client's own cursor
-// is unusable so that it still gets whatever the window holds.
-const replayFromStart = "0"
-
 // ErrUnavailable: a connection could not be registered or replayed because the shared
 // state (Redis) failed. Nothing is lost; the client should come back, here or
 // elsewhere (handlers answers 503 with Retry-After).
 var ErrUnavailable = errors.New("presence is unavailable")
 
 // Attach registers c and hands it (Conn.Replay) what c's user missed after cursor (at
-// most limit messages; 0: all of the window), then starts live delivery, so that every
-// message is given once: in the replay or live, never both, never neither.
+// most limit messages; 0: a page of the window), then starts live delivery, so that
+// every message is given once: in the replay or live, never both, never neither.
 //
 // The order is what makes that hold across instances. c is first held in the hub (live
 // messages for it wait), then written to the directory: every message dispatched once
 // the entry is visible is published to this instance, and every one before is in the
-// history below the head read next. The replay reads the history after the cursor;
-// then what waited is released, skipping ids the replay already gave. c.Replay runs
-// before the release and must not block: it queues the replay ahead of anything live.
+// history below the tops read next. The replay reads the history after the cursor;
+// then what waited is released, skipping positions the replay already gave. c.Replay
+// runs before the release and must not block: it queues the replay ahead of anything
+// live.
 //
 // An empty cursor starts from now. A malformed, unknown or expired cursor still
 // attaches; the replay's Reset says why it is incomplete.
@@ -38,13 +35,15 @@ func (h *Hub) Attach(ctx context.Context, c Conn, cursor string, limit int) erro
 		h.Detach(ctx, c)
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
-	rp, last, err := h.replay(ctx, c.User(), cursor, limit)
+	rp, err := h.replay(ctx, c.User(), cursor, limit)
 	if err != nil {
 		h.Detach(ctx, c)
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
 	c.Replay(rp)
-	if err := h.Release(ctx, c, last); err != nil {
+	// A replay that stopped at its page goes on from the history as a catch-up, for
+	// a stream; a poll (limit > 0) reads the rest with its next request.
+	if err := h.Release(ctx, c, rp.Head, rp.More && limit == 0); err != nil {
 		h.log.Warn("attach: live messages not caught up yet (retried with the next one)", "user", c.User(), "err", err)
 	}
 	if h.trans != nil && h.markAttached(c) {
@@ -70,14 +69,14 @@ func (h *Hub) markAttached(c Conn) bool {
 // messages, without registering anything: a poll with something to answer needs no
 // more. An error answers the client as Attach's do.
 func (h *Hub) Replay(ctx context.Context, user, cursor string, limit int) (*Replay, error) {
-	rp, _, err := h.replay(ctx, user, cursor, limit)
+	rp, err := h.replay(ctx, user, cursor, limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
 	return rp, nil
 }
 
-// Detach unregisters c from the hub and the directory: it undoes Attach.
+// Detach unregisters c from the hub and the directory.
 func (h *Hub) Detach(ctx context.Context, c Conn) {
 	if attached, _ := h.remove(c); attached && h.trans != nil {
 		h.trans.Disconnected(ctx, c.User())
@@ -91,60 +90,77 @@ func (h *Hub) entry(c Conn) Entry {
 	return Entry{User: c.User(), Instance: h.instance, Transport: c.Transport(), Since: c.Since()}
 }
 
-// replay reads, page by page, what user's connections should have read after cursor,
-// and where live delivery takes over: after the last message replayed, or the head
-// read before the replay when that is later (see Attach).
-func (h *Hub) replay(ctx context.Context, user, cursor string, limit int) (*Replay, uint64, error) {
-	head, err := h.history.Head(ctx)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read history head: %w", err)
+// replay reads what user's connections should have read after cursor — one page of
+// each stream, merged by the time each message was recorded, at most limit (0: a page)
+// — and where live delivery takes over: after the last message replayed of each
+// stream, or its top when the replay got to it (see Attach).
+func (h *Hub) replay(ctx context.Context, user, cursor string, limit int) (*Replay, error) {
+	rp := &Replay{From: cursor}
+	var from Cursor
+	page := replayPage
+	if limit > 0 {
+		page = min(page, limit)
 	}
-	h0, err := ParseCursor(head)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read history head: %w", err)
-	}
-	rp := &Replay{Head: head, From: cursor}
 	if cursor == "" {
-		return rp, h0, nil
+		page = 0 // a fresh client starts at the tops
+	} else if c, err := ParseCursor(cursor); err != nil {
+		rp.Reset = ResetMalformed
+	} else {
+		from = c
 	}
-	from := cursor
-	if _, err := ParseCursor(cursor); err != nil {
-		rp.Reset, from = ResetMalformed, replayFromStart
-	}
-	for {
-		page := replayPage
-		if limit > 0 {
-			page = min(page, limit-len(rp.Messages))
+	var ws [2]Window
+	for i, owner := range []string{user, ""} {
+		p := from.User
+		if i == 1 {
+			p = from.Bcast
 		}
-		msgs, complete, err := h.history.After(ctx, user, from, page)
-		if errors.Is(err, ErrBadCursor) && from != replayFromStart {
-			rp.Reset, from = ResetUnknown, replayFromStart
+		w, err := h.history.Read(ctx, owner, p, page)
+		if err != nil {
+			return nil, fmt.Errorf("read history: %w", err)
+		}
+		if cursor != "" && rp.Reset == "" {
+			rp.Reset = w.Reset
+		}
+		ws[i] = w
+	}
+	// Where each stream starts: the cursor's place, or for a stream that could not be
+	// resumed, just before what its window holds.
+	at := from
+	for i, w := range ws {
+		if w.Reset == "" && cursor != "" {
 			continue
 		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("read history: %w", err)
+		start := w.Top
+		if len(w.Msgs) > 0 {
+			start = Pos{Epoch: w.Top.Epoch, Seq: w.Msgs[0].Seq - 1}
 		}
-		if !complete && rp.Reset == "" {
-			rp.Reset = ResetExpired
+		if i == 0 {
+			at.User = start
+		} else {
+			at.Bcast = start
 		}
-		rp.Messages = append(rp.Messages, msgs...)
-		if len(msgs) < page {
-			break
-		}
-		if limit > 0 && len(rp.Messages) >= limit {
-			rp.More = true
-			break
-		}
-		from = msgs[len(msgs)-1].ID
 	}
-	var lastReplayed uint64
-	if n := len(rp.Messages); n > 0 {
-		lastReplayed, _ = ParseCursor(rp.Messages[n-1].ID)
+	a, b := ws[0].Msgs, ws[1].Msgs
+	for (len(a) > 0 || len(b) > 0) && (page == 0 || len(rp.Messages) < page) {
+		if len(b) == 0 || (len(a) > 0 && a[0].Time <= b[0].Time) {
+			at.User = a[0].Pos()
+			rp.Messages = append(rp.Messages, Delivery{M: a[0], At: at})
+			a = a[1:]
+		} else {
+			at.Bcast = b[0].Pos()
+			rp.Messages = append(rp.Messages, Delivery{M: b[0], At: at})
+			b = b[1:]
+		}
 	}
-	if rp.More { // the rest is read by the next request, not sent live
-		return rp, lastReplayed, nil
+	// A stream replayed to its end stands at its top; one cut short goes on later.
+	full := [2]bool{page > 0 && len(ws[0].Msgs) >= page, page > 0 && len(ws[1].Msgs) >= page}
+	if len(a) == 0 && !full[0] {
+		at.User = ws[0].Top
 	}
-	last := max(h0, lastReplayed)
-	rp.Head = FormatCursor(last)
-	return rp, last, nil
+	if len(b) == 0 && !full[1] {
+		at.Bcast = ws[1].Top
+	}
+	rp.More = len(a) > 0 || len(b) > 0 || full[0] || full[1]
+	rp.Head = at
+	return rp, nil
 }

@@ -47,22 +47,22 @@ func route(t *testing.T, d Dispatcher, n int) []*Message {
 
 // TestAttachReplayAndLiveMeetExactly attaches while messages are being routed: what
 // the replay holds and what arrives live must together be every message after the
-// cursor, in order, once each — across several history pages.
+// cursor, each stream in its order, once each — across several history pages.
 func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
-	hub, h, d := newTestHub(t, 100_000)
-	cursor, _ := h.Head(context.Background())
+	r, _, d := newTestHub(t, 100_000)
+	cursor := attachHead(t, r)
 	want := route(t, d, 3*replayPage+7) // more than one page before the attach
 
 	done := make(chan []*Message)
 	go func() { done <- route(t, d, 3000) }()
 	c := newRecConn("u")
-	if err := hub.Attach(context.Background(), c, cursor, 0); err != nil {
+	if err := r.Attach(context.Background(), c, cursor, 0); err != nil {
 		t.Fatalf("attach: %v", err)
 	}
 	rp := c.rp
 	want = append(want, <-done...)
-	if rp.Reset != "" || rp.More {
-		t.Fatalf("replay reset %q more %v, want a whole replay", rp.Reset, rp.More)
+	if rp.Reset != "" {
+		t.Fatalf("replay reset %q, want a whole replay", rp.Reset)
 	}
 	c.waitFor(t, len(want))
 	c.mu.Lock()
@@ -70,21 +70,63 @@ func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
 	if len(c.got) != len(want) {
 		t.Fatalf("got %d messages, want %d", len(c.got), len(want))
 	}
-	for i := range want {
-		if c.got[i] != want[i] {
-			t.Fatalf("message %d: got id %s, want %s", i, c.got[i].ID, want[i].ID)
+	for _, user := range []string{"u", ""} {
+		var g, w []*Message
+		for _, m := range c.got {
+			if m.UserID == user {
+				g = append(g, m)
+			}
 		}
+		for _, m := range want {
+			if m.UserID == user {
+				w = append(w, m)
+			}
+		}
+		for i := range w {
+			if i >= len(g) || g[i] != w[i] {
+				t.Fatalf("stream %q, message %d: not the one routed (got %d of %d)", user, i, len(g), len(w))
+			}
+		}
+	}
+	// Each id is the connection's whole position: resuming from it gives the rest.
+	mid := c.at[len(c.at)/2]
+	if mid.User.Seq == 0 || mid.Bcast.Seq == 0 {
+		t.Errorf("id %v: not a position in both streams", mid)
 	}
 }
 
-func TestAttachCursors(t *testing.T) {
-	hub, h, d := newTestHub(t, 5)
-	start, _ := h.Head(context.Background())
-	forU := route(t, d, 30) // 20 for u and broadcast, of which the window keeps 5 of each
-	head, _ := h.Head(context.Background())
-	last := forU[len(forU)-1]
-	unknown := strconv.FormatUint(mustCursor(t, head)+1000, 10)
+// attachHead is the cursor a fresh client starts from.
+func attachHead(t *testing.T, r *Hub) string {
+	t.Helper()
+	rp, err := r.Replay(context.Background(), "u", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp.Head.String()
+}
 
+func TestAttachCursors(t *testing.T) {
+	r, _, d := newTestHub(t, 5)
+	start := attachHead(t, r)
+	forU := route(t, d, 30) // 10 for u and 10 broadcasts, of which the window keeps 5 of each
+	head := attachHead(t, r)
+	hc, _ := ParseCursor(head)
+	unknown := hc
+	unknown.User.Seq += 1000
+	lost := hc
+	lost.Bcast.Epoch = NewEpoch()
+	// After the 8th of u's messages and the 8th broadcast: two of each to come.
+	var inside Cursor
+	for _, m := range forU {
+		if m.Broadcast() {
+			inside.Bcast = m.Pos()
+		} else {
+			inside.User = m.Pos()
+		}
+		if inside.User.Seq == 8 && inside.Bcast.Seq == 8 {
+			break
+		}
+	}
 	tests := []struct {
 		name, cursor string
 		limit        int
@@ -93,28 +135,33 @@ func TestAttachCursors(t *testing.T) {
 		more         bool
 	}{
 		{"none: from now", "", 0, "", 0, false},
-		{"newest", last.ID, 0, "", 0, false},
-		{"inside the window", forU[len(forU)-3].ID, 0, "", 2, false},
-		{"limit", forU[len(forU)-9].ID, 3, "", 3, true},
+		{"newest", head, 0, "", 0, false},
+		{"inside the window", inside.String(), 0, "", 4, false},
+		{"limit", inside.String(), 3, "", 3, true},
 		{"expired", start, 0, ResetExpired, 10, false},
 		{"malformed", "x1", 0, ResetMalformed, 10, false},
-		{"unknown", unknown, 0, ResetUnknown, 10, false},
+		{"first design's cursor", "1041", 0, ResetMalformed, 10, false},
+		{"unknown", unknown.String(), 0, ResetUnknown, 5, false}, // the user's window; broadcasts resume
+		{"lost", lost.String(), 0, ResetLost, 5, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &recConn{user: "u"}
-			if err := hub.Attach(context.Background(), c, tc.cursor, tc.limit); err != nil {
+			if err := r.Attach(context.Background(), c, tc.cursor, tc.limit); err != nil {
 				t.Fatalf("attach: %v", err)
 			}
 			rp := c.rp
 			if rp.Reset != tc.reset || len(rp.Messages) != tc.n || rp.More != tc.more {
 				t.Fatalf("got reset %q, %d messages, more %v; want %q, %d, %v", rp.Reset, len(rp.Messages), rp.More, tc.reset, tc.n, tc.more)
 			}
-			if rp.Head != head {
+			if tc.more {
+				return
+			}
+			if rp.Head.String() != head {
 				t.Fatalf("head %s, want %s", rp.Head, head)
 			}
-			if tc.n > 0 && tc.limit == 0 && rp.Messages[tc.n-1] != last {
-				t.Fatalf("replay ends with %s, want the newest, %s", rp.Messages[tc.n-1].ID, last.ID)
+			if tc.n > 0 && rp.Messages[tc.n-1].At.String() != head {
+				t.Fatalf("replay ends at %v, want the newest, %s", rp.Messages[tc.n-1].At, head)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,20 +20,23 @@ var _ Directory = (*RedisDirectory)(nil)
 // should not queue behind a single lock.
 const dirStripes = 64
 
-// RedisDirectory is this instance's part of the shared directory. Each instance owns
-// one hash, user -> that user's connections here, which expires with the instance's
-// heartbeat: a crashed instance's connections vanish with nobody cleaning up, and a
-// heartbeat costs one command however many users are connected. Lookup reads the
-// user's field in the hash of every registered instance, in one script.
+// RedisDirectory is this instance's part of the shared presence, kept by user: in
+// each connected user's meta hash (the one every message to the user touches) a field
+// i:<instance> = "<lease deadline ms> <JSON [{transport, since}]>". The dispatch
+// script reads the live ones in the same step as it appends, so a targeted message
+// costs the same whatever the number of instances (docs/redis.md, "Presence by user,
+// and how it heals").
 //
 // The connections of this instance are also kept here, in memory: they are the truth
-// that Refresh writes back when Redis lost the hash (a restart, a long outage) or a
-// write failed.
+// that Refresh writes back whole with every beat, whatever Redis holds — never "the
+// key exists, so all is well".
 type RedisDirectory struct {
 	rdb      redis.UniversalClient
 	keys     redisKeys
 	instance string
 	ttl      time.Duration
+	metaTTL  time.Duration
+	now      func() time.Time
 	seed     maphash.Seed
 	stripes  [dirStripes]dirStripe
 }
@@ -40,10 +44,9 @@ type RedisDirectory struct {
 type dirStripe struct {
 	mu    sync.Mutex
 	users map[string][]Entry
-	dirty map[string]bool // users whose last write to Redis failed
 }
 
-// connJSON is one connection in a user's field: readable with redis-cli.
+// connJSON is one connection in a user's presence field: readable with redis-cli.
 type connJSON struct {
 	Transport string    `json:"transport"`
 	Since     time.Time `json:"since"`
@@ -53,9 +56,12 @@ type connJSON struct {
 // opts.PresenceTTL past its last Refresh.
 func NewRedisDirectory(rdb redis.UniversalClient, opts RedisOptions) *RedisDirectory {
 	opts = opts.withDefaults()
-	d := &RedisDirectory{rdb: rdb, keys: redisKeys(opts.Prefix), instance: opts.Instance, ttl: opts.PresenceTTL, seed: maphash.MakeSeed()}
+	d := &RedisDirectory{
+		rdb: rdb, keys: redisKeys(opts.Prefix), instance: opts.Instance, ttl: opts.PresenceTTL,
+		metaTTL: metaTTL(opts.HistoryTTL), now: time.Now, seed: maphash.MakeSeed(),
+	}
 	for i := range d.stripes {
-		d.stripes[i] = dirStripe{users: make(map[string][]Entry), dirty: make(map[string]bool)}
+		d.stripes[i] = dirStripe{users: make(map[string][]Entry)}
 	}
 	return d
 }
@@ -94,144 +100,163 @@ func (d *RedisDirectory) Remove(ctx context.Context, e Entry) error {
 
 // writeUser writes user's field as s holds it; s.mu is held.
 func (d *RedisDirectory) writeUser(ctx context.Context, s *dirStripe, user string) error {
-	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		d.queueUser(ctx, p, s, user)
-		p.PExpire(ctx, d.keys.conns(d.instance), d.ttl)
+	deadline := d.now().Add(d.ttl).UnixMilli()
+	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		d.queueUser(ctx, p, s, user, deadline)
 		return nil
 	})
 	if err != nil {
-		s.dirty[user] = true
 		return fmt.Errorf("directory write %s: %w", user, err)
 	}
-	delete(s.dirty, user)
 	return nil
 }
 
-func (d *RedisDirectory) queueUser(ctx context.Context, p redis.Pipeliner, s *dirStripe, user string) {
+// queueUser queues the write of user's presence field as s holds it, with a lease
+// until deadline; s.mu is held. A write also pushes the meta's life: a user who is
+// connected keeps the epoch of their stream.
+func (d *RedisDirectory) queueUser(ctx context.Context, p redis.Pipeliner, s *dirStripe, user string, deadline int64) {
+	meta, field := d.keys.meta(user), presenceField(d.instance)
 	es := s.users[user]
 	if len(es) == 0 {
-		p.HDel(ctx, d.keys.conns(d.instance), user)
+		p.HDel(ctx, meta, field)
 		return
 	}
+	p.HSet(ctx, meta, field, leaseValue(deadline, es))
+	p.PExpire(ctx, meta, d.metaTTL)
+}
+
+// leaseValue is a presence field's value: "<deadline ms> <JSON [{transport, since}]>".
+func leaseValue(deadline int64, es []Entry) string {
 	cs := make([]connJSON, len(es))
 	for i, e := range es {
 		cs[i] = connJSON{Transport: e.Transport, Since: e.Since.UTC()}
 	}
 	b, _ := json.Marshal(cs) // cannot fail: strings and times
-	p.HSet(ctx, d.keys.conns(d.instance), user, b)
+	return strconv.FormatInt(deadline, 10) + " " + string(b)
 }
 
-// RefreshLapsed keeps this instance's connections alive for another TTL; call it with
-// every heartbeat. When Redis has lost them, or a write failed, it writes them again.
-// It reports whether this instance's entries were gone from Redis (expired, or Redis
-// lost them) when it came: until now, dispatchers did not send this instance its
-// users' messages, which only the history holds.
-func (d *RedisDirectory) RefreshLapsed(ctx context.Context) (lapsed bool, err error) {
-	kept, err := d.rdb.PExpire(ctx, d.keys.conns(d.instance), d.ttl).Result()
-	if err != nil {
-		return false, fmt.Errorf("directory refresh: %w", err)
+// Tops are the newest positions of the streams this instance's connections read, as
+// a beat found them: what every connection should have reached (see Hub.Heal).
+type Tops struct {
+	At    time.Time      // when they were read; connections newer than this are not judged
+	Users map[string]Pos // per local user
+	Bcast Pos
+}
+
+// Refresh rewrites every presence field of this instance with a new lease, whatever
+// Redis holds (it may have lost them: a restart, a deletion, a lease that ran out
+// while Redis was paused), and reads the tops of the streams its connections read:
+// call it with every heartbeat, and heal the connections with what it returns.
+func (d *RedisDirectory) Refresh(ctx context.Context) (Tops, error) {
+	tops := Tops{At: d.now(), Users: make(map[string]Pos)}
+	bc := d.rdb.HMGet(ctx, d.keys.meta(""), "e", "s")
+	if err := bc.Err(); err != nil {
+		return Tops{}, fmt.Errorf("directory refresh: %w", err)
 	}
-	empty := true
+	tops.Bcast = metaPos(bc.Val())
+	deadline := tops.At.Add(d.ttl).UnixMilli()
 	for i := range d.stripes {
-		s := &d.stripes[i]
-		s.mu.Lock()
-		empty = empty && len(s.users) == 0
-		s.mu.Unlock()
-		if err := d.rewrite(ctx, s, !kept); err != nil {
-			return false, err
+		if err := d.refreshStripe(ctx, &d.stripes[i], deadline, tops.Users); err != nil {
+			return Tops{}, err
 		}
 	}
-	// An instance with no connections has no hash to keep: that is no lapse.
-	return !kept && !empty, nil
+	return tops, nil
 }
 
-// rewrite writes the users of s that failed before, or all of them.
-func (d *RedisDirectory) rewrite(ctx context.Context, s *dirStripe, all bool) error {
+// refreshStripe rewrites the users of s and reads their tops into tops, in one
+// pipeline under s.mu, so a Remove meanwhile cannot be undone by a stale rewrite.
+func (d *RedisDirectory) refreshStripe(ctx context.Context, s *dirStripe, deadline int64, tops map[string]Pos) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	users := s.dirty
-	if all {
-		users = make(map[string]bool, len(s.users))
-		for u := range s.users {
-			users[u] = true
-		}
-	}
-	if len(users) == 0 {
+	if len(s.users) == 0 {
 		return nil
 	}
-	_, err := d.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		for u := range users {
-			d.queueUser(ctx, p, s, u)
+	reads := make(map[string]*redis.SliceCmd, len(s.users))
+	_, err := d.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for u := range s.users {
+			d.queueUser(ctx, p, s, u, deadline)
+			reads[u] = p.HMGet(ctx, d.keys.meta(u), "e", "s")
 		}
-		p.PExpire(ctx, d.keys.conns(d.instance), d.ttl)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("directory rewrite: %w", err)
+		return fmt.Errorf("directory refresh: %w", err)
 	}
-	clear(s.dirty)
+	for u, r := range reads {
+		tops[u] = metaPos(r.Val())
+	}
 	return nil
 }
 
-// lookupScript returns instance id, connections JSON for each live instance that
-// holds user. KEYS: instances set. ARGV: conns key prefix, user, instance key prefix.
-var lookupScript = redis.NewScript(`
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local v = redis.call('HGET', ARGV[1] .. id, ARGV[2])
-  if v and redis.call('EXISTS', ARGV[3] .. id) == 1 then
-    out[#out + 1] = id
-    out[#out + 1] = v
-  end
-end
-return out
-`)
+// metaPos reads an HMGET meta e s reply: the stream's top (Epoch "" when it has none).
+func metaPos(v []any) Pos {
+	if len(v) != 2 {
+		return Pos{}
+	}
+	e, _ := v[0].(string)
+	s, _ := v[1].(string)
+	n, _ := strconv.ParseUint(s, 10, 64)
+	if e == "" {
+		return Pos{}
+	}
+	return Pos{Epoch: e, Seq: n}
+}
 
 func (d *RedisDirectory) Lookup(ctx context.Context, user string) ([]Entry, error) {
-	vals, err := lookupScript.Run(ctx, d.rdb, []string{d.keys.instances()}, d.keys.conns(""), user, d.keys.instance("")).StringSlice()
+	all, err := d.rdb.HGetAll(ctx, d.keys.meta(user)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("directory lookup %s: %w", user, err)
 	}
+	live := d.now().Add(-leaseGrace(d.ttl)).UnixMilli()
 	var out []Entry
-	for i := 0; i+1 < len(vals); i += 2 {
+	for f, v := range all {
+		inst, ok := strings.CutPrefix(f, "i:")
+		if !ok {
+			continue
+		}
+		deadline, js, ok := splitLease(v)
+		if !ok {
+			return nil, fmt.Errorf("directory lookup %s: instance %s: malformed value %q", user, inst, v)
+		}
+		if deadline < live {
+			continue
+		}
 		var cs []connJSON
-		if err := json.Unmarshal([]byte(vals[i+1]), &cs); err != nil {
-			return nil, fmt.Errorf("directory lookup %s: instance %s: %w", user, vals[i], err)
+		if err := json.Unmarshal([]byte(js), &cs); err != nil {
+			return nil, fmt.Errorf("directory lookup %s: instance %s: %w", user, inst, err)
 		}
 		for _, c := range cs {
-			out = append(out, Entry{User: user, Instance: vals[i], Transport: c.Transport, Since: c.Since})
+			out = append(out, Entry{User: user, Instance: inst, Transport: c.Transport, Since: c.Since})
 		}
 	}
 	sortEntries(out)
 	return out, nil
 }
 
-// usersScript returns instance id, number of users for each live instance that holds
-// any. KEYS: instances set. ARGV: conns key prefix, instance key prefix.
-var usersScript = redis.NewScript(`
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local n = redis.call('HLEN', ARGV[1] .. id)
-  if n > 0 and redis.call('EXISTS', ARGV[2] .. id) == 1 then
-    out[#out + 1] = id
-    out[#out + 1] = tostring(n)
-  end
-end
-return out
-`)
-
+// Users counts each live instance's users as it reported them at its last beat (see
+// Instance.Users): counting them here would read every user's entry.
 func (d *RedisDirectory) Users(ctx context.Context) (map[string]int, error) {
-	vals, err := usersScript.Run(ctx, d.rdb, []string{d.keys.instances()}, d.keys.conns(""), d.keys.instance("")).StringSlice()
+	list, err := (&RedisInstances{rdb: d.rdb, keys: d.keys, ttl: d.ttl, now: d.now}).List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("directory users: %w", err)
 	}
-	out := make(map[string]int, len(vals)/2)
-	for i := 0; i+1 < len(vals); i += 2 {
-		n, err := strconv.Atoi(vals[i+1])
-		if err != nil {
-			return nil, fmt.Errorf("directory users: instance %s: %w", vals[i], err)
+	out := make(map[string]int, len(list))
+	for _, in := range list {
+		if in.Users > 0 {
+			out[in.ID] = in.Users
 		}
-		out[vals[i]] = n
 	}
 	return out, nil
+}
+
+// LocalUsers is the number of distinct users connected to this instance.
+func (d *RedisDirectory) LocalUsers() int {
+	n := 0
+	for i := range d.stripes {
+		s := &d.stripes[i]
+		s.mu.Lock()
+		n += len(s.users)
+		s.mu.Unlock()
+	}
+	return n
 }

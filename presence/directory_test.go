@@ -8,23 +8,28 @@ import (
 )
 
 // directoryImpls build, for each implementation, the directories of two live
-// instances "A" and "B" that share one backend.
-var directoryImpls = map[string]func(t *testing.T) (a, b Directory){
-	"memory": func(*testing.T) (Directory, Directory) {
+// instances "A" and "B" that share one backend, and what their heartbeats do (the
+// Redis registry reports users as of each instance's last beat).
+var directoryImpls = map[string]func(t *testing.T) (a, b Directory, beat func()){
+	"memory": func(*testing.T) (Directory, Directory, func()) {
 		d := NewMemoryDirectory()
-		return d, d
+		return d, d, func() {}
 	},
-	"redis": func(t *testing.T) (Directory, Directory) {
+	"redis": func(t *testing.T) (Directory, Directory, func()) {
 		rdb, opts := newTestRedis(t)
 		reg := NewRedisInstances(rdb, opts)
-		for _, id := range []string{"A", "B"} {
-			if err := reg.Beat(context.Background(), Instance{ID: id, Started: time.Now()}); err != nil {
-				t.Fatal(err)
-			}
-		}
 		oa, ob := opts, opts
 		oa.Instance, ob.Instance = "A", "B"
-		return NewRedisDirectory(rdb, oa), NewRedisDirectory(rdb, ob)
+		a, b := NewRedisDirectory(rdb, oa), NewRedisDirectory(rdb, ob)
+		beat := func() {
+			for id, d := range map[string]*RedisDirectory{"A": a, "B": b} {
+				if _, err := reg.Beat(context.Background(), Instance{ID: id, Started: time.Now(), Users: d.LocalUsers()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		beat()
+		return a, b, beat
 	},
 }
 
@@ -32,7 +37,7 @@ func TestDirectoryContract(t *testing.T) {
 	for name, mk := range directoryImpls {
 		t.Run(name, func(t *testing.T) {
 			ctx := testCtx(t)
-			a, b := mk(t)
+			a, b, beat := mk(t)
 			t0 := time.Now()
 			u1a := Entry{User: "u1", Instance: "A", Transport: "ws", Since: t0}
 			u1a2 := Entry{User: "u1", Instance: "A", Transport: "sse", Since: t0.Add(time.Second)}
@@ -50,6 +55,7 @@ func TestDirectoryContract(t *testing.T) {
 			wantLookup(t, b, "u1", u1a, u1a2, u1b)
 			wantLookup(t, b, u2a.User, u2a)
 			wantLookup(t, a, "nobody")
+			beat()
 			wantUsers(t, b, map[string]int{"A": 2, "B": 1})
 
 			if err := a.Remove(ctx, u1a); err != nil {
@@ -68,6 +74,7 @@ func TestDirectoryContract(t *testing.T) {
 				}
 			}
 			wantLookup(t, a, "u1")
+			beat()
 			wantUsers(t, a, map[string]int{"A": 1})
 		})
 	}

@@ -8,21 +8,24 @@ import (
 )
 
 // Dispatcher records a message and hands it to every instance that should deliver
-// it, as one step: every instance then receives messages in id order, whichever
-// instance consumed them, and nothing is handed out without being recorded. It is
+// it: nothing is handed out before it is recorded, so a receiver that missed one (or
+// got two dispatchers' messages out of order) catches up from the history. It is
 // History.Append, Directory.Lookup and Relay.Send in one; the receiving end is
 // Relay.Run, on every instance including the one that dispatched.
 type Dispatcher interface {
-	// Dispatch sets m.ID and m.Prev and hands m to the instances holding a
-	// connection of m.UserID, or to every instance for a broadcast. When key is not
-	// empty and a message with that key was dispatched within DedupeWindow, nothing
-	// is recorded or sent, m.ID is that message's id and dup is true: a delivery the
-	// broker redelivers (its consumer died before acking) is not delivered twice.
+	// Dispatch records m (setting its position, see History.Append) and hands it to
+	// the instances holding a connection of m.UserID, or to every instance for a
+	// broadcast. When key is not empty and a message with that key was dispatched
+	// within DedupeWindow, nothing is recorded or sent, m's position is that
+	// message's and dup is true: a delivery the broker redelivers (its consumer died
+	// before acking) is not delivered twice.
 	Dispatch(ctx context.Context, m *Message, key string) (dup bool, err error)
 	// DispatchBatch dispatches each of b in order, as Dispatch would one after the
-	// other, in one round trip to the backend: ids follow the order of b, and every
-	// instance receives them in that order. It sets each one's Dup and Err; an item
-	// that failed was not dispatched and may be retried, the others stand.
+	// other, in few round trips to the backend: positions follow the order of b, and
+	// every instance receives what it gets of b in that order. It sets each one's Dup
+	// and Err; an item that failed was not dispatched and may be retried, the others
+	// stand. A duplicate is handed out again (the first dispatch may have died before
+	// it could), where its position is still in its stream.
 	DispatchBatch(ctx context.Context, b []Dispatch)
 }
 
@@ -30,12 +33,15 @@ type Dispatcher interface {
 // and Err as it returns them, and Instances: how many instances holding a connection
 // of the recipient it was handed to (0 for a broadcast and a duplicate). A targeted
 // message with Instances 0 found its user offline everywhere (message.undelivered).
+// RecordOnly records Key for later redeliveries without checking it: a first delivery
+// whose key is not unique to it (two equal messages published on purpose both arrive).
 type Dispatch struct {
-	M         *Message
-	Key       string
-	Dup       bool
-	Instances int
-	Err       error
+	M          *Message
+	Key        string
+	RecordOnly bool
+	Dup        bool
+	Instances  int
+	Err        error
 }
 
 // DedupeWindow is how long a dispatched message's key is remembered. A broker
@@ -53,7 +59,7 @@ type MemoryDispatcher struct {
 	now     func() time.Time
 
 	mu     sync.Mutex // one dispatch at a time: ids reach every receiver in order
-	keys   map[string]string
+	keys   map[string]Pos
 	expiry []keyExpiry // oldest first
 }
 
@@ -65,28 +71,32 @@ type keyExpiry struct {
 // NewMemoryDispatcher records in h, looks recipients up in d and hands messages to
 // the relays on bus.
 func NewMemoryDispatcher(h *MemoryHistory, d *MemoryDirectory, bus *MemoryBus) *MemoryDispatcher {
-	return &MemoryDispatcher{history: h, dir: d, bus: bus, now: time.Now, keys: make(map[string]string)}
+	return &MemoryDispatcher{history: h, dir: d, bus: bus, now: time.Now, keys: make(map[string]Pos)}
 }
 
 func (p *MemoryDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
-	dup, _, err := p.dispatch(ctx, m, key)
+	dup, _, err := p.dispatch(ctx, &Dispatch{M: m, Key: key})
 	return dup, err
 }
 
 // dispatch is Dispatch, also saying to how many instances m went.
-func (p *MemoryDispatcher) dispatch(ctx context.Context, m *Message, key string) (bool, int, error) {
+func (p *MemoryDispatcher) dispatch(ctx context.Context, x *Dispatch) (bool, int, error) {
+	m, key := x.M, x.Key
+	if key != "" {
+		key = m.UserID + "\x00" + key // a key is scoped to its stream, as in Redis
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.forget()
-	if id, ok := p.keys[key]; key != "" && ok {
-		m.ID, m.Prev = id, ""
+	if pos, ok := p.keys[key]; key != "" && ok && !x.RecordOnly {
+		m.Epoch, m.Seq = pos.Epoch, pos.Seq
 		return true, 0, nil
 	}
 	if err := p.history.Append(ctx, m); err != nil {
 		return false, 0, err
 	}
 	if key != "" {
-		p.keys[key] = m.ID
+		p.keys[key] = m.Pos()
 		p.expiry = append(p.expiry, keyExpiry{key: key, at: p.now().Add(DedupeWindow)})
 	}
 	if m.Broadcast() {
@@ -113,7 +123,7 @@ func (p *MemoryDispatcher) dispatch(ctx context.Context, m *Message, key string)
 // trip to save.
 func (p *MemoryDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	for i := range b {
-		b[i].Dup, b[i].Instances, b[i].Err = p.dispatch(ctx, b[i].M, b[i].Key)
+		b[i].Dup, b[i].Instances, b[i].Err = p.dispatch(ctx, &b[i])
 	}
 }
 

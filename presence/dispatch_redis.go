@@ -2,75 +2,113 @@ package presence
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 )
 
 var _ Dispatcher = (*RedisDispatcher)(nil)
 
-// RedisDispatcher dispatches with one Lua script: number and record the message,
-// find the live instances holding the user, and PUBLISH to each (or to the broadcast
-// channel). Redis runs scripts one at a time and hands each subscriber what was
-// published in that order, so every instance receives messages in id order, whoever
-// consumed them; and a message is published only once it is in the history.
+// RedisDispatcher dispatches in two steps (docs/redis.md, "Dispatch, publish and
+// dedupe"): one script per message in its stream's slot appends it, checks or records
+// its dedupe key, and returns the live instances from the user's presence fields;
+// then Go publishes one relay payload per destination instance per batch (an
+// instance's channel is in another slot than the user, so a script cannot). The Redis
+// work of a targeted message does not depend on how many instances there are.
+//
+// Publishes of two dispatchers may cross, and a publish may be lost; receivers see
+// the gap in the stream's dense positions and catch up from the history, which holds
+// the message before anything is published.
 type RedisDispatcher struct {
 	rdb  redis.UniversalClient
 	keys redisKeys
+	ns   string // relayNamespace
 	h    *RedisHistory
+	ttl  int64 // presence lease grace, ms
+
+	PublishFailed atomic.Int64 // relay payloads that could not be published (the history and the next beat cover them)
 }
 
 // NewRedisDispatcher records in the history of opts and publishes on its relay
-// channels, for the directory under the same prefix.
+// channels, for the presence under the same prefix.
 func NewRedisDispatcher(rdb redis.UniversalClient, opts RedisOptions) *RedisDispatcher {
 	opts = opts.withDefaults()
-	return &RedisDispatcher{rdb: rdb, keys: redisKeys(opts.Prefix), h: NewRedisHistory(rdb, opts)}
+	return &RedisDispatcher{
+		rdb: rdb, keys: redisKeys(opts.Prefix), ns: relayNamespace(rdb, opts.Prefix),
+		h: NewRedisHistory(rdb, opts), ttl: leaseGrace(opts.PresenceTTL).Milliseconds(),
+	}
 }
 
-// dispatchScript: KEYS: seq, stream, clock, instances set, [dedupe key].
-// ARGV: size, ttl ms, clock step ms, routing key, body, user (empty for a broadcast),
-// payload tail (relayTail), conns key prefix, instance key prefix, instance channel
-// prefix, broadcast channel, dedupe window ms, AMQP message-id, correlation-id.
-// Returns number, previous number in the stream, 1 if it was a duplicate, and how many
-// instances it was published to (0 for a broadcast or a duplicate).
-var dispatchScript = redis.NewScript(historyLua + `
-if #KEYS == 5 then
-  local old = redis.call('GET', KEYS[5])
-  if old then return {tonumber(old), '', 1, 0} end
-end
-local seq, prev = appendEntry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[13], ARGV[14])
-if #KEYS == 5 then redis.call('SET', KEYS[5], seq, 'PX', ARGV[12]) end
-local p = prev
-if p == '' then p = '0' end
-local payload = '\1' .. string.format('%d', seq) .. ' ' .. p .. ARGV[7] .. ARGV[5]
-local user = ARGV[6]
-local sent = 0
-if user == '' then
-  redis.call('PUBLISH', ARGV[11], payload)
-else
-  for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-    if redis.call('HEXISTS', ARGV[8] .. id, user) == 1 and redis.call('EXISTS', ARGV[9] .. id) == 1 then
-      redis.call('PUBLISH', ARGV[10] .. id, payload)
-      sent = sent + 1
-    end
+// Dedupe modes of the dispatch script.
+const (
+	dedupeNone   = ""
+	dedupeCheck  = "check"  // a position already given under the key makes it a duplicate; else recorded
+	dedupeRecord = "record" // recorded for later redeliveries, not checked
+)
+
+// dispatchScript: KEYS: meta, stream, [dedupe key]. ARGV: candidate epoch, now ms,
+// size, history TTL ms, meta TTL ms, routing key, body, dedupe mode, dedupe window ms,
+// lease grace ms, message-id, correlation-id. Returns {dup, epoch, seq, publish, instance…}: publish is 0 for a
+// duplicate of an epoch that is gone (nothing to send again), and the instances are
+// those whose presence lease (plus the grace) is still running; the fields of the
+// others are deleted on the way.
+var dispatchScript = redis.NewScript(historyLua + leaseLua + `
+local now, grace = tonumber(ARGV[2]), tonumber(ARGV[10])
+local h = redis.call('HGETALL', KEYS[1])
+local e, s, x, y = nil, 0, 0, 0
+local live, dead = {}, {}
+for i = 1, #h, 2 do
+  local f, v = h[i], h[i + 1]
+  if f == 'e' then e = v
+  elseif f == 's' then s = tonumber(v)
+  elseif f == 'x' then x = tonumber(v)
+  elseif f == 'y' then y = tonumber(v)
+  elseif string.sub(f, 1, 2) == 'i:' then
+    local d = deadline(v)
+    if d and d + grace >= now then live[#live + 1] = string.sub(f, 3) else dead[#dead + 1] = f end
   end
 end
-return {seq, prev, 0, sent}
+if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
+local fresh = not e
+if fresh then e = ARGV[1]; s = 0 end
+local mode = ARGV[8]
+if mode == 'check' then
+  local old = redis.call('SET', KEYS[3], e .. '-' .. fmt(s + 1), 'NX', 'PX', ARGV[9], 'GET')
+  if old then
+    local oe, os = string.match(old, '^(%w*)-(%d+)$')
+    if fresh or oe ~= e or not os then return {1, oe or '', tonumber(os or '0'), 0} end
+    return {1, oe, tonumber(os), 1, unpack(live)}
+  end
+elseif mode == 'record' then
+  redis.call('SET', KEYS[3], e .. '-' .. fmt(s + 1), 'PX', ARGV[9])
+end
+local ok, seq = pcall(appendEntry, KEYS[1], KEYS[2], e, s, x, y, fresh, now, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[11], ARGV[12])
+if not ok then
+  -- Nothing was appended: a redelivery must not be taken for a duplicate.
+  if mode ~= '' then redis.call('DEL', KEYS[3]) end
+  -- The error's code (WRONGTYPE …) stays first, so the caller can tell what it was.
+  return redis.error_reply(tostring(seq.err or seq))
+end
+return {0, e, seq, 1, unpack(live)}
 `)
 
 func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
-	dup, _, err := d.reply(d.run(ctx, d.rdb, dispatchScript.Run, m, key), m)
-	return dup, err
+	b := []Dispatch{{M: m, Key: key}}
+	d.DispatchBatch(ctx, b)
+	return b[0].Dup, b[0].Err
 }
 
-// DispatchBatch sends the script calls of b in one pipeline. Redis runs them in
-// order, one at a time, so b is numbered and published as one Dispatch after the
-// other would; other clients' commands may run in between. The first call carries
-// the script itself (EVAL), so a Redis that lost its script cache (a restart) has it
-// again before the others name it by hash (EVALSHA): loading it after a NOSCRIPT and
-// retrying would number those calls after the ones that followed them. Each call
-// succeeds or fails on its own; a connection that breaks fails the ones whose reply
-// did not come.
+// DispatchBatch sends the script calls of b in one pipeline, then publishes what they
+// recorded in a second: one payload per destination instance, and one on the
+// broadcast channel, each holding its messages in the order of b. The first call
+// carries the script itself (EVAL), so a Redis that lost its script cache (a restart)
+// has it again before the others name it by hash (EVALSHA). Each call succeeds or
+// fails on its own; a connection that breaks fails the ones whose reply did not come.
+// A publish that fails fails nothing: the message is in the history, receivers catch
+// up from it.
 func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	if len(b) == 0 {
 		return
@@ -82,50 +120,125 @@ func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 		if i == 0 {
 			call = dispatchScript.Eval
 		}
-		cmds[i] = d.run(ctx, pipe, call, b[i].M, b[i].Key)
+		cmds[i] = d.run(ctx, pipe, call, &b[i])
 	}
 	_, _ = pipe.Exec(ctx) // each command holds its own error
+	var out relayOut
 	for i := range b {
-		b[i].Dup, b[i].Instances, b[i].Err = d.reply(cmds[i], b[i].M)
+		var r dispatchReply
+		r, b[i].Err = d.reply(cmds[i], b[i].M)
+		b[i].Dup = r.dup
+		if b[i].Err == nil && !r.dup && !b[i].M.Broadcast() {
+			b[i].Instances = len(r.to)
+		}
+		if b[i].Err == nil && r.publish {
+			out.add(b[i].M, r.to)
+		}
 	}
+	if n := d.publish(ctx, &out); n > 0 {
+		d.PublishFailed.Add(int64(n))
+	}
+}
+
+// relayOut is what one batch publishes: per destination instance, and broadcast.
+type relayOut struct {
+	order []string // instances in the order they were first named
+	to    map[string][]*Message
+	bcast []*Message
+	any   bool
+}
+
+func (o *relayOut) add(m *Message, to []string) {
+	if m.Broadcast() {
+		o.bcast, o.any = append(o.bcast, m), true
+		return
+	}
+	for _, id := range to {
+		if o.to == nil {
+			o.to = make(map[string][]*Message)
+		}
+		if _, ok := o.to[id]; !ok {
+			o.order = append(o.order, id)
+		}
+		o.to[id], o.any = append(o.to[id], m), true
+	}
+}
+
+// publish sends o in one pipeline and returns how many payloads failed. The sender
+// is left empty: a dispatched broadcast goes to every instance, the dispatching one
+// included.
+func (d *RedisDispatcher) publish(ctx context.Context, o *relayOut) int {
+	if !o.any {
+		return 0
+	}
+	pipe := d.rdb.Pipeline()
+	for _, id := range o.order {
+		pipe.Publish(ctx, relayInstance(d.ns, id), encodeRelay(d.ns, "", o.to[id]...))
+	}
+	if len(o.bcast) > 0 {
+		pipe.Publish(ctx, relayBroadcast(d.ns), encodeRelay(d.ns, "", o.bcast...))
+	}
+	cmds, _ := pipe.Exec(ctx)
+	failed := 0
+	for _, c := range cmds {
+		if c.Err() != nil {
+			failed++
+		}
+	}
+	return failed
+}
+
+// run calls the dispatch script for x on c (the client, or a pipeline).
+func (d *RedisDispatcher) run(ctx context.Context, c redis.Scripter, call scriptCall, x *Dispatch) *redis.Cmd {
+	keys, args := d.h.appendArgs(x.M)
+	x.M.Time = args[1].(int64)
+	mode := dedupeNone
+	if x.Key != "" {
+		keys = append(keys, d.keys.dedupe(x.M.UserID, hashKey(x.Key)))
+		mode = dedupeCheck
+		if x.RecordOnly {
+			mode = dedupeRecord
+		}
+	}
+	return call(ctx, c, keys, append(args, mode, DedupeWindow.Milliseconds(), d.ttl, x.M.MessageID, x.M.CorrelationID)...)
 }
 
 // scriptCall is one way of calling a script: Run, Eval or EvalSha.
 type scriptCall func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd
 
-// run calls the dispatch script for m on c (the client, or a pipeline).
-func (d *RedisDispatcher) run(ctx context.Context, c redis.Scripter, call scriptCall, m *Message, key string) *redis.Cmd {
-	keys := []string{d.keys.seq(), d.h.stream(m.UserID), d.keys.clock(), d.keys.instances()}
-	if key != "" {
-		keys = append(keys, d.keys.dedupe(key))
-	}
-	// The sender is left empty: a dispatched broadcast goes to every instance,
-	// the dispatching one included.
-	return call(ctx, c, keys,
-		d.h.size, d.h.ttl.Milliseconds(), d.h.step.Milliseconds(), m.RoutingKey, m.Body,
-		m.UserID, relayTail("", m), d.keys.conns(""), d.keys.instance(""),
-		d.keys.relayInstance(""), d.keys.relayBroadcast(), DedupeWindow.Milliseconds(),
-		m.MessageID, m.CorrelationID,
-	)
+// hashKey names a dedupe key in Redis: the first 16 bytes of its SHA-256, hex, so a
+// key of any length or bytes makes a short, safe key name.
+func hashKey(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:16])
 }
 
-// reply reads the script's answer into m.ID and m.Prev and says whether m was a
-// duplicate and to how many instances it went.
-func (d *RedisDispatcher) reply(cmd *redis.Cmd, m *Message) (bool, int, error) {
+// dispatchReply is what the script answered about one message.
+type dispatchReply struct {
+	dup     bool
+	publish bool     // false for a duplicate whose epoch is gone
+	to      []string // the live instances holding the user
+}
+
+// reply reads the script's answer into m's position.
+func (d *RedisDispatcher) reply(cmd *redis.Cmd, m *Message) (dispatchReply, error) {
 	vals, err := cmd.Slice()
 	if err != nil {
-		return false, 0, fmt.Errorf("dispatch: %w", err)
+		return dispatchReply{}, fmt.Errorf("dispatch: %w", err)
 	}
-	if len(vals) != 4 {
-		return false, 0, fmt.Errorf("dispatch: unexpected reply %v", vals)
+	if len(vals) < 4 {
+		return dispatchReply{}, fmt.Errorf("dispatch: unexpected reply %v", vals)
 	}
-	seq, ok1 := vals[0].(int64)
-	prev, ok2 := vals[1].(string)
-	dup, ok3 := vals[2].(int64)
-	sent, ok4 := vals[3].(int64)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return false, 0, fmt.Errorf("dispatch: unexpected reply %v", vals)
+	if err := setPos(m, vals[1:3], m.Time); err != nil {
+		return dispatchReply{}, fmt.Errorf("dispatch: %w", err)
 	}
-	m.ID, m.Prev = FormatCursor(uint64(seq)), prev
-	return dup == 1, int(sent), nil
+	dup, _ := vals[0].(int64)
+	pub, _ := vals[3].(int64)
+	r := dispatchReply{dup: dup == 1, publish: pub == 1, to: make([]string, 0, len(vals)-4)}
+	for _, v := range vals[4:] {
+		if id, ok := v.(string); ok {
+			r.to = append(r.to, id)
+		}
+	}
+	return r, nil
 }

@@ -11,20 +11,17 @@ import (
 )
 
 // TestRedisDispatchBatchFailsOnlyTheBrokenCall: a call of the pipeline that Redis
-// refuses (here the user's stream key holds a string) fails alone; the calls around it
+// refuses (here the user's meta key holds a string) fails alone; the calls around it
 // are dispatched, in order.
 func TestRedisDispatchBatchFailsOnlyTheBrokenCall(t *testing.T) {
 	rdb, opts := newTestRedis(t)
 	opts.Instance = "A"
-	if err := NewRedisInstances(rdb, opts).Beat(context.Background(), Instance{ID: "A", Started: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
 	if err := NewRedisDirectory(rdb, opts).Add(context.Background(), Entry{User: "u", Instance: "A", Transport: "ws", Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	pa := startRelay(t, NewRedisRelay(rdb, opts, nil))
 	d := NewRedisDispatcher(rdb, opts)
-	if err := rdb.Set(context.Background(), d.h.stream("broken"), "not a stream", time.Minute).Err(); err != nil {
+	if err := rdb.Set(context.Background(), d.h.keys.meta("broken"), "not a stream", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	b := []Dispatch{
@@ -37,15 +34,15 @@ func TestRedisDispatchBatchFailsOnlyTheBrokenCall(t *testing.T) {
 		t.Fatalf("the calls around the broken one failed: %v, %v", b[0].Err, b[2].Err)
 	}
 	if b[1].Err == nil {
-		t.Fatal("the call on a stream key holding a string succeeded")
+		t.Fatal("the call on a meta key holding a string succeeded")
 	}
-	if mustCursor(t, b[2].M.ID) <= mustCursor(t, b[0].M.ID) {
-		t.Fatalf("ids %s then %s: not in batch order", b[0].M.ID, b[2].M.ID)
+	if b[0].M.Seq != 1 || b[2].M.Seq != 2 || b[0].M.Epoch != b[2].M.Epoch {
+		t.Fatalf("positions %v then %v: not in batch order", b[0].M.Pos(), b[2].M.Pos())
 	}
 	sameRelayed(t, pa.next(t), b[0].M)
 	sameRelayed(t, pa.next(t), b[2].M)
 	// The refused call left no dedupe key behind: once Redis takes it, it is dispatched.
-	if err := rdb.Del(context.Background(), d.h.stream("broken")).Err(); err != nil {
+	if err := rdb.Del(context.Background(), d.h.keys.meta("broken")).Err(); err != nil {
 		t.Fatal(err)
 	}
 	retry := []Dispatch{{M: &Message{UserID: "broken", Body: []byte("refused")}, Key: "id-broken"}}
@@ -76,7 +73,6 @@ func TestRedisDispatchBatchWithRedisGone(t *testing.T) {
 func TestRedisDispatchBatchAfterScriptFlush(t *testing.T) {
 	rdb := privateRedis(t)
 	d := NewRedisDispatcher(rdb, RedisOptions{Prefix: "bridge:test_flush:"})
-	next := uint64(1) // a fresh Redis numbers from 1
 	for round := range 2 {
 		if err := rdb.ScriptFlush(context.Background()).Err(); err != nil {
 			t.Fatal(err)
@@ -87,10 +83,9 @@ func TestRedisDispatchBatchAfterScriptFlush(t *testing.T) {
 			if x.Err != nil {
 				t.Fatalf("round %d, item %d after SCRIPT FLUSH: %v", round, i, x.Err)
 			}
-			if want := FormatCursor(next); x.M.ID != want {
-				t.Errorf("round %d, item %d: id %s, want %s", round, i, x.M.ID, want)
+			if want := uint64(round + 1); x.M.Seq != want {
+				t.Errorf("round %d, item %d: seq %d, want %d (each stream numbers its own)", round, i, x.M.Seq, want)
 			}
-			next++
 		}
 	}
 }
@@ -112,4 +107,33 @@ func privateRedis(t *testing.T) *redis.Client {
 		return rdb.Ping(context.Background()).Err() == nil
 	})
 	return rdb
+}
+
+// TestRedisDispatchRefusesAStreamOfAnotherType: a user's stream key that holds
+// another type (not ours to replace) fails the dispatch with Redis's WRONGTYPE, every
+// time — the message is refused, the key is left as it was — and no dedupe key is
+// left behind, so a redelivery is refused again rather than taken for a duplicate.
+func TestRedisDispatchRefusesAStreamOfAnotherType(t *testing.T) {
+	rdb, opts := newTestRedis(t)
+	ctx := context.Background()
+	d := NewRedisDispatcher(rdb, opts)
+	first := []Dispatch{{M: &Message{UserID: "u", Body: []byte("first")}, Key: "id-1"}}
+	d.DispatchBatch(ctx, first)
+	if first[0].Err != nil {
+		t.Fatal(first[0].Err)
+	}
+	stream := d.h.keys.stream("u")
+	if err := rdb.Set(ctx, stream, "not a stream", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for try := range 2 {
+		b := []Dispatch{{M: &Message{UserID: "u", Body: []byte("refused")}, Key: "id-2"}}
+		d.DispatchBatch(ctx, b)
+		if b[0].Err == nil || b[0].Dup || !redis.HasErrorPrefix(b[0].Err, "WRONGTYPE") {
+			t.Fatalf("try %d on a stream key holding a string: dup %v, err %v; want a WRONGTYPE error", try, b[0].Dup, b[0].Err)
+		}
+	}
+	if v, err := rdb.Get(ctx, stream).Result(); err != nil || v != "not a stream" {
+		t.Fatalf("the string key is now %q (%v), want it untouched", v, err)
+	}
 }

@@ -29,12 +29,8 @@ var dispatchImpls = map[string]func(t *testing.T) *dispatchRig{
 	},
 	"redis": func(t *testing.T) *dispatchRig {
 		rdb, opts := newTestRedis(t)
-		reg := NewRedisInstances(rdb, opts)
 		dirs := map[string]*RedisDirectory{}
 		for _, id := range []string{"A", "B", "C"} {
-			if err := reg.Beat(context.Background(), Instance{ID: id, Started: time.Now()}); err != nil {
-				t.Fatal(err)
-			}
 			o := opts
 			o.Instance = id
 			dirs[id] = NewRedisDirectory(rdb, o)
@@ -54,6 +50,30 @@ var dispatchImpls = map[string]func(t *testing.T) *dispatchRig{
 			history: NewRedisHistory(rdb, opts),
 		}
 	},
+}
+
+// sameStreams checks that got holds want, each stream in want's order.
+func sameStreams(t *testing.T, got []*Message, want ...*Message) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(got), len(want))
+	}
+	split := func(ms []*Message) map[string][]*Message {
+		out := map[string][]*Message{}
+		for _, m := range ms {
+			out[m.UserID] = append(out[m.UserID], m)
+		}
+		return out
+	}
+	g, w := split(got), split(want)
+	for user, ws := range w {
+		if len(g[user]) != len(ws) {
+			t.Fatalf("stream %q: got %d messages, want %d", user, len(g[user]), len(ws))
+		}
+		for i := range ws {
+			sameRelayed(t, g[user][i], ws[i])
+		}
+	}
 }
 
 func dispatch(t *testing.T, d Dispatcher, m *Message, key string) bool {
@@ -82,38 +102,38 @@ func TestDispatcherContract(t *testing.T) {
 
 			m := &Message{UserID: "u", RoutingKey: "contract", Body: []byte{0, 0xff, 'x'}}
 			dispatch(t, rig.disp[0], m, "")
-			if m.ID == "" {
-				t.Fatal("dispatch did not set the id")
+			if m.Seq != 1 || m.Epoch == "" {
+				t.Fatalf("dispatch set the position %v, want seq 1 of an epoch", m.Pos())
 			}
-			sameRelayed(t, pa.next(t), m)
-			sameRelayed(t, pb.next(t), m)
+			sameRelayed(t, pa.nextNew(t), m)
+			sameRelayed(t, pb.nextNew(t), m)
 			w := &Message{UserID: "w", RoutingKey: "k", Body: []byte("for w")}
 			dispatch(t, rig.disp[1], w, "")
-			sameRelayed(t, pc.next(t), w) // C had nothing for u before this
+			sameRelayed(t, pc.nextNew(t), w) // C had nothing for u before this
 
 			b := &Message{RoutingKey: "news", Body: []byte("all")}
 			dispatch(t, rig.disp[1], b, "")
 			for _, p := range []*relayProbe{pa, pb, pc} {
-				sameRelayed(t, p.next(t), b) // A got one copy of m: the broadcast is next
+				sameRelayed(t, p.nextNew(t), b) // A got one copy of m: the broadcast is next
 			}
 
 			nobody := &Message{UserID: "nobody", Body: []byte("kept for later")}
 			dispatch(t, rig.disp[0], nobody, "")
-			wantAfter(t, rig.history, "nobody", b.ID, 10, true, nobody)
+			wantRead(t, rig.history, "nobody", Pos{}, 10, "", nobody)
 
 			k1 := &Message{UserID: "u", RoutingKey: "k", Body: []byte("once")}
 			if dispatch(t, rig.disp[0], k1, "amqp-id-1") {
 				t.Fatal("first dispatch of a key reported a duplicate")
 			}
 			again := &Message{UserID: "u", RoutingKey: "k", Body: []byte("once")}
-			if !dispatch(t, rig.disp[1], again, "amqp-id-1") || again.ID != k1.ID {
-				t.Fatalf("second dispatch of a key: id %s, want a duplicate of %s", again.ID, k1.ID)
+			if !dispatch(t, rig.disp[1], again, "amqp-id-1") || again.Pos() != k1.Pos() {
+				t.Fatalf("second dispatch of a key: %v, want a duplicate of %v", again.Pos(), k1.Pos())
 			}
 			after := &Message{UserID: "u", Body: []byte("after")}
 			dispatch(t, rig.disp[0], after, "amqp-id-2")
-			sameRelayed(t, pa.next(t), k1)
-			sameRelayed(t, pa.next(t), after)
-			wantAfter(t, rig.history, "u", b.ID, 10, true, k1, after)
+			sameRelayed(t, pa.nextNew(t), k1)
+			sameRelayed(t, pa.nextNew(t), after)
+			wantRead(t, rig.history, "u", m.Pos(), 10, "", k1, after)
 		})
 	}
 }
@@ -130,7 +150,7 @@ func TestDispatchBatchContract(t *testing.T) {
 			rig.connect(Entry{User: "w", Instance: "C", Transport: "ws", Since: time.Now()})
 			before := &Message{UserID: "u", Body: []byte("before")}
 			dispatch(t, rig.disp[0], before, "")
-			sameRelayed(t, pa.next(t), before)
+			sameRelayed(t, pa.nextNew(t), before)
 			rig.disp[0].DispatchBatch(context.Background(), nil) // nothing to do, no error
 
 			b := []Dispatch{
@@ -142,7 +162,7 @@ func TestDispatchBatchContract(t *testing.T) {
 				{M: &Message{UserID: "u", Body: []byte{0, 0xff, 't', 'w', 'o'}}, Key: "id-2"},
 			}
 			rig.disp[0].DispatchBatch(context.Background(), b)
-			last := mustCursor(t, before.ID)
+			last := map[string]uint64{"u": before.Seq}
 			for i, d := range b {
 				if d.Err != nil {
 					t.Fatalf("item %d: %v", i, d.Err)
@@ -153,43 +173,38 @@ func TestDispatchBatchContract(t *testing.T) {
 				if i == 3 {
 					continue
 				}
-				if id := mustCursor(t, d.M.ID); id <= last {
-					t.Fatalf("item %d numbered %d after %d: not in batch order", i, id, last)
-				} else {
-					last = id
+				if d.M.Seq != last[d.M.UserID]+1 {
+					t.Fatalf("item %d numbered %d after %d: not in batch order", i, d.M.Seq, last[d.M.UserID])
 				}
+				last[d.M.UserID] = d.M.Seq
 			}
-			if b[3].M.ID != b[0].M.ID {
-				t.Errorf("duplicate's id %s, want the first's %s", b[3].M.ID, b[0].M.ID)
+			if b[3].M.Pos() != b[0].M.Pos() {
+				t.Errorf("duplicate's position %v, want the first's %v", b[3].M.Pos(), b[0].M.Pos())
 			}
-			if b[0].M.Prev != before.ID || b[5].M.Prev != b[0].M.ID {
-				t.Errorf("prev: %q and %q, want %q and %q", b[0].M.Prev, b[5].M.Prev, before.ID, b[0].M.ID)
-			}
-			for _, i := range []int{0, 1, 5} {
-				sameRelayed(t, pa.next(t), b[i].M)
-			}
-			for _, i := range []int{1, 4} {
-				sameRelayed(t, pc.next(t), b[i].M)
-			}
-			wantAfter(t, rig.history, "u", before.ID, 10, true, b[0].M, b[1].M, b[5].M)
-			wantAfter(t, rig.history, "nobody", before.ID, 10, true, b[1].M, b[2].M)
+			// Each stream in batch order; the broadcast channel and an instance's
+			// own are apart, so the two streams may interleave either way.
+			sameStreams(t, pa.nextN(t, 3), b[0].M, b[1].M, b[5].M)
+			sameStreams(t, pc.nextN(t, 2), b[1].M, b[4].M)
+			wantRead(t, rig.history, "u", before.Pos(), 10, "", b[0].M, b[5].M)
+			wantRead(t, rig.history, "nobody", Pos{}, 10, "", b[2].M)
+			wantRead(t, rig.history, "", Pos{}, 10, "", b[1].M)
 
 			// A later batch on the other dispatcher sees the keys of this one.
 			again := []Dispatch{{M: &Message{UserID: "u", Body: []byte("x")}, Key: "id-2"}}
 			rig.disp[1].DispatchBatch(context.Background(), again)
-			if again[0].Err != nil || !again[0].Dup || again[0].M.ID != b[5].M.ID {
-				t.Fatalf("redelivery in a later batch: %+v, want a duplicate of %s", again[0], b[5].M.ID)
+			if again[0].Err != nil || !again[0].Dup || again[0].M.Pos() != b[5].M.Pos() {
+				t.Fatalf("redelivery in a later batch: %+v, want a duplicate of %v", again[0], b[5].M.Pos())
 			}
 			end := &Message{UserID: "u", Body: []byte("end")}
 			dispatch(t, rig.disp[1], end, "")
-			sameRelayed(t, pa.next(t), end) // nothing was sent for the duplicates
+			sameRelayed(t, pa.nextNew(t), end) // nothing new was sent for the duplicates
 		})
 	}
 }
 
 // TestDispatcherOrder: two consumers dispatch at once, one message at a time and in
-// batches; each instance receives every message meant for it exactly once and in id
-// order.
+// batches; each instance receives every message meant for it exactly once, and each
+// stream's in its order (a receiver that saw a message out of order would catch up).
 func TestDispatcherOrder(t *testing.T) {
 	for name, mk := range dispatchImpls {
 		t.Run(name, func(t *testing.T) {
@@ -228,24 +243,39 @@ func TestDispatcherOrder(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			last := uint64(0)
+			// Two dispatchers' publishes may cross (a receiver catches up from the
+			// history then); each dispatcher's own come in its order.
+			got := map[string]map[uint64]bool{}
+			last := map[[2]string]uint64{}
 			for range 2 * per {
-				id := mustCursor(t, pa.next(t).ID)
-				if id <= last {
-					t.Fatalf("A received %d after %d", id, last)
+				m := pa.nextNew(t)
+				if got[m.UserID] == nil {
+					got[m.UserID] = map[uint64]bool{}
 				}
-				last = id
+				got[m.UserID][m.Seq] = true
+				k := [2]string{m.UserID, string(m.Body[:1])}
+				if m.Seq <= last[k] {
+					t.Fatalf("A received %q's %d after %d from the same dispatcher", m.UserID, m.Seq, last[k])
+				}
+				last[k] = m.Seq
+			}
+			for user, n := range map[string]int{"u": 2 * (per - per/10), "": 2 * per / 10} {
+				for s := 1; s <= n; s++ {
+					if !got[user][uint64(s)] {
+						t.Fatalf("A never received %q's %d", user, s)
+					}
+				}
 			}
 			for range 2 * per / 10 {
-				if m := pc.next(t); m.UserID != "" {
-					t.Fatalf("C received %s's message %s", m.UserID, m.ID)
+				if m := pc.nextNew(t); m.UserID != "" {
+					t.Fatalf("C received %s's message %v", m.UserID, m.Pos())
 				}
 			}
 			// Nothing more came: the next message anyone gets is this one.
 			end := &Message{RoutingKey: "end"}
 			dispatch(t, rig.disp[0], end, "")
-			sameRelayed(t, pa.next(t), end)
-			sameRelayed(t, pc.next(t), end)
+			sameRelayed(t, pa.nextNew(t), end)
+			sameRelayed(t, pc.nextNew(t), end)
 		})
 	}
 }
@@ -279,7 +309,8 @@ func TestDispatchBatchCountsInstances(t *testing.T) {
 			if !b[3].Dup {
 				t.Errorf("item 3 not a duplicate")
 			}
-			msgs, _, err := rig.history.After(ctx, "off", "0", 10)
+			w, err := rig.history.Read(ctx, "off", Pos{}, 10)
+			msgs := w.Msgs
 			if err != nil || len(msgs) == 0 {
 				t.Fatalf("history: %v, %v", msgs, err)
 			}

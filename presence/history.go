@@ -2,68 +2,63 @@ package presence
 
 import (
 	"context"
-	"errors"
-	"strconv"
+	"time"
 )
 
-// History keeps the recent messages of each user and the recent broadcasts, so a client
-// that comes back with the id of the last message it saw (its cursor) gets exactly what
-// it missed.
+// History keeps the recent messages of each user and the recent broadcasts, each in a
+// stream of its own with its own epoch and dense sequence, so a client that comes back
+// with its cursor gets exactly what it missed (docs/redis.md, "Streams, positions and
+// cursors").
 type History interface {
-	// Append records m and sets m.ID, a cursor greater than every earlier one, and
-	// m.Prev, the ID of the newest message kept in the same stream before it.
+	// Append records m in its stream (m.UserID's, or the broadcasts' when empty) and
+	// sets m.Epoch and m.Seq — the next number of the stream, in a new epoch when the
+	// stream has none — and m.Time.
 	Append(ctx context.Context, m *Message) error
-	// After returns what user's connections should have read after cursor — the
-	// user's messages and the broadcasts — oldest first, at most limit of them.
-	// complete is false when some of it has already left the window.
-	After(ctx context.Context, user, cursor string, limit int) (msgs []*Message, complete bool, err error)
-	// Head is the newest cursor, for a client that starts from now.
-	Head(ctx context.Context) (string, error)
+	// Read returns what the stream of user ("" for the broadcasts) holds after from,
+	// oldest first, at most limit messages (0: none, only the top), and the stream's
+	// top. Window.Reset is "" when the messages are everything after from, else why
+	// not: then they are what the window holds (from its start when from's epoch is
+	// not the stream's, or from is past the top).
+	Read(ctx context.Context, user string, from Pos, limit int) (Window, error)
 }
 
-// ErrBadCursor is returned for a cursor that is malformed or was never handed out.
-var ErrBadCursor = errors.New("unknown or malformed cursor")
-
-// ParseCursor reads a cursor. Cursors are opaque to clients; here they are the
-// decimal sequence number of a message.
-func ParseCursor(s string) (uint64, error) {
-	if s == "" || len(s) > 20 {
-		return 0, ErrBadCursor
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, ErrBadCursor
-	}
-	return n, nil
+// Window is what History.Read found.
+type Window struct {
+	Msgs  []*Message
+	Top   Pos    // the stream's newest position; Epoch "" when the stream has none
+	Reset string // "" when Msgs continue from exactly; else a Reset* reason
 }
 
-// FormatCursor writes a cursor.
-func FormatCursor(seq uint64) string { return strconv.FormatUint(seq, 10) }
-
-// seqMessage is a message with its number in the history.
-type seqMessage struct {
-	seq uint64
-	m   *Message
+// windowReset says whether a stream whose newest position is top and whose oldest
+// kept message is first (0: none kept) still holds everything after from.
+func windowReset(from, top Pos, first uint64) string {
+	switch {
+	case top.Epoch == "" && from.Epoch == "":
+		return ""
+	case top.Epoch == "" || (from.Epoch != "" && from.Epoch != top.Epoch):
+		return ResetLost
+	case from.Seq > top.Seq:
+		return ResetUnknown
+	case from.Seq == top.Seq:
+		return ""
+	case first == 0 || first > from.Seq+1:
+		return ResetExpired
+	}
+	return ""
 }
 
-func (e seqMessage) numbered() (uint64, *Message) { return e.seq, e.m }
-
-// mergeStreams interleaves two runs sorted by number, oldest first, up to limit: what
-// a user's connections read is the user's stream and the broadcasts' merged by id.
-func mergeStreams[E interface{ numbered() (uint64, *Message) }](a, b []E, limit int) []*Message {
-	out := make([]*Message, 0, min(limit, len(a)+len(b)))
-	for len(out) < limit && (len(a) > 0 || len(b) > 0) {
-		sa, ma := uint64(0), (*Message)(nil)
-		if len(a) > 0 {
-			sa, ma = a[0].numbered()
-		}
-		if len(b) > 0 {
-			if sb, mb := b[0].numbered(); ma == nil || sb < sa {
-				out, b = append(out, mb), b[1:]
-				continue
-			}
-		}
-		out, a = append(out, ma), a[1:]
+// readStart is where a read after from begins in a stream at top: right after from
+// when from is a place in it, else at the start of what it holds.
+func readStart(from, top Pos) uint64 {
+	if (from.Epoch != "" && from.Epoch != top.Epoch) || from.Seq > top.Seq {
+		return 0
 	}
-	return out
+	return from.Seq
+}
+
+// metaTTL is how long a stream's epoch and top outlive its last message: much longer
+// than the messages (BRIDGE_HISTORY_TTL), so a client silent for a while whose cursor
+// is at the top resumes without a reset; only after this long a new epoch starts.
+func metaTTL(historyTTL time.Duration) time.Duration {
+	return max(24*time.Hour, 2*historyTTL)
 }

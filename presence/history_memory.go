@@ -9,118 +9,84 @@ import (
 var _ History = (*MemoryHistory)(nil)
 
 // MemoryHistory is the History of a single instance: per-user and broadcast rings,
-// each bounded by size and age.
+// each bounded by size and age. A stream's epoch is drawn when it is first appended
+// to, so a restarted process refuses its predecessor's cursors (they get a reset).
 type MemoryHistory struct {
 	size int
 	ttl  time.Duration
 	now  func() time.Time
 
-	// base is the cursor this history starts from. It is the start time in microseconds,
-	// so a restarted process hands out cursors above every cursor of the process before
-	// it, and an old cursor is recognised as unknown instead of silently skipping the
-	// new process's first messages.
-	base uint64
-
 	mu      sync.Mutex
-	seq     uint64
 	streams map[string]*memStream // by user; "" is the broadcast stream
 }
 
 type memStream struct {
+	epoch   string
+	seq     uint64 // the top
 	entries []memEntry
-	trimmed uint64 // highest sequence number dropped from this stream
 }
 
 type memEntry struct {
-	seq uint64
-	at  time.Time
-	m   *Message
+	at time.Time
+	m  *Message
 }
-
-func (e memEntry) numbered() (uint64, *Message) { return e.seq, e.m }
 
 // NewMemoryHistory keeps at most size messages per stream, for at most ttl.
 func NewMemoryHistory(size int, ttl time.Duration) *MemoryHistory {
-	base := uint64(time.Now().UnixMicro())
-	return &MemoryHistory{size: size, ttl: ttl, now: time.Now, base: base, seq: base, streams: make(map[string]*memStream)}
+	return &MemoryHistory{size: size, ttl: ttl, now: time.Now, streams: make(map[string]*memStream)}
 }
 
 func (h *MemoryHistory) Append(_ context.Context, m *Message) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.seq++
-	m.ID = FormatCursor(h.seq)
 	s := h.streams[m.UserID]
 	if s == nil {
-		s = &memStream{}
+		s = &memStream{epoch: NewEpoch()}
 		h.streams[m.UserID] = s
 	}
-	h.trim(s)
-	m.Prev = ""
-	if n := len(s.entries); n > 0 {
-		m.Prev = FormatCursor(s.entries[n-1].seq)
-	}
-	s.entries = append(s.entries, memEntry{seq: h.seq, at: h.now(), m: m})
+	s.seq++
+	now := h.now()
+	m.Epoch, m.Seq, m.Time = s.epoch, s.seq, now.UnixMilli()
+	s.entries = append(s.entries, memEntry{at: now, m: m})
 	h.trim(s)
 	return nil
 }
 
 // trim drops what is over size or older than ttl from the front of s.
 func (h *MemoryHistory) trim(s *memStream) {
-	cut := 0
-	if over := len(s.entries) - h.size; over > 0 {
-		cut = over
-	}
+	cut := max(len(s.entries)-h.size, 0)
 	oldest := h.now().Add(-h.ttl)
 	for cut < len(s.entries) && s.entries[cut].at.Before(oldest) {
 		cut++
 	}
-	if cut == 0 {
-		return
+	if cut > 0 {
+		clear(s.entries[:cut])
+		s.entries = s.entries[cut:]
 	}
-	s.trimmed = s.entries[cut-1].seq
-	clear(s.entries[:cut])
-	s.entries = s.entries[cut:]
 }
 
-func (h *MemoryHistory) After(_ context.Context, user, cursor string, limit int) ([]*Message, bool, error) {
-	after, err := ParseCursor(cursor)
-	if err != nil {
-		return nil, false, err
-	}
+func (h *MemoryHistory) Read(_ context.Context, user string, from Pos, limit int) (Window, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	// 0 is before everything: the window from its start, complete only if nothing left.
-	if after > h.seq || (after != 0 && after < h.base) {
-		return nil, false, ErrBadCursor
+	s := h.streams[user]
+	if s == nil {
+		return Window{Reset: windowReset(from, Pos{}, 0)}, nil
 	}
-	complete := after >= h.base
-	var a, b []memEntry
-	for i, name := range []string{user, ""} {
-		s := h.streams[name]
-		if s == nil || (i == 0 && user == "") {
-			continue
+	h.trim(s)
+	top := Pos{Epoch: s.epoch, Seq: s.seq}
+	var first uint64
+	if len(s.entries) > 0 {
+		first = s.entries[0].m.Seq
+	}
+	w := Window{Top: top, Reset: windowReset(from, top, first)}
+	start := readStart(from, top)
+	for _, e := range s.entries {
+		if len(w.Msgs) >= limit {
+			break
 		}
-		h.trim(s)
-		if s.trimmed > after {
-			complete = false
-		}
-		es := s.entries
-		lo := 0
-		for lo < len(es) && es[lo].seq <= after {
-			lo++
-		}
-		if i == 0 {
-			a = es[lo:]
-		} else {
-			b = es[lo:]
+		if e.m.Seq > start {
+			w.Msgs = append(w.Msgs, e.m)
 		}
 	}
-	return mergeStreams(a, b, limit), complete, nil
-}
-
-func (h *MemoryHistory) Head(context.Context) (string, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return FormatCursor(h.seq), nil
+	return w, nil
 }

@@ -12,223 +12,188 @@ import (
 
 var _ History = (*RedisHistory)(nil)
 
-// maxClockStep is the widest gap between two samples of the history clock: the
-// uncertainty, near the edge of the window, about whether a cursor is too old.
-const maxClockStep = time.Second
-
-// RedisHistory keeps the history in Redis Streams, one per user and one for the
-// broadcasts, shared by every instance. Ids come from one counter, so a cursor orders
-// the user's stream and the broadcast stream together and any instance resumes it.
-//
-// Each stream holds at most HistorySize messages and is deleted after HistoryTTL
-// without a new one. What was trimmed is recorded in the stream itself (XINFO STREAM
-// max-deleted-entry-id); what left with a deleted stream is bounded by the clock, a
-// small stream that samples the counter over time.
+// RedisHistory keeps the history in Redis: per stream (a user's, the broadcasts') a
+// meta hash with the epoch and the top, and a Redis Stream of the recent messages,
+// both in the stream's own slot (docs/redis.md, "Keys and channels").
 type RedisHistory struct {
-	rdb  redis.UniversalClient
-	keys redisKeys
-	size int
-	ttl  time.Duration
-	step time.Duration // clock sampling period
+	rdb     redis.UniversalClient
+	keys    redisKeys
+	size    int
+	ttl     time.Duration
+	metaTTL time.Duration
+	now     func() time.Time
 }
 
 // NewRedisHistory returns the history under opts.Prefix, bounded by opts.HistorySize
 // and opts.HistoryTTL.
 func NewRedisHistory(rdb redis.UniversalClient, opts RedisOptions) *RedisHistory {
 	opts = opts.withDefaults()
-	step := max(min(maxClockStep, opts.HistoryTTL/10), time.Millisecond)
-	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, step: step}
+	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, metaTTL: metaTTL(opts.HistoryTTL), now: time.Now}
 }
 
-// historyLua is shared by the scripts: id parsing, Redis time, the clock bound, and
-// appendEntry, which numbers a message and adds it to its stream.
+// historyLua is shared by the scripts: appendEntry adds a message to its stream.
 const historyLua = `
-local function num(id) return tonumber(string.match(id, '^(%d+)')) end
-local function nowms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
--- lostBound: every message appended before time t has a number at most this.
-local function lostBound(clock, t, head)
-  local s = redis.call('XRANGE', clock, string.format('%d', t), '+', 'COUNT', 1)
-  if #s == 0 then return head end
-  return tonumber(s[1][2][2]) - 1
-end
--- appendEntry numbers a message, adds it to stream trimmed to size and expiring after
--- ttl, and samples the clock. When it trims, or recreates a stream that expired, it
--- records in max-deleted-entry-id how far back the stream is incomplete. Returns the
--- number and the previous number in the stream ('' if none).
-local function appendEntry(seqk, stream, clock, size, ttl, step, rk, body, mid, cid)
-  local seq = redis.call('INCR', seqk)
-  local now = nowms()
-  local lost, prev = 0, ''
-  local len = redis.call('XLEN', stream)
-  if len == 0 then
-    lost = lostBound(clock, now - ttl, seq - 1)
-  else
-    prev = string.format('%d', num(redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1]))
-    if len >= size then
-      local cut = redis.call('XRANGE', stream, '-', '+', 'COUNT', len - size + 1)
-      lost = num(cut[#cut][1])
-    end
-  end
-  local id = string.format('%d-0', seq)
-  local fields = {'routingKey', rk, 'body', body}
+local function fmt(n) return string.format('%d', n) end
+-- appendEntry adds a message at seq s + 1 of epoch e to the stream (meta, stream),
+-- whose meta held s, x, y; fresh: e is a new epoch (the meta had none), and the
+-- stream is deleted (its seqs belonged to a lost epoch). TTLs are pushed only when
+-- their mark is a tenth of the TTL old, or the stream was just made. mid and cid (the
+-- AMQP message-id and correlation-id, '' if none) are kept for receipts. Returns s + 1.
+local function appendEntry(meta, stream, e, s, x, y, fresh, now, size, httl, mttl, rk, body, mid, cid)
+  local set = {}
+  local fields = {'r', rk, 'b', body, 't', now}
   if mid and mid ~= '' then fields[#fields + 1] = 'mid'; fields[#fields + 1] = mid end
   if cid and cid ~= '' then fields[#fields + 1] = 'cid'; fields[#fields + 1] = cid end
-  redis.call('XADD', stream, 'MAXLEN', size, id, unpack(fields))
-  if lost > 0 then
-    redis.call('XSETID', stream, id, 'MAXDELETEDID', string.format('%d-0', lost))
+  if fresh then
+    s, x, y = 0, 0, 0
+    redis.call('DEL', stream)
+    set[#set + 1] = 'e'; set[#set + 1] = e
   end
-  redis.call('PEXPIRE', stream, ttl)
-  local last = redis.call('XREVRANGE', clock, '+', '-', 'COUNT', 1)
-  if #last == 0 or now - num(last[1][1]) >= step then
-    redis.call('XADD', clock, '*', 'seq', seq)
-    redis.call('XTRIM', clock, 'MINID', string.format('%d', now - 2 * ttl))
-    redis.call('PEXPIRE', clock, 2 * ttl)
+  s = s + 1
+  local id = fmt(s) .. '-0'
+  local made
+  if not fresh then made = redis.pcall('XADD', stream, 'NOMKSTREAM', 'MAXLEN', size, id, unpack(fields)) end
+  -- A key of another type is not ours to replace: the message is refused (and the
+  -- consumer counts it toward the delivery limit) rather than the key deleted.
+  if type(made) == 'table' and made.err and string.sub(made.err, 1, 10) == 'WRONGTYPE ' then error(made) end
+  if type(made) ~= 'string' then
+    -- No stream (new, expired, deleted), or one whose ids do not fit the meta: start it anew.
+    if not fresh then redis.call('DEL', stream) end
+    redis.call('XADD', stream, 'MAXLEN', size, id, unpack(fields))
+    x = 0
   end
-  return seq, prev
+  if now - x >= httl / 10 or now < x then
+    redis.call('PEXPIRE', stream, math.floor(httl * 11 / 10))
+    set[#set + 1] = 'x'; set[#set + 1] = now
+  end
+  local pushMeta = now - y >= mttl / 10 or now < y
+  if pushMeta then set[#set + 1] = 'y'; set[#set + 1] = now end
+  redis.call('HSET', meta, 's', s, unpack(set))
+  if pushMeta then redis.call('PEXPIRE', meta, mttl) end
+  return s
 end
 `
 
-// appendScript records one message, in one step so ids enter every stream in order.
-// KEYS: seq, stream, clock. ARGV: size, ttl ms, clock step ms, routing key, body.
-// Returns the new number and the previous one in the stream ("" if none).
+// appendScript records one message. KEYS: meta, stream. ARGV: candidate epoch, now ms,
+// size, history TTL ms, meta TTL ms, routing key, body, message-id, correlation-id.
+// Returns epoch, seq.
 var appendScript = redis.NewScript(historyLua + `
-local seq, prev = appendEntry(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5])
-return {seq, prev}
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'x', 'y')
+local e, fresh = h[1], not h[1]
+if fresh then e = ARGV[1] end
+local s = appendEntry(KEYS[1], KEYS[2], e, tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), fresh,
+  tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], ARGV[9])
+return {e, s}
 `)
 
-// afterScript reads what follows a cursor in the broadcast stream and the user's.
-// KEYS: seq, clock, broadcast stream, [user stream]. ARGV: cursor, limit, ttl ms.
-// Returns head, complete (1/0), broadcast entries, user entries.
-var afterScript = redis.NewScript(historyLua + `
-local c, ttl = tonumber(ARGV[1]), tonumber(ARGV[3])
-local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-local complete = 1
-local res = {}
-for i = 3, #KEYS do
-  local k = KEYS[i]
-  if redis.call('EXISTS', k) == 1 then
-    local info = redis.call('XINFO', 'STREAM', k)
-    for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' and num(info[j + 1]) > c then complete = 0 end
-    end
-    res[#res + 1] = redis.call('XRANGE', k, '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-  else
-    if c < lostBound(KEYS[2], nowms() - ttl, head) then complete = 0 end
-    res[#res + 1] = {}
-  end
-end
-return {string.format('%d', head), complete, res[1], res[2] or {}}
+// readScript reads a stream after a position. KEYS: meta, stream. ARGV: from epoch,
+// from seq, limit. Returns epoch (” if none), top, first kept seq (0 if none), and the
+// entries after from — from the start when from is not a place in the stream.
+var readScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'e', 's')
+if not h[1] then return {'', 0, 0, {}} end
+local top = tonumber(h[2] or '0')
+local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local first = 0
+if #head > 0 then first = tonumber(string.match(head[1][1], '^(%d+)')) end
+local start = '-'
+local seq = tonumber(ARGV[2])
+if (ARGV[1] == '' or ARGV[1] == h[1]) and seq <= top then start = '(' .. ARGV[2] .. '-0' end
+local es = {}
+if tonumber(ARGV[3]) > 0 then es = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3]) end
+return {h[1], top, first, es}
 `)
 
-func (h *RedisHistory) stream(user string) string {
-	if user == "" {
-		return h.keys.broadcastStream()
-	}
-	return h.keys.userStream(user)
+// appendArgs are the append script's keys and arguments for m.
+func (h *RedisHistory) appendArgs(m *Message) (keys []string, args []any) {
+	return []string{h.keys.meta(m.UserID), h.keys.stream(m.UserID)},
+		[]any{NewEpoch(), h.now().UnixMilli(), h.size, h.ttl.Milliseconds(), h.metaTTL.Milliseconds(), m.RoutingKey, m.Body}
 }
 
 func (h *RedisHistory) Append(ctx context.Context, m *Message) error {
-	vals, err := appendScript.Run(ctx, h.rdb,
-		[]string{h.keys.seq(), h.stream(m.UserID), h.keys.clock()},
-		h.size, h.ttl.Milliseconds(), h.step.Milliseconds(), m.RoutingKey, m.Body,
-	).Slice()
+	keys, args := h.appendArgs(m)
+	vals, err := appendScript.Run(ctx, h.rdb, keys, append(args, m.MessageID, m.CorrelationID)...).Slice()
 	if err != nil {
 		return fmt.Errorf("history append: %w", err)
 	}
-	if len(vals) != 2 {
+	return setPos(m, vals, args[1].(int64))
+}
+
+// setPos reads an append's {epoch, seq} into m.
+func setPos(m *Message, vals []any, now int64) error {
+	if len(vals) < 2 {
 		return fmt.Errorf("history append: unexpected reply %v", vals)
 	}
-	seq, ok1 := vals[0].(int64)
-	prev, ok2 := vals[1].(string)
-	if !ok1 || !ok2 {
+	e, ok1 := vals[0].(string)
+	s, ok2 := vals[1].(int64)
+	if !ok1 || !ok2 || s <= 0 {
 		return fmt.Errorf("history append: unexpected reply %v", vals)
 	}
-	m.ID, m.Prev = FormatCursor(uint64(seq)), prev
+	m.Epoch, m.Seq, m.Time = e, uint64(s), now
 	return nil
 }
 
-func (h *RedisHistory) After(ctx context.Context, user, cursor string, limit int) ([]*Message, bool, error) {
-	after, err := ParseCursor(cursor)
+func (h *RedisHistory) Read(ctx context.Context, user string, from Pos, limit int) (Window, error) {
+	vals, err := readScript.Run(ctx, h.rdb, []string{h.keys.meta(user), h.keys.stream(user)},
+		from.Epoch, strconv.FormatUint(from.Seq, 10), max(limit, 0)).Slice()
 	if err != nil {
-		return nil, false, err
-	}
-	keys := []string{h.keys.seq(), h.keys.clock(), h.keys.broadcastStream()}
-	if user != "" {
-		keys = append(keys, h.keys.userStream(user))
-	}
-	vals, err := afterScript.Run(ctx, h.rdb, keys, FormatCursor(after), max(limit, 1), h.ttl.Milliseconds()).Slice()
-	if err != nil {
-		return nil, false, fmt.Errorf("history after: %w", err)
+		return Window{}, fmt.Errorf("history read: %w", err)
 	}
 	if len(vals) != 4 {
-		return nil, false, fmt.Errorf("history after: unexpected reply %v", vals)
+		return Window{}, fmt.Errorf("history read: unexpected reply %v", vals)
 	}
-	head, err := strconv.ParseUint(fmt.Sprint(vals[0]), 10, 64)
-	if err != nil {
-		return nil, false, fmt.Errorf("history after: bad head %v", vals[0])
+	e, _ := vals[0].(string)
+	top, _ := vals[1].(int64)
+	first, _ := vals[2].(int64)
+	w := Window{Top: Pos{Epoch: e, Seq: uint64(top)}}
+	w.Reset = windowReset(from, w.Top, uint64(first))
+	if w.Msgs, err = streamMessages(vals[3], user, e); err != nil {
+		return Window{}, err
 	}
-	if after > head {
-		return nil, false, ErrBadCursor
-	}
-	complete := vals[1] == int64(1)
-	bcast, err := streamMessages(vals[2], "")
-	if err != nil {
-		return nil, false, err
-	}
-	mine, err := streamMessages(vals[3], user)
-	if err != nil {
-		return nil, false, err
-	}
-	return mergeStreams(mine, bcast, max(limit, 0)), complete, nil
+	return w, nil
 }
 
-func (h *RedisHistory) Head(ctx context.Context) (string, error) {
-	n, err := h.rdb.Get(ctx, h.keys.seq()).Uint64()
-	if err == redis.Nil {
-		return FormatCursor(0), nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("history head: %w", err)
-	}
-	return FormatCursor(n), nil
-}
-
-// streamMessages decodes an XRANGE reply read inside a script.
-func streamMessages(v any, user string) ([]seqMessage, error) {
+// streamMessages decodes an XRANGE reply read inside a script: entries of the stream
+// of user in epoch.
+func streamMessages(v any, user, epoch string) ([]*Message, error) {
 	entries, ok := v.([]any)
 	if !ok {
-		return nil, fmt.Errorf("history after: unexpected entries %T", v)
+		return nil, fmt.Errorf("history read: unexpected entries %T", v)
 	}
-	out := make([]seqMessage, 0, len(entries))
+	out := make([]*Message, 0, len(entries))
 	for _, e := range entries {
 		pair, ok := e.([]any)
 		if !ok || len(pair) != 2 {
-			return nil, fmt.Errorf("history after: unexpected entry %v", e)
+			return nil, fmt.Errorf("history read: unexpected entry %v", e)
 		}
 		id, _ := pair[0].(string)
 		seq, err := strconv.ParseUint(strings.TrimSuffix(id, "-0"), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("history after: entry id %q: %w", id, err)
+			return nil, fmt.Errorf("history read: entry id %q: %w", id, err)
 		}
 		fields, _ := pair[1].([]any)
-		m := &Message{ID: FormatCursor(seq), UserID: user}
-		for i := 0; i+1 < len(fields); i += 2 {
-			val, _ := fields[i+1].(string)
-			switch fields[i] {
-			case "routingKey":
-				m.RoutingKey = val
-			case "body":
-				m.Body = []byte(val)
-			case "mid":
-				m.MessageID = val
-			case "cid":
-				m.CorrelationID = val
-			}
-		}
-		out = append(out, seqMessage{seq: seq, m: m})
+		out = append(out, entryMessage(user, epoch, seq, fields))
 	}
 	return out, nil
+}
+
+// entryMessage makes the message of one stream entry's fields (r, b, t).
+func entryMessage(user, epoch string, seq uint64, fields []any) *Message {
+	m := &Message{Epoch: epoch, Seq: seq, UserID: user}
+	for i := 0; i+1 < len(fields); i += 2 {
+		val, _ := fields[i+1].(string)
+		switch fields[i] {
+		case "r":
+			m.RoutingKey = val
+		case "b":
+			m.Body = []byte(val)
+		case "t":
+			m.Time, _ = strconv.ParseInt(val, 10, 64)
+		case "mid":
+			m.MessageID = val
+		case "cid":
+			m.CorrelationID = val
+		}
+	}
+	return m
 }

@@ -3,7 +3,6 @@ package presence
 import (
 	"bytes"
 	"context"
-	"errors"
 	"testing"
 	"time"
 )
@@ -27,162 +26,130 @@ func appendAll(t *testing.T, h History, ms ...*Message) {
 	}
 }
 
-// wantAfter checks After's messages (by ID, user and content) and completeness.
-func wantAfter(t *testing.T, h History, user, cursor string, limit int, complete bool, want ...*Message) {
+// wantRead checks Read's messages (by position, user and content), top and reset.
+func wantRead(t *testing.T, h History, user string, from Pos, limit int, reset string, want ...*Message) Window {
 	t.Helper()
-	got, gotComplete, err := h.After(context.Background(), user, cursor, limit)
+	w, err := h.Read(context.Background(), user, from, limit)
 	if err != nil {
-		t.Fatalf("after(%q, %s): %v", user, cursor, err)
+		t.Fatalf("read(%q, %v): %v", user, from, err)
 	}
-	if gotComplete != complete {
-		t.Errorf("after(%q, %s): complete = %v, want %v", user, cursor, gotComplete, complete)
+	if w.Reset != reset {
+		t.Errorf("read(%q, %v): reset %q, want %q", user, from, w.Reset, reset)
 	}
-	if len(got) != len(want) {
-		t.Fatalf("after(%q, %s): got %d messages %v, want %d", user, cursor, len(got), ids(got), len(want))
+	if len(w.Msgs) != len(want) {
+		t.Fatalf("read(%q, %v): got %d messages %v, want %d", user, from, len(w.Msgs), seqs(w.Msgs), len(want))
 	}
-	for i := range got {
-		g, w := got[i], want[i]
-		if g.ID != w.ID || g.UserID != w.UserID || g.RoutingKey != w.RoutingKey || !bytes.Equal(g.Body, w.Body) {
-			t.Errorf("after(%q, %s)[%d]: got {%s %q %q %q}, want {%s %q %q %q}", user, cursor, i,
-				g.ID, g.UserID, g.RoutingKey, g.Body, w.ID, w.UserID, w.RoutingKey, w.Body)
+	for i := range want {
+		g, x := w.Msgs[i], want[i]
+		if g.Pos() != x.Pos() || g.UserID != x.UserID || g.RoutingKey != x.RoutingKey || !bytes.Equal(g.Body, x.Body) || g.Time != x.Time {
+			t.Errorf("read(%q, %v)[%d]: got {%v %q %q %q %d}, want {%v %q %q %q %d}", user, from, i,
+				g.Pos(), g.UserID, g.RoutingKey, g.Body, g.Time, x.Pos(), x.UserID, x.RoutingKey, x.Body, x.Time)
 		}
 	}
+	return w
 }
 
-func ids(ms []*Message) []string {
-	out := make([]string, len(ms))
+func seqs(ms []*Message) []uint64 {
+	out := make([]uint64, len(ms))
 	for i, m := range ms {
-		out[i] = m.ID
+		out[i] = m.Seq
 	}
 	return out
 }
 
+// TestHistoryContract: each stream numbers its own messages densely in one epoch; a
+// read after a position gives the rest of that stream and nothing of another.
 func TestHistoryContract(t *testing.T) {
 	for name, mk := range historyImpls {
 		t.Run(name, func(t *testing.T) {
-			ctx := testCtx(t)
 			h := mk(t, 100, time.Hour)
-			start, err := h.Head(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
+			wantRead(t, h, "u", Pos{}, 10, "")
 			m1 := &Message{UserID: "u", RoutingKey: "contract", Body: []byte(`{"receiveUserId":"u"}`)}
 			b1 := &Message{RoutingKey: "news", Body: []byte("to everyone")}
 			m2 := &Message{UserID: "u", RoutingKey: "bin", Body: []byte{0, 0xff, '\n', 0xc3}}
 			v1 := &Message{UserID: "v", RoutingKey: "contract", Body: []byte("for v only")}
 			b2 := &Message{RoutingKey: "news", Body: []byte{}}
 			appendAll(t, h, m1, b1, m2, v1, b2)
-
-			prev := start
-			for _, m := range []*Message{m1, b1, m2, v1, b2} {
-				if mustCursor(t, m.ID) <= mustCursor(t, prev) {
-					t.Errorf("ids not increasing: %s after %s", m.ID, prev)
+			for _, c := range []struct {
+				m   *Message
+				seq uint64
+				as  *Message // same epoch as
+			}{{m1, 1, m2}, {m2, 2, m1}, {b1, 1, b2}, {b2, 2, b1}, {v1, 1, nil}} {
+				if c.m.Seq != c.seq || !validEpoch(c.m.Epoch) || c.m.Epoch == "" || c.m.Time == 0 {
+					t.Errorf("%q: position %v time %d, want seq %d in an epoch", c.m.Body, c.m.Pos(), c.m.Time, c.seq)
 				}
-				prev = m.ID
-			}
-			for _, c := range []struct{ m, prev *Message }{{m1, nil}, {b1, nil}, {m2, m1}, {v1, nil}, {b2, b1}} {
-				want := ""
-				if c.prev != nil {
-					want = c.prev.ID
-				}
-				if c.m.Prev != want {
-					t.Errorf("message %s: prev = %q, want %q", c.m.ID, c.m.Prev, want)
+				if c.as != nil && c.as.Epoch != c.m.Epoch {
+					t.Errorf("%q: epoch %s, want the stream's %s", c.m.Body, c.m.Epoch, c.as.Epoch)
 				}
 			}
-			if head, _ := h.Head(ctx); head != b2.ID {
-				t.Errorf("head = %s, want %s", head, b2.ID)
+			if m1.Epoch == b1.Epoch || m1.Epoch == v1.Epoch {
+				t.Errorf("streams share an epoch: %s %s %s", m1.Epoch, b1.Epoch, v1.Epoch)
 			}
 
-			wantAfter(t, h, "u", start, 100, true, m1, b1, m2, b2)
-			wantAfter(t, h, "v", start, 100, true, b1, v1, b2)
-			wantAfter(t, h, "", start, 100, true, b1, b2)
-			wantAfter(t, h, "w", start, 100, true, b1, b2)
-			wantAfter(t, h, "u", m1.ID, 100, true, b1, m2, b2)
-			wantAfter(t, h, "u", start, 2, true, m1, b1)
-			wantAfter(t, h, "u", b2.ID, 100, true)
-			// A cursor names a position, not an owner: u's cursor read by v gives v's own.
-			wantAfter(t, h, "v", m2.ID, 100, true, v1, b2)
-
-			next := FormatCursor(mustCursor(t, b2.ID) + 1)
-			for _, bad := range []string{"", "abc", "-1", "1.5", next, "99999999999999999999999"} {
-				if _, _, err := h.After(ctx, "u", bad, 10); !errors.Is(err, ErrBadCursor) {
-					t.Errorf("after(%q): err = %v, want ErrBadCursor", bad, err)
-				}
+			w := wantRead(t, h, "u", Pos{}, 100, "", m1, m2)
+			if w.Top != m2.Pos() {
+				t.Errorf("top of u = %v, want %v", w.Top, m2.Pos())
 			}
+			wantRead(t, h, "", Pos{}, 100, "", b1, b2)
+			wantRead(t, h, "v", Pos{}, 100, "", v1)
+			wantRead(t, h, "w", Pos{}, 100, "")
+			wantRead(t, h, "u", m1.Pos(), 100, "", m2)
+			wantRead(t, h, "u", Pos{}, 1, "", m1)
+			wantRead(t, h, "u", m2.Pos(), 100, "")
+			wantRead(t, h, "u", m2.Pos(), 0, "")
+			// A position names a place in one stream: u's read by v is another epoch.
+			wantRead(t, h, "v", m2.Pos(), 100, ResetLost, v1)
+			// Past the top: never handed out, not trusted; the window follows.
+			wantRead(t, h, "u", Pos{Epoch: m2.Epoch, Seq: 3}, 100, ResetUnknown, m1, m2)
+			// Another epoch (the stream was lost and started again).
+			wantRead(t, h, "u", Pos{Epoch: NewEpoch(), Seq: 1}, 100, ResetLost, m1, m2)
+			// A stream with no messages yet, read with a position of a lost one.
+			wantRead(t, h, "w", Pos{Epoch: NewEpoch(), Seq: 4}, 100, ResetLost)
 		})
 	}
 }
 
-// TestHistoryTrim: a cursor older than what a stream still holds is reported as
-// incomplete; a cursor inside the window is complete.
+// TestHistoryTrim: a position older than what a stream still holds gets a reset and
+// the window; one inside it resumes exactly.
 func TestHistoryTrim(t *testing.T) {
 	for name, mk := range historyImpls {
 		t.Run(name, func(t *testing.T) {
-			ctx := testCtx(t)
 			h := mk(t, 3, time.Hour)
-			start, _ := h.Head(ctx)
 			var ms []*Message
 			for i := range 5 {
-				ms = append(ms, &Message{UserID: "u", RoutingKey: "k", Body: []byte{byte('a' + i)}})
+				m := &Message{UserID: "u", RoutingKey: "k", Body: []byte{byte('a' + i)}}
+				appendAll(t, h, m)
+				ms = append(ms, m)
 			}
-			b := &Message{RoutingKey: "k", Body: []byte("b")}
-			appendAll(t, h, ms[0], ms[1], b, ms[2], ms[3], ms[4])
-			wantAfter(t, h, "u", start, 10, false, b, ms[2], ms[3], ms[4])
-			wantAfter(t, h, "u", ms[0].ID, 10, false, b, ms[2], ms[3], ms[4])
-			wantAfter(t, h, "u", ms[1].ID, 10, true, b, ms[2], ms[3], ms[4])
-			wantAfter(t, h, "v", start, 10, true, b)
-
-			for i := range 3 {
-				appendAll(t, h, &Message{RoutingKey: "k", Body: []byte{byte('x' + i)}})
-			}
-			// b left the broadcast stream: even a user with no messages missed it.
-			if _, complete, _ := h.After(ctx, "v", start, 10); complete {
-				t.Error("after a broadcast was trimmed, an older cursor is still complete")
-			}
-			if _, complete, _ := h.After(ctx, "v", b.ID, 10); !complete {
-				t.Error("a cursor at the trimmed broadcast itself is incomplete")
-			}
+			wantRead(t, h, "u", Pos{}, 10, ResetExpired, ms[2:]...)
+			wantRead(t, h, "u", ms[0].Pos(), 10, ResetExpired, ms[2:]...)
+			wantRead(t, h, "u", ms[1].Pos(), 10, "", ms[2:]...)
+			wantRead(t, h, "u", ms[3].Pos(), 10, "", ms[4])
 		})
 	}
 }
 
-// TestHistoryTTL: a stream that receives nothing for the TTL is dropped; a cursor from
-// before it is then incomplete, one after it is still complete.
+// TestHistoryTTL: messages older than the TTL leave the window; a position at the top
+// still resumes without a reset once they are gone, one below it does not.
 func TestHistoryTTL(t *testing.T) {
-	const ttl = 500 * time.Millisecond
 	for name, mk := range historyImpls {
 		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := testCtx(t)
-			h := mk(t, 100, ttl)
-			start, _ := h.Head(ctx)
-			m := &Message{UserID: "u", RoutingKey: "k", Body: []byte("old")}
-			appendAll(t, h, m)
-			wantAfter(t, h, "u", start, 10, true, m)
-			eventually(t, ttl+2*time.Second, "the message to expire", func() bool {
-				got, complete, err := h.After(ctx, "u", start, 10)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return !complete && len(got) == 0
+			h := mk(t, 100, 200*time.Millisecond)
+			m1 := &Message{UserID: "u", Body: []byte("1")}
+			m2 := &Message{UserID: "u", Body: []byte("2")}
+			appendAll(t, h, m1, m2)
+			eventually(t, 5*time.Second, "messages older than the TTL leave", func() bool {
+				w, err := h.Read(context.Background(), "u", Pos{}, 10)
+				return err == nil && len(w.Msgs) == 0
 			})
-			wantAfter(t, h, "u", m.ID, 10, true)
-
-			// The user's stream comes back; it must still know it lost m.
-			bb := &Message{RoutingKey: "k", Body: []byte("broadcast")}
-			m2 := &Message{UserID: "u", RoutingKey: "k", Body: []byte("new")}
-			appendAll(t, h, bb, m2)
-			wantAfter(t, h, "u", start, 10, false, bb, m2)
-			wantAfter(t, h, "u", m.ID, 10, true, bb, m2)
+			wantRead(t, h, "u", m2.Pos(), 10, "")
+			wantRead(t, h, "u", m1.Pos(), 10, ResetExpired)
+			m3 := &Message{UserID: "u", Body: []byte("3")}
+			appendAll(t, h, m3)
+			if m3.Epoch != m2.Epoch || m3.Seq != 3 {
+				t.Errorf("after the TTL: position %v, want %s-3 (the epoch outlives the messages)", m3.Pos(), m2.Epoch)
+			}
+			wantRead(t, h, "u", m2.Pos(), 10, "", m3)
 		})
 	}
-}
-
-func mustCursor(t *testing.T, s string) uint64 {
-	t.Helper()
-	n, err := ParseCursor(s)
-	if err != nil {
-		t.Fatalf("cursor %q: %v", s, err)
-	}
-	return n
 }

@@ -14,9 +14,10 @@ type Conn interface {
 	User() string
 	Transport() string // "ws", "sse", "poll"
 	Since() time.Time
-	// Send queues m without blocking. A connection whose queue is full closes itself
+	// Send queues m without blocking; at is the connection's cursor just after m, the
+	// message's id on this connection. A connection whose queue is full closes itself
 	// (the client resumes from history) rather than slow down the sender.
-	Send(m *Message)
+	Send(m *Message, at Cursor)
 	// Replay queues, ahead of anything sent later, what the connection hears when it
 	// attaches: its own greeting (welcome, and reset when rp.Reset says the replay is
 	// incomplete, as its wire has them) and rp.Messages. It runs while live messages
@@ -33,6 +34,7 @@ type Stats struct {
 	SlowDisconnect atomic.Int64 // connections closed because their queue overflowed
 	CaughtUp       atomic.Int64 // messages a connection got from the history after a gap
 	CatchUpDrops   atomic.Int64 // connections told to reconnect because a gap could not be filled
+	Healed         atomic.Int64 // connections a beat found behind their streams' tops (Heal)
 	Resyncs        atomic.Int64 // times every connection was caught up (relay resubscribed, presence lapsed)
 }
 
@@ -141,17 +143,17 @@ func (h *Hub) remove(c Conn) (found, last bool) {
 }
 
 // Deliver queues m to each of its recipients held here and returns how many there were.
-// A connection is not sent a message it already has (an id at or below the last one it
-// was given); one that reveals a gap (see feed) is caught up from the history instead.
+// A connection is not sent a message it already has; one that reveals a gap (see feed)
+// is caught up from the history instead.
 func (h *Hub) Deliver(m *Message) int {
-	id, prev := messageIDs(m)
-	var gaps []gapped
+	var fix []pending
+	var outcomes []int
 	h.mu.RLock()
 	n := 0
 	offer := func(c Conn, f *feed) {
 		n++
-		if f.offer(c, m, id, prev) {
-			gaps = append(gaps, gapped{c, f})
+		if o := f.offer(c, m); o != offered {
+			fix, outcomes = append(fix, pending{c, f}), append(outcomes, o)
 		}
 	}
 	if m.Broadcast() {
@@ -167,8 +169,8 @@ func (h *Hub) Deliver(m *Message) int {
 	}
 	h.mu.RUnlock()
 	h.Stats.Delivered.Add(int64(n))
-	for _, g := range gaps {
-		h.repair(g.c, g.f)
+	for i, p := range fix {
+		h.repair(p.c, p.f, outcomes[i])
 	}
 	return n
 }
@@ -187,6 +189,13 @@ func (h *Hub) countLocked() int {
 		n += k
 	}
 	return n
+}
+
+// UserCount is the number of distinct users with a connection here.
+func (h *Hub) UserCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users)
 }
 
 // CountOf is the number of connections held here on one transport ("ws", "sse", "poll").

@@ -9,23 +9,26 @@ import (
 
 // recConn is a Conn that records what it is sent: its replay's messages, then live.
 type recConn struct {
-	user string
-	mu   sync.Mutex
-	got  []*Message
-	rp   *Replay       // what Replay was given
-	wake chan struct{} // signalled after each Send when not nil (see newRecConn)
+	user  string
+	since time.Time
+	mu    sync.Mutex
+	got   []*Message
+	at    []Cursor      // the id each message was sent with
+	rp    *Replay       // what Replay was given
+	lost  bool          // told to reconnect
+	wake  chan struct{} // signalled after each Send when not nil (see newRecConn)
 }
 
 func (c *recConn) User() string                         { return c.user }
 func (c *recConn) Transport() string                    { return "test" }
-func (c *recConn) Since() time.Time                     { return time.Time{} }
-func (c *recConn) Drain(context.Context, time.Duration) {}
+func (c *recConn) Since() time.Time                     { return c.since }
+func (c *recConn) Drain(context.Context, time.Duration) { c.mu.Lock(); c.lost = true; c.mu.Unlock() }
 func (c *recConn) count() int                           { c.mu.Lock(); defer c.mu.Unlock(); return len(c.got) }
 
-func (c *recConn) Send(m *Message) {
+func (c *recConn) Send(m *Message, at Cursor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.got = append(c.got, m)
+	c.got, c.at = append(c.got, m), append(c.at, at)
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -36,7 +39,9 @@ func (c *recConn) Replay(rp *Replay) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rp = rp
-	c.got = append(c.got, rp.Messages...)
+	for _, d := range rp.Messages {
+		c.got, c.at = append(c.got, d.M), append(c.at, d.At)
+	}
 }
 
 func newRecConn(user string) *recConn { return &recConn{user: user, wake: make(chan struct{}, 1)} }

@@ -10,16 +10,20 @@ type Instance struct {
 	ID      string    `json:"id"`
 	Started time.Time `json:"started"`
 	Conns   int       `json:"conns"` // connections it held at its last heartbeat
+	Users   int       `json:"users"` // distinct users it held at its last heartbeat
 }
 
 // Instances is the registry of live instances. An instance beats every TTL/3 (see
 // Heartbeat); one that stops beating — it crashed, or lost Redis — drops out of List
 // within the TTL with nobody cleaning up after it.
 type Instances interface {
-	// Beat records inst as live for one more TTL.
-	Beat(ctx context.Context, inst Instance) error
-	// Leave removes the instance at once: a clean stop. The Redis registry also
-	// deletes the instance's connections from the directory, which share its life.
+	// Beat records inst as live for one more TTL. It reports whether inst's lease had
+	// lapsed (it was not registered, or its last beat is older than the TTL): while
+	// it was, dispatchers may have skipped this instance, so what they dispatched is
+	// only in the history.
+	Beat(ctx context.Context, inst Instance) (lapsed bool, err error)
+	// Leave removes the instance at once: a clean stop. Its presence in each user's
+	// entry goes with its drained connections, or with their leases.
 	Leave(ctx context.Context, id string) error
 	// List returns the live instances ordered by ID.
 	List(ctx context.Context) ([]Instance, error)

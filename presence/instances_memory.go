@@ -29,11 +29,13 @@ func NewMemoryInstances(ttl time.Duration) *MemoryInstances {
 	return &MemoryInstances{ttl: ttl, now: time.Now, live: make(map[string]memInstance)}
 }
 
-func (r *MemoryInstances) Beat(_ context.Context, inst Instance) error {
+func (r *MemoryInstances) Beat(_ context.Context, inst Instance) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.live[inst.ID] = memInstance{inst: inst, expires: r.now().Add(r.ttl)}
-	return nil
+	now := r.now()
+	old, ok := r.live[inst.ID]
+	r.live[inst.ID] = memInstance{inst: inst, expires: now.Add(r.ttl)}
+	return !ok || now.After(old.expires), nil
 }
 
 func (r *MemoryInstances) Leave(_ context.Context, id string) error {

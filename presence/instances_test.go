@@ -25,15 +25,15 @@ func TestInstancesContract(t *testing.T) {
 			a := Instance{ID: "a", Started: start, Conns: 3}
 			b := Instance{ID: "b", Started: start.Add(time.Second), Conns: 0}
 			for _, inst := range []Instance{b, a} {
-				if err := reg.Beat(ctx, inst); err != nil {
-					t.Fatalf("beat %s: %v", inst.ID, err)
+				if lapsed, err := reg.Beat(ctx, inst); err != nil || !lapsed {
+					t.Fatalf("first beat of %s: lapsed %v, %v; want a lapse (it was not registered)", inst.ID, lapsed, err)
 				}
 			}
 			wantInstances(t, reg, a, b)
 
-			a.Conns = 7
-			if err := reg.Beat(ctx, a); err != nil {
-				t.Fatal(err)
+			a.Conns, a.Users = 7, 5
+			if lapsed, err := reg.Beat(ctx, a); err != nil || lapsed {
+				t.Fatalf("beat within the lease: lapsed %v, %v", lapsed, err)
 			}
 			wantInstances(t, reg, a, b)
 
@@ -59,24 +59,23 @@ func TestInstancesExpire(t *testing.T) {
 			reg := mk(t, ttl)
 			live := Instance{ID: "live", Started: time.Now()}
 			crashed := Instance{ID: "crashed", Started: time.Now()}
-			if err := reg.Beat(ctx, live); err != nil {
-				t.Fatal(err)
-			}
-			if err := reg.Beat(ctx, crashed); err != nil {
-				t.Fatal(err)
+			for _, inst := range []Instance{live, crashed} {
+				if _, err := reg.Beat(ctx, inst); err != nil {
+					t.Fatal(err)
+				}
 			}
 			lastBeat := time.Now()
 			hbCtx, stop := context.WithCancel(ctx)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				Heartbeat(hbCtx, ttl, func(ctx context.Context) error { return reg.Beat(ctx, live) },
+				Heartbeat(hbCtx, ttl, func(ctx context.Context) error { _, err := reg.Beat(ctx, live); return err },
 					func(err error) { t.Errorf("heartbeat: %v", err) })
 			}()
 			t.Cleanup(func() { stop(); <-done })
 
 			// Until the crashed one is gone, the live one must stay: its heartbeat keeps it.
-			eventually(t, ttl+time.Second, "the crashed instance to leave the list", func() bool {
+			eventually(t, ttl+leaseGrace(ttl)+time.Second, "the crashed instance to leave the list", func() bool {
 				l, err := reg.List(ctx)
 				if err != nil {
 					t.Fatalf("list: %v", err)
@@ -109,7 +108,7 @@ func wantInstances(t *testing.T, reg Instances, want ...Instance) {
 		t.Fatalf("list: got %v, want %v", got, want)
 	}
 	for i := range got {
-		if got[i].ID != want[i].ID || !got[i].Started.Equal(want[i].Started) || got[i].Conns != want[i].Conns {
+		if got[i].ID != want[i].ID || !got[i].Started.Equal(want[i].Started) || got[i].Conns != want[i].Conns || got[i].Users != want[i].Users {
 			t.Errorf("list[%d]: got %+v, want %+v", i, got[i], want[i])
 		}
 	}

@@ -4,15 +4,15 @@ import "sync"
 
 // Message is one delivery on its way to browsers. It is encoded at most once per wire
 // format and the bytes are shared by every recipient, so a broadcast to N connections
-// costs one encoding, not N (see Encoded).
+// costs one encoding, not N (see Encoded). The id each connection sees is that
+// connection's cursor (see Cursor), different per connection: the shared encodings
+// leave it out, and each writer puts its own id in.
 type Message struct {
-	ID string // history cursor; empty when the message was not recorded
-	// Prev is the ID of the message before this one in the same history stream (the
-	// user's, or the broadcasts'), "" when none is kept. History.Append sets it. An
-	// instance that has handed Prev (or a later message of that stream) to its
-	// connections has missed nothing in between; one that has not has a gap that
-	// History.After fills. Relayed messages carry it for that check.
-	Prev       string
+	// Epoch and Seq are the message's place in its stream (the user's, or the
+	// broadcasts'): History.Append sets them. Seq 0: not recorded.
+	Epoch      string
+	Seq        uint64
+	Time       int64  // when it was recorded, Unix ms: orders a replay of two streams
 	UserID     string // recipient; empty means every connection
 	RoutingKey string
 	Body       []byte
@@ -44,8 +44,11 @@ func (m *Message) Encoded(e Encoding, encode func(*Message) []byte) []byte {
 	return s.b
 }
 
+// Pos is the message's place in its stream.
+func (m *Message) Pos() Pos { return Pos{Epoch: m.Epoch, Seq: m.Seq} }
+
 // Broadcast reports whether the message goes to every connection.
 func (m *Message) Broadcast() bool { return m.UserID == "" }
 
 // Size is the number of bytes the message holds in a send queue.
-func (m *Message) Size() int { return len(m.Body) + len(m.ID) + len(m.RoutingKey) }
+func (m *Message) Size() int { return len(m.Body) + MaxCursorLen + len(m.RoutingKey) }

@@ -3,7 +3,6 @@ package presence
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -20,29 +19,33 @@ type Receipts interface {
 }
 
 // ReceiptPosition is where the message a client names by cursor sits in its stream:
-// the key its receipt is deduplicated on, and what the history is asked for. Here a
-// cursor is the message's own sequence number. Where cursors are per connection (the
-// position of both of its streams), this is the one place that picks the message's
-// own position out of it.
-func ReceiptPosition(cursor string) (uint64, error) { return ParseCursor(cursor) }
+// the key its receipt is deduplicated on, and what the history is asked for. A cursor
+// is a connection's position in both of its streams just after a message; receipts
+// are for the user's own (targeted) messages, so this is the user-stream part: the
+// newest targeted message the connection had when it was given that id. The one place
+// that picks a message's own position out of a cursor.
+func ReceiptPosition(cursor string) (Pos, error) {
+	c, err := ParseCursor(cursor)
+	if err != nil {
+		return Pos{}, err
+	}
+	return c.User, nil
+}
 
-// messageAt reads the message user's connections were sent at pos: the user's, or a
-// broadcast. Nil when the history no longer holds it (or never did).
-func messageAt(ctx context.Context, h History, user string, pos uint64) (*Message, error) {
-	if pos == 0 {
+// messageAt reads user's targeted message at pos. Nil when the history no longer
+// holds it (or never did: another epoch, a position past the top).
+func messageAt(ctx context.Context, h History, user string, pos Pos) (*Message, error) {
+	if pos.Seq == 0 || pos.Epoch == "" {
 		return nil, nil
 	}
-	ms, _, err := h.After(ctx, user, FormatCursor(pos-1), 1)
-	if err == ErrBadCursor {
-		return nil, nil
-	}
+	w, err := h.Read(ctx, user, Pos{Epoch: pos.Epoch, Seq: pos.Seq - 1}, 1)
 	if err != nil {
 		return nil, err
 	}
-	if len(ms) == 0 || ms[0].ID != FormatCursor(pos) {
+	if w.Reset != "" || len(w.Msgs) == 0 || w.Msgs[0].Epoch != pos.Epoch || w.Msgs[0].Seq != pos.Seq {
 		return nil, nil
 	}
-	return ms[0], nil
+	return w.Msgs[0], nil
 }
 
 var _ Receipts = (*MemoryReceipts)(nil)
@@ -111,5 +114,5 @@ func (r *RedisReceipts) First(ctx context.Context, user, pos string, ttl time.Du
 	return ok, nil
 }
 
-// formatPos writes a receipt position.
-func formatPos(pos uint64) string { return strconv.FormatUint(pos, 10) }
+// formatPos writes a receipt position: <epoch>-<seq>.
+func formatPos(pos Pos) string { return pos.String() }

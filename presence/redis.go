@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -94,33 +95,48 @@ func NewRedisClient(ctx context.Context, url string) (*redis.Client, error) {
 // redisKeys names every key and channel under one prefix. docs/redis.md lists them.
 type redisKeys string
 
-// instances is the set of instance ids that have beaten recently.
-func (k redisKeys) instances() string { return string(k) + "instances" }
+// registry is the hash of live instances: one field per instance, its lease deadline
+// and what it reported at its last beat. Hash-tagged on its own, away from the users.
+func (k redisKeys) registry() string { return string(k) + "{r}:instances" }
 
-// instance is one instance's heartbeat hash; it expires when the instance stops beating.
-func (k redisKeys) instance(id string) string { return string(k) + "instance:" + id }
+// meta is a stream's epoch, top and TTL marks (docs/redis.md), and for a user the
+// presence fields of the instances holding the user: the user's, or the broadcasts'
+// for user "". Hash-tagged with the stream, so one script may use both on a cluster.
+func (k redisKeys) meta(user string) string { return k.tag(user) + ":meta" }
 
-// conns is one instance's connections: user id -> JSON list of {transport, since}.
-func (k redisKeys) conns(id string) string { return string(k) + "conns:" + id }
+// stream is a stream's messages: the user's, or the broadcasts' for user "".
+func (k redisKeys) stream(user string) string { return k.tag(user) + ":stream" }
 
-// seq is the counter every history id is taken from.
-func (k redisKeys) seq() string { return string(k) + "history:seq" }
+// tag is the hash-tagged start of every key of one stream: everything a message
+// touches is in its stream's slot.
+func (k redisKeys) tag(user string) string {
+	if user == "" {
+		return string(k) + "{b}"
+	}
+	return string(k) + "{u:" + user + "}"
+}
 
-// clock samples the sequence number about once a second, so a cursor's age can be
-// bounded after the stream it came from has expired.
-func (k redisKeys) clock() string { return string(k) + "history:clock" }
+// dedupe remembers the position given to a dispatched message, by a hash of its
+// dedupe key (see DedupeKey), in the slot of the message's stream.
+func (k redisKeys) dedupe(user, hash string) string { return k.tag(user) + ":dd:" + hash }
 
-// userStream is a user's message history.
-func (k redisKeys) userStream(user string) string { return string(k) + "history:user:" + user }
+// relayNamespace starts every relay channel and payload of a deployment: its key
+// prefix and database number. Pub/sub ignores databases, so two deployments on one
+// Redis server (say staging on DB 8, production on DB 7) must not share a channel,
+// and a payload of the other is refused by its namespace. A cluster has only DB 0.
+func relayNamespace(rdb redis.UniversalClient, prefix string) string {
+	db := 0
+	if c, ok := rdb.(*redis.Client); ok {
+		db = c.Options().DB
+	}
+	return prefix + "db" + strconv.Itoa(db) + ":"
+}
 
-// broadcastStream is the history of broadcasts.
-func (k redisKeys) broadcastStream() string { return string(k) + "history:broadcast" }
+// relayInstance is the pub/sub channel of one instance, in namespace ns.
+func relayInstance(ns, id string) string { return ns + "{i:" + id + "}:relay" }
 
-// dedupe remembers a dispatched message's key (its AMQP message id), holding its id.
-func (k redisKeys) dedupe(key string) string { return string(k) + "dedupe:" + key }
+// relayBroadcast is the pub/sub channel every instance of namespace ns listens to.
+func relayBroadcast(ns string) string { return ns + "{b}:relay" }
 
-// relayInstance is the pub/sub channel of one instance.
-func (k redisKeys) relayInstance(id string) string { return string(k) + "relay:instance:" + id }
-
-// relayBroadcast is the pub/sub channel every instance listens to.
-func (k redisKeys) relayBroadcast() string { return string(k) + "relay:broadcast" }
+// presenceField is the field of an instance in a user's meta hash.
+func presenceField(instance string) string { return "i:" + instance }

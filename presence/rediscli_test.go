@@ -46,7 +46,7 @@ func TestRedisCLIDocs(t *testing.T) {
 	for i, check := range checks {
 		c := expand(cmds[i])
 		out, err := exec.CommandContext(ctx, "bash", "-c", c).Output()
-		if err != nil && i != 2 { // the loop's status is that of its last [ -n ] test
+		if err != nil {
 			t.Fatalf("%s: %v", c, err)
 		}
 		t.Logf("$ %s\n%s", c, out)
@@ -59,26 +59,31 @@ func TestRedisCLIDocs(t *testing.T) {
 func cliChecks(opts RedisOptions, fx *cliFixture) []func(t *testing.T, out string) {
 	return []func(t *testing.T, out string){
 		func(t *testing.T, out string) { // live instances
-			got := strings.Fields(out)
+			f := strings.Split(strings.TrimSpace(out), "\n")
+			var got []string
+			for i := 0; i+1 < len(f); i += 2 {
+				got = append(got, strings.TrimSpace(f[i]))
+			}
 			slices.Sort(got)
-			want := []string{opts.Prefix + "instance:pb-1a2b3c4d", opts.Prefix + "instance:pb-5e6f7a8b"}
-			if !slices.Equal(got, want) {
+			if want := []string{"pb-1a2b3c4d", "pb-5e6f7a8b"}; !slices.Equal(got, want) {
 				t.Errorf("live instances: got %q, want %q (the one that left must not show)", got, want)
 			}
-		},
-		func(t *testing.T, out string) { // one instance
-			f := strings.Fields(out)
-			if !slices.Contains(f, "started") || !slices.Contains(f, fx.started) || !slices.Contains(f, "conns") || !slices.Contains(f, "7") {
-				t.Errorf("instance hash: got %q, want started %s and conns 7", out, fx.started)
+			if !strings.Contains(out, `"started":"`+fx.started+`"`) || !strings.Contains(out, `"conns":7`) || !strings.Contains(out, `"users":2`) {
+				t.Errorf("instances: got %q, want started %s, conns 7 and users 2", out, fx.started)
 			}
 		},
-		func(t *testing.T, out string) { // a user's connections
+		func(t *testing.T, out string) { // a user's presence
 			got := map[string]string{}
 			for line := range strings.Lines(strings.TrimSpace(out)) {
-				inst, js, _ := strings.Cut(strings.TrimSpace(line), " ")
+				f, v, _ := strings.Cut(strings.TrimSpace(line), "\t")
+				inst, ok := strings.CutPrefix(f, "i:")
+				if !ok {
+					t.Fatalf("presence line %q: not an instance field", line)
+				}
+				_, js, ok := splitLease(v)
 				var cs []connJSON
-				if err := json.Unmarshal([]byte(js), &cs); err != nil {
-					t.Fatalf("connections line %q: %v", line, err)
+				if err := json.Unmarshal([]byte(js), &cs); !ok || err != nil {
+					t.Fatalf("presence line %q: %v", line, err)
 				}
 				for _, c := range cs {
 					got[inst] += c.Transport + " "
@@ -90,20 +95,20 @@ func cliChecks(opts RedisOptions, fx *cliFixture) []func(t *testing.T, out strin
 			}
 		},
 		func(t *testing.T, out string) { // a user's messages
-			wantInOrder(t, out, fx.user[1].ID+"-0", "second for 42", fx.user[0].ID+"-0", "routingKey", "contract", "first for 42")
+			wantInOrder(t, out, "2-0", "second for 42", "1-0", "r", "contract", "first for 42")
 			if strings.Contains(out, "for 7") || strings.Contains(out, "news") {
 				t.Errorf("user 42's history shows other messages: %q", out)
 			}
 		},
 		func(t *testing.T, out string) { // broadcasts
-			wantInOrder(t, out, fx.bcast.ID+"-0", "news for all")
+			wantInOrder(t, out, "1-0", "news for all")
 			if strings.Contains(out, "for 42") {
 				t.Errorf("broadcast history shows a user's message: %q", out)
 			}
 		},
-		func(t *testing.T, out string) { // newest id
-			if strings.TrimSpace(out) != fx.head {
-				t.Errorf("newest id: got %q, want %s", out, fx.head)
+		func(t *testing.T, out string) { // epoch and top
+			if f := strings.Fields(out); len(f) != 2 || f[0] != fx.user[1].Epoch || f[1] != "2" {
+				t.Errorf("epoch and top: got %q, want %s 2", out, fx.user[1].Epoch)
 			}
 		},
 	}
@@ -114,8 +119,7 @@ type cliFixture struct {
 	started string
 	user    []*Message // user 42's, oldest first
 	bcast   *Message
-	head    string
-	relay   relaySender
+	relay   *RedisRelay
 }
 
 // newCLIFixture sets up two live instances and one that left, user 42 connected to
@@ -129,23 +133,33 @@ func newCLIFixture(t *testing.T, ctx context.Context, opts RedisOptions, rdb *re
 	conns := map[string]int{"pb-1a2b3c4d": 7, "pb-5e6f7a8b": 2, "pb-0dead000": 1}
 	transports := map[string][]string{"pb-1a2b3c4d": {"ws"}, "pb-5e6f7a8b": {"sse", "poll"}, "pb-0dead000": {"ws"}}
 	for _, id := range []string{"pb-1a2b3c4d", "pb-5e6f7a8b", "pb-0dead000"} {
-		if err := reg.Beat(ctx, Instance{ID: id, Started: started, Conns: conns[id]}); err != nil {
-			t.Fatal(err)
-		}
 		o := opts
 		o.Instance = id
 		d := NewRedisDirectory(rdb, o)
+		var es []Entry
 		for i, tr := range transports[id] {
-			if err := d.Add(ctx, Entry{User: "42", Instance: id, Transport: tr, Since: started.Add(time.Duration(i) * time.Second)}); err != nil {
+			es = append(es, Entry{User: "42", Instance: id, Transport: tr, Since: started.Add(time.Duration(i) * time.Second)})
+		}
+		es = append(es, Entry{User: "7", Instance: id, Transport: "ws", Since: started})
+		for _, e := range es {
+			if err := d.Add(ctx, e); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := d.Add(ctx, Entry{User: "7", Instance: id, Transport: "ws", Since: started}); err != nil {
+		if _, err := reg.Beat(ctx, Instance{ID: id, Started: started, Conns: conns[id], Users: d.LocalUsers()}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := reg.Leave(ctx, "pb-0dead000"); err != nil {
-		t.Fatal(err)
+		if id != "pb-0dead000" {
+			continue
+		}
+		for _, e := range es { // a clean stop: its connections drained, then it leaves
+			if err := d.Remove(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := reg.Leave(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	h := NewRedisHistory(rdb, opts)
@@ -159,13 +173,9 @@ func newCLIFixture(t *testing.T, ctx context.Context, opts RedisOptions, rdb *re
 			t.Fatal(err)
 		}
 	}
-	var err error
-	if fx.head, err = h.Head(ctx); err != nil {
-		t.Fatal(err)
-	}
 	o := opts
 	o.Instance = "pb-1a2b3c4d"
-	fx.relay = redisSender{rdb, redisKeys(o.Prefix), o.Instance}
+	fx.relay = NewRedisRelay(rdb, o, nil)
 	return fx
 }
 
@@ -207,10 +217,10 @@ func watchBroadcasts(t *testing.T, ctx context.Context, c string, fx *cliFixture
 		}
 	}()
 	// redis-cli prints the channel name once it is subscribed.
-	if !readUntil(ctx, lines, "relay:broadcast") {
+	if !readUntil(ctx, lines, "{b}:relay") {
 		t.Fatalf("%s: never subscribed", c)
 	}
-	if err := fx.relay.Broadcast(ctx, &Message{ID: fx.head, RoutingKey: "news", Body: []byte("live broadcast")}); err != nil {
+	if err := fx.relay.Broadcast(ctx, &Message{Epoch: fx.bcast.Epoch, Seq: 2, RoutingKey: "news", Body: []byte("live broadcast")}); err != nil {
 		t.Fatal(err)
 	}
 	if !readUntil(ctx, lines, "live broadcast") {

@@ -45,6 +45,24 @@ type MemoryRelay struct {
 	instance string
 }
 
+func (r *MemoryRelay) Send(ctx context.Context, instance string, ms ...*Message) error {
+	for _, m := range ms {
+		if err := r.bus.send(ctx, instance, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *MemoryRelay) Broadcast(ctx context.Context, ms ...*Message) error {
+	for _, m := range ms {
+		if err := r.bus.broadcast(ctx, r.instance, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // send queues m to instance, if it listens.
 func (b *MemoryBus) send(ctx context.Context, instance string, m *Message) error {
 	b.mu.Lock()

@@ -34,9 +34,17 @@ type RedisRelay struct {
 	log      *slog.Logger
 	ping     time.Duration // relayPingEvery; shorter in tests
 
-	Subscribes  atomic.Int64 // times the subscription was (re)established
-	Undecodable atomic.Int64 // payloads that were not relayed messages, dropped
+	Subscribes atomic.Int64 // times the subscription was (re)established
+	Malformed  atomic.Int64 // payloads dropped because they do not parse
+	Foreign    atomic.Int64 // payloads dropped because they name another deployment's namespace
+
+	ns string      // relayNamespace
+	up atomic.Bool // subscribed on both channels now
 }
+
+// Up reports whether the relay is subscribed now: while it is not, messages for this
+// instance's connections only reach the history (readiness says so).
+func (r *RedisRelay) Up() bool { return r.up.Load() }
 
 // NewRedisRelay returns the relay of instance opts.Instance under opts.Prefix; it
 // logs its reconnects to log (nil: nowhere).
@@ -45,7 +53,26 @@ func NewRedisRelay(rdb redis.UniversalClient, opts RedisOptions, log *slog.Logge
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &RedisRelay{rdb: rdb, keys: redisKeys(opts.Prefix), instance: opts.Instance, log: log, ping: relayPingEvery}
+	return &RedisRelay{rdb: rdb, keys: redisKeys(opts.Prefix), instance: opts.Instance, log: log, ping: relayPingEvery, ns: relayNamespace(rdb, opts.Prefix)}
+}
+
+func (r *RedisRelay) Send(ctx context.Context, instance string, ms ...*Message) error {
+	return r.publish(ctx, relayInstance(r.ns, instance), ms)
+}
+
+func (r *RedisRelay) Broadcast(ctx context.Context, ms ...*Message) error {
+	return r.publish(ctx, relayBroadcast(r.ns), ms)
+}
+
+func (r *RedisRelay) publish(ctx context.Context, channel string, ms []*Message) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	b := encodeRelay(r.ns, r.instance, ms...)
+	if err := r.rdb.Publish(ctx, channel, b).Err(); err != nil {
+		return fmt.Errorf("relay publish: %w", err)
+	}
+	return nil
 }
 
 // Run listens until ctx ends. Each subscription is a fresh connection; when it fails
@@ -84,8 +111,9 @@ func (r *RedisRelay) session(ctx context.Context, deliver func(*Message), subscr
 	// Receive does not watch ctx; closing the subscription is what wakes it.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
-	bcast := r.keys.relayBroadcast()
-	chans := []string{r.keys.relayInstance(r.instance), bcast}
+	defer r.up.Store(false)
+	bcast := relayBroadcast(r.ns)
+	chans := []string{relayInstance(r.ns, r.instance), bcast}
 	if err := ps.Subscribe(ctx, chans...); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -109,6 +137,7 @@ func (r *RedisRelay) session(ctx context.Context, deliver func(*Message), subscr
 		case *redis.Subscription:
 			if x.Kind == "subscribe" && x.Count == len(chans) {
 				r.Subscribes.Add(1)
+				r.up.Store(true)
 				subscribed()
 			}
 		case *redis.Message:
@@ -143,14 +172,20 @@ func (r *RedisRelay) watch(ctx context.Context, ps *redis.PubSub, heard *atomic.
 
 // handle decodes one payload and delivers it, unless it is our own broadcast.
 func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func(*Message)) {
-	m, from, err := decodeRelay([]byte(x.Payload))
+	ms, from, err := decodeRelay(r.ns, []byte(x.Payload))
 	if err != nil {
-		r.Undecodable.Add(1)
-		r.log.Warn("relay: dropped a payload that is not a relayed message", "channel", x.Channel, "bytes", len(x.Payload))
+		if err == errForeignRelay {
+			r.Foreign.Add(1)
+		} else {
+			r.Malformed.Add(1)
+		}
+		r.log.Warn("relay: dropped a payload", "why", err, "channel", x.Channel, "bytes", len(x.Payload))
 		return
 	}
 	if x.Channel == bcast && from == r.instance {
 		return // the sender delivered it already
 	}
-	deliver(m)
+	for _, m := range ms {
+		deliver(m)
+	}
 }

@@ -26,14 +26,14 @@ func TestRedisRelayResubscribe(t *testing.T) {
 	t.Cleanup(func() { rcv.Close() })
 	oa, ob := opts, opts
 	oa.Instance, ob.Instance = "A", "B"
-	a, b := redisSender{rdb, redisKeys(oa.Prefix), "A"}, NewRedisRelay(rcv, ob, nil)
+	a, b := NewRedisRelay(rdb, oa, nil), NewRedisRelay(rcv, ob, nil)
 	pb := startRelay(t, b)
 
-	if err := a.Send(ctx, "B", &Message{ID: "1", UserID: "u"}); err != nil {
+	if err := a.Send(ctx, "B", &Message{Seq: 1, Epoch: "0000000000", UserID: "u"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pb.next(t); got.ID != "1" {
-		t.Fatalf("got %s, want 1", got.ID)
+	if got := pb.next(t); got.Seq != 1 {
+		t.Fatalf("got %d, want 1", got.Seq)
 	}
 
 	killed := killClients(t, rdb, name)
@@ -44,36 +44,91 @@ func TestRedisRelayResubscribe(t *testing.T) {
 	if got := b.Subscribes.Load(); got != 2 {
 		t.Errorf("subscribes: got %d, want 2", got)
 	}
-	if err := a.Send(ctx, "B", &Message{ID: "2", UserID: "u"}); err != nil {
+	if err := a.Send(ctx, "B", &Message{Seq: 2, Epoch: "0000000000", UserID: "u"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pb.next(t); got.ID != "2" {
-		t.Fatalf("after resubscribing: got %s, want 2", got.ID)
+	if got := pb.next(t); got.Seq != 2 {
+		t.Fatalf("after resubscribing: got %d, want 2", got.Seq)
 	}
 }
 
 // TestRedisRelayGarbage: a payload that is not a relayed message (a person testing
-// with redis-cli PUBLISH) is counted and dropped; the relay goes on.
+// with redis-cli PUBLISH), or a forged one naming another deployment, is counted by
+// reason and dropped, never delivered; the relay goes on.
 func TestRedisRelayGarbage(t *testing.T) {
 	ctx := testCtx(t)
 	rdb, opts := newTestRedis(t)
 	opts.Instance = "B"
 	b := NewRedisRelay(rdb, opts, nil)
 	pb := startRelay(t, b)
-	keys := redisKeys(opts.Prefix)
-	for _, junk := range []string{"hello", "", "\x01\xff"} {
-		if err := rdb.Publish(ctx, keys.relayInstance("B"), junk).Err(); err != nil {
+	ns := relayNamespace(rdb, opts.Prefix)
+	forged := encodeRelay("bridge:db8:", "A", &Message{Seq: 1, Epoch: "0000000000", UserID: "u", Body: []byte("forged")})
+	for _, junk := range []string{"hello", "", "\x01\xff", string(forged), string(append(encodeRelay(ns, "A", &Message{Seq: 2, Epoch: "0000000000"}), 'x'))} {
+		if err := rdb.Publish(ctx, relayInstance(ns, "B"), junk).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := (redisSender{rdb, keys, "A"}).Send(ctx, "B", &Message{ID: "9"}); err != nil {
+	if err := NewRedisRelay(rdb, RedisOptions{Prefix: opts.Prefix, Instance: "A"}, nil).Send(ctx, "B", &Message{Seq: 9, Epoch: "0000000000"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pb.next(t); got.ID != "9" {
-		t.Fatalf("got %s, want 9", got.ID)
+	if got := pb.next(t); got.Seq != 9 {
+		t.Fatalf("got %d, want 9 (nothing of the dropped payloads)", got.Seq)
 	}
-	if got := b.Undecodable.Load(); got != 3 {
-		t.Errorf("undecodable: got %d, want 3", got)
+	if m, f := b.Malformed.Load(), b.Foreign.Load(); m != 4 || f != 1 {
+		t.Errorf("dropped: malformed %d, foreign %d; want 4 and 1", m, f)
+	}
+}
+
+// TestRedisRelayDatabasesApart: two deployments with the same prefix on two databases
+// of one Redis server (pub/sub ignores databases) never hear each other: their
+// channels differ, and so do the namespaces their payloads carry.
+func TestRedisRelayDatabasesApart(t *testing.T) {
+	ctx := testCtx(t)
+	rdb, opts := newTestRedis(t)
+	other := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, DB: rdb.Options().DB + 1, MaxRetries: -1})
+	t.Cleanup(func() { other.Close() })
+	deployments := map[string]redis.UniversalClient{"x": rdb, "y": other}
+	probes := map[string]*relayProbe{}
+	relays := map[string]*RedisRelay{}
+	for name, c := range deployments {
+		o := opts
+		o.Instance = "B"
+		relays[name] = NewRedisRelay(c, o, nil)
+		probes[name] = startRelay(t, relays[name])
+	}
+	for name, c := range deployments {
+		d := NewRedisDispatcher(c, opts)
+		m := &Message{RoutingKey: "news", Body: []byte("broadcast of " + name)}
+		if _, err := d.Dispatch(ctx, m, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Del(ctx, d.keys.meta(""), d.keys.stream("")).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, p := range probes {
+		if got := p.next(t); string(got.Body) != "broadcast of "+name {
+			t.Fatalf("deployment %s got %q, want its own broadcast", name, got.Body)
+		}
+	}
+	// The next message each one hears is its own again: nothing crossed.
+	for name, c := range deployments {
+		if _, err := NewRedisDispatcher(c, opts).Dispatch(ctx, &Message{Body: []byte("second of " + name)}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Del(ctx, redisKeys(opts.Prefix).meta(""), redisKeys(opts.Prefix).stream("")).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, p := range probes {
+		if got := p.next(t); string(got.Body) != "second of "+name {
+			t.Fatalf("deployment %s got %q, want its own second broadcast", name, got.Body)
+		}
+	}
+	for name, r := range relays {
+		if n := r.Malformed.Load() + r.Foreign.Load(); n != 0 {
+			t.Errorf("deployment %s dropped %d payloads: a channel was shared", name, n)
+		}
 	}
 }
 
@@ -124,12 +179,12 @@ func TestRedisRelaySilentRedis(t *testing.T) {
 
 	px.swallowCurrent()
 	pb.waitSubscribed(t)
-	a := redisSender{rdb, redisKeys(opts.Prefix), "A"}
-	if err := a.Send(ctx, "B", &Message{ID: "5"}); err != nil {
+	a := NewRedisRelay(rdb, RedisOptions{Prefix: opts.Prefix, Instance: "A"}, nil)
+	if err := a.Send(ctx, "B", &Message{Seq: 5, Epoch: "0000000000"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pb.next(t); got.ID != "5" {
-		t.Fatalf("after the silent connection was replaced: got %s, want 5", got.ID)
+	if got := pb.next(t); got.Seq != 5 {
+		t.Fatalf("after the silent connection was replaced: got %d, want 5", got.Seq)
 	}
 }
 

@@ -5,16 +5,24 @@ package presence
 // the replay or delivered live — never both, never neither.
 type Replay struct {
 	From     string     // the cursor the client came back with; "" for a fresh start
-	Head     string     // newest cursor when the connection registered: where a fresh client starts
-	Messages []*Message // what came after the cursor, oldest first
+	Head     Cursor     // where live delivery takes over: after the last message replayed, or where a fresh client starts
+	Messages []Delivery // what came after the cursor, oldest first, each with its id on this connection
 	Reset    string     // why the replay is incomplete (see the Reset* reasons); "" when whole
 	More     bool       // the read stopped at its limit; more is waiting after the last message
+}
+
+// Delivery is a message as one connection gets it: At is the connection's cursor just
+// after it, the message's id on that connection.
+type Delivery struct {
+	M  *Message
+	At Cursor
 }
 
 // Why a replay is incomplete. The client still gets whatever the window holds.
 const (
 	ResetMalformed = "malformed cursor"
-	ResetUnknown   = "unknown cursor: not handed out by this history (restarted, or from elsewhere)"
+	ResetUnknown   = "unknown cursor: a position this history never reached (forged, or Redis lost writes)"
+	ResetLost      = "history lost: the cursor's epoch is gone (Redis restarted, failed over, or lost the key)"
 	ResetExpired   = "messages after the cursor have left the history window"
 )
 

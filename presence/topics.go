@@ -40,15 +40,15 @@ func (t *Topics) Keys() []string {
 	return t.keys
 }
 
-// Filter returns the messages of msgs that t wants, in order.
-func (t *Topics) Filter(msgs []*Message) []*Message {
+// Filter returns the deliveries of ds that t wants, in order.
+func (t *Topics) Filter(ds []Delivery) []Delivery {
 	if t == nil {
-		return msgs
+		return ds
 	}
-	out := make([]*Message, 0, len(msgs))
-	for _, m := range msgs {
-		if t.Wants(m) {
-			out = append(out, m)
+	out := make([]Delivery, 0, len(ds))
+	for _, d := range ds {
+		if t.Wants(d.M) {
+			out = append(out, d)
 		}
 	}
 	return out
@@ -69,10 +69,11 @@ func Subscribe(c Conn, t *Topics) *Subscribed {
 	return s
 }
 
-// Send passes m on when the subscription wants it.
-func (s *Subscribed) Send(m *Message) {
+// Send passes m on when the subscription wants it. A message left out still moves the
+// connection's cursor: the next id it is sent is past it.
+func (s *Subscribed) Send(m *Message, at Cursor) {
 	if s.topics.Load().Wants(m) {
-		s.Conn.Send(m)
+		s.Conn.Send(m, at)
 	}
 }
 

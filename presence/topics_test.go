@@ -1,15 +1,19 @@
 package presence
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 )
 
 func TestTopics(t *testing.T) {
-	msgs := []*Message{{ID: "1", RoutingKey: "a"}, {ID: "2", RoutingKey: "b"}, {ID: "3", RoutingKey: "a"}, {ID: "4", RoutingKey: ""}}
-	ids := func(ms []*Message) (out []string) {
-		for _, m := range ms {
-			out = append(out, m.ID)
+	var msgs []Delivery
+	for i, k := range []string{"a", "b", "a", ""} {
+		msgs = append(msgs, Delivery{M: &Message{Seq: uint64(i + 1), RoutingKey: k}})
+	}
+	ids := func(ds []Delivery) (out []string) {
+		for _, d := range ds {
+			out = append(out, fmt.Sprint(d.M.Seq))
 		}
 		return out
 	}
@@ -34,13 +38,13 @@ func TestTopics(t *testing.T) {
 func TestSubscribedSendsWhatItWants(t *testing.T) {
 	c := &recConn{user: "u"}
 	s := Subscribe(c, NewTopics([]string{"a"}))
-	s.Send(&Message{ID: "1", RoutingKey: "b"})
-	s.Send(&Message{ID: "2", RoutingKey: "a"})
+	s.Send(&Message{Seq: 1, RoutingKey: "b"}, Cursor{})
+	s.Send(&Message{Seq: 2, RoutingKey: "a"}, Cursor{})
 	s.Set(nil)
-	s.Send(&Message{ID: "3", RoutingKey: "b"})
+	s.Send(&Message{Seq: 3, RoutingKey: "b"}, Cursor{})
 	var ids []string
 	for _, m := range c.got {
-		ids = append(ids, m.ID)
+		ids = append(ids, fmt.Sprint(m.Seq))
 	}
 	if !slices.Equal(ids, []string{"2", "3"}) {
 		t.Errorf("sent %v, want 2 then 3", ids)

@@ -71,18 +71,25 @@ func rawFrame(m *presence.Message) []byte {
 	})
 }
 
-// v1Frame is m's bridge.v1 "message" frame, ready to write. One buffer holds header
-// and JSON: the JSON is encoded after room for the longest header, and the header is
-// put right before it.
-func v1Frame(m *presence.Message) []byte {
-	return m.Encoded(encWSV1, func(m *presence.Message) []byte {
-		b := encodeV1(m, maxFrameHeader)
-		n := len(b) - maxFrameHeader
-		start := maxFrameHeader - frameHeaderLen(n)
-		putFrameHeader(b[start:maxFrameHeader], websocket.TextMessage, n)
-		return b[start:len(b):len(b)]
-	})
+// appendV1Head appends to scratch what m's bridge.v1 frame has of its own for one
+// connection at id: the WebSocket header (its length depends on the id's) and the id.
+// The frame is then scratch[hs:is], v1Pre, scratch[is:ie], v1Post(m): the shared JSON
+// is referenced, not copied, so a recipient costs no allocation once its scratch
+// buffer has grown.
+func appendV1Head(scratch []byte, m *presence.Message, id presence.Cursor) (out []byte, hs, is, ie int) {
+	post := v1Post(m)
+	scratch = append(scratch, noHeader[:]...)
+	is = len(scratch)
+	scratch = id.Append(scratch)
+	ie = len(scratch)
+	n := len(v1Pre) + ie - is + len(post)
+	hs = is - frameHeaderLen(n)
+	putFrameHeader(scratch[hs:is], websocket.TextMessage, n)
+	return scratch, hs, is, ie
 }
+
+// noHeader is the room appendV1Head reserves for a header before it knows its length.
+var noHeader [maxFrameHeader]byte
 
 // framePayload is the payload of an unmasked frame f, as putFrameHeader wrote it.
 func framePayload(f []byte) []byte {

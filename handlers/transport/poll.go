@@ -26,7 +26,7 @@ type Poll struct {
 
 	mu         sync.Mutex
 	replay     *presence.Replay
-	msgs       []*presence.Message
+	msgs       []presence.Delivery
 	signaled   bool
 	drained    bool
 	drainAfter time.Duration
@@ -42,15 +42,16 @@ func (p *Poll) User() string      { return p.user }
 func (p *Poll) Transport() string { return "poll" }
 func (p *Poll) Since() time.Time  { return p.since }
 
-// Send keeps m if the subscription wants it and there is room, and wakes the request.
-func (p *Poll) Send(m *presence.Message) {
+// Send keeps m, whose id here is at, if the subscription wants it and there is room,
+// and wakes the request.
+func (p *Poll) Send(m *presence.Message, at presence.Cursor) {
 	if !p.topics.Wants(m) {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.msgs) < p.max {
-		p.msgs = append(p.msgs, m)
+		p.msgs = append(p.msgs, presence.Delivery{M: m, At: at})
 	}
 	p.signalLocked()
 }
@@ -95,7 +96,7 @@ func (p *Poll) Ready() <-chan struct{} { return p.ready }
 
 // Take returns what was sent, and whether and when the client should come back
 // elsewhere because this instance drains.
-func (p *Poll) Take() (msgs []*presence.Message, drained bool, after time.Duration) {
+func (p *Poll) Take() (msgs []presence.Delivery, drained bool, after time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	msgs, p.msgs = p.msgs, nil
@@ -122,15 +123,15 @@ type PollTail struct {
 }
 
 // PollAnswer is a poll's answer, {"messages":[…],"cursor":…,"reset":…}: the messages
-// as their shared bridge.v1 frames, encoded once for every transport, then the tail.
-func PollAnswer(msgs []*presence.Message, tail PollTail) []byte {
+// as their bridge.v1 frames, each with its id on this poll, then the tail.
+func PollAnswer(msgs []presence.Delivery, tail PollTail) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"messages":[`)
-	for i, m := range msgs {
+	for i, d := range msgs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(V1JSON(m))
+		b.Write(V1JSON(d.M, d.At))
 	}
 	b.WriteString("],")
 	t := mustJSON(tail)

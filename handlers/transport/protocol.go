@@ -12,7 +12,7 @@ import (
 // built once per message and shared by every connection that sends it.
 const (
 	encWSRaw  presence.Encoding = iota // raw-mode WebSocket frame
-	encWSV1                            // bridge.v1 WebSocket frame; its payload is the bridge.v1 JSON
+	encV1                              // bridge.v1 JSON after the id (see v1Post)
 	encSSERaw                          // SSE event, data the body verbatim
 	encSSEV1                           // SSE event, data the bridge.v1 JSON
 	encodings
@@ -31,11 +31,11 @@ type welcomeFrame struct {
 	User     string `json:"user"`
 	Instance string `json:"instance"`
 	Resumed  bool   `json:"resumed"`
-	Cursor   string `json:"cursor,omitempty"` // the newest id when the connection registered
+	Cursor   string `json:"cursor,omitempty"` // where live delivery takes over (presence.Replay.Head)
 }
 
 func newWelcome(user, instance string, rp *presence.Replay) welcomeFrame {
-	return welcomeFrame{Type: "welcome", User: user, Instance: instance, Cursor: rp.Head, Resumed: rp.Resumed()}
+	return welcomeFrame{Type: "welcome", User: user, Instance: instance, Cursor: rp.Head.String(), Resumed: rp.Resumed()}
 }
 
 // resetFrame tells a client that messages were missed and could not be replayed (the
@@ -76,26 +76,32 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// V1JSON is the bridge.v1 "message" frame of m as JSON, shared by every transport.
-func V1JSON(m *presence.Message) []byte { return framePayload(v1Frame(m)) }
+// V1JSON is the bridge.v1 "message" frame of m as JSON with id, the message's id on
+// one connection, in a new buffer: for answers built per request (poll).
+func V1JSON(m *presence.Message, id presence.Cursor) []byte {
+	post := v1Post(m)
+	b := make([]byte, 0, len(v1Pre)+presence.MaxCursorLen+len(post))
+	return append(id.Append(append(b, v1Pre...)), post...)
+}
 
-// encodeV1 writes {"type":"message","id":…,"routingKey":…,"data":…} by hand rather than
-// with json.Marshal, which would compact a JSON body: the data is the body's own bytes,
-// so every transport carries the same bytes.
-// The JSON starts after skip unused bytes.
-func encodeV1(m *presence.Message, skip int) []byte {
-	data := DataJSON(m.Body)
-	b := make([]byte, skip, skip+64+len(m.ID)+len(m.RoutingKey)+len(data))
-	b = append(b, `{"type":"message"`...)
-	if m.ID != "" {
-		b = append(b, `,"id":`...)
-		b = appendJSONString(b, m.ID)
-	}
-	b = append(b, `,"routingKey":`...)
-	b = appendJSONString(b, m.RoutingKey)
-	b = append(b, `,"data":`...)
-	b = append(b, data...)
-	return append(b, '}')
+// v1Pre is every bridge.v1 "message" frame's JSON up to its id, which differs per
+// connection (see presence.Cursor).
+var v1Pre = []byte(`{"type":"message","id":"`)
+
+// v1Post is m's bridge.v1 "message" frame's JSON after the id, built once and shared
+// by every recipient: `","routingKey":…,"data":…}`. It is written by hand rather
+// than with json.Marshal, which would compact a JSON body: the data is the body's own
+// bytes, so every transport carries the same bytes.
+func v1Post(m *presence.Message) []byte {
+	return m.Encoded(encV1, func(m *presence.Message) []byte {
+		data := DataJSON(m.Body)
+		b := make([]byte, 0, 32+len(m.RoutingKey)+len(data))
+		b = append(b, `","routingKey":`...)
+		b = appendJSONString(b, m.RoutingKey)
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+		return append(b, '}')
+	})
 }
 
 // appendJSONString appends s as encoding/json writes it. Ids and routing keys are

@@ -27,7 +27,8 @@ var batches = sync.Pool{New: func() any { return new([]item) }}
 
 // item is one thing waiting to be written to a connection.
 type item struct {
-	m         *presence.Message // a message, whose bytes are built once for every recipient, or:
+	m         *presence.Message // a message, whose bytes are built once for every recipient, and
+	at        presence.Cursor   // the connection's cursor after it: the message's id here, or:
 	frame     []byte            // bytes of our own (WebSocket: a frame; SSE: an event), or:
 	closeCode int               // a WebSocket close frame, after which the socket is shut
 	reason    string            // the close frame's reason

@@ -79,13 +79,13 @@ func (c *SSE) Transport() string { return "sse" }
 func (c *SSE) Since() time.Time  { return c.since }
 
 // Send queues m. A stream whose queue overflows ends; the client resumes from history.
-func (c *SSE) Send(m *presence.Message) {
+func (c *SSE) Send(m *presence.Message, at presence.Cursor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return
 	}
-	if !c.queue.push(item{m: m}, m.Size()) {
+	if !c.queue.push(item{m: m, at: at}, m.Size()) {
 		c.closing, c.end = true, true
 		c.queue.drop()
 		if c.opts.Stats != nil {
@@ -117,12 +117,10 @@ func (c *SSE) Replay(rp *presence.Replay) {
 	for _, e := range events {
 		c.queue.pushExempt(item{frame: e})
 	}
-	for _, m := range rp.Messages {
-		c.queue.pushExempt(item{m: m})
+	for _, d := range rp.Messages {
+		c.queue.pushExempt(item{m: d.M, at: d.At})
 	}
-	if rp.Head != "" {
-		c.queue.pushExempt(item{frame: []byte("id: " + rp.Head + "\n\n")})
-	}
+	c.queue.pushExempt(item{frame: []byte("id: " + rp.Head.String() + "\n\n")})
 	c.signal()
 }
 
@@ -210,9 +208,19 @@ func (c *SSE) writeBatch(b batch) error {
 	}
 	buf := sseBuffers.Get().(*bytes.Buffer)
 	defer putSSEBuffer(buf)
+	var id [presence.MaxCursorLen]byte
 	for _, it := range b.items {
 		if it.m != nil {
-			buf.Write(sseEvent(it.m, c.opts.V1))
+			pre, post := sseParts(it.m, c.opts.V1)
+			at := it.at.Append(id[:0])
+			buf.WriteString("id: ")
+			buf.Write(at)
+			buf.WriteByte('\n')
+			buf.Write(pre)
+			if c.opts.V1 {
+				buf.Write(at)
+			}
+			buf.Write(post)
 		} else {
 			buf.Write(it.frame)
 		}
@@ -255,14 +263,21 @@ func jitterDown(d time.Duration) time.Duration {
 	return d - rand.N(cut)
 }
 
-// sseEvent is m as one SSE event: its id, and as data either the body verbatim or,
-// with v1, its bridge.v1 frame. It is encoded once and shared by every stream.
-func sseEvent(m *presence.Message, v1 bool) []byte {
-	if v1 {
-		return m.Encoded(encSSEV1, func(m *presence.Message) []byte { return EncodeEvent("", m.ID, V1JSON(m)) })
+// sseParts are m as an SSE event without its id line, shared by every stream: the
+// data is the body verbatim, or with v1 its bridge.v1 frame, whose id goes between pre
+// and post (an id has no line break, so the data's lines split only inside post). Raw
+// events have everything in pre. The whole event is "id: <id>\n", pre, [id], post.
+func sseParts(m *presence.Message, v1 bool) (pre, post []byte) {
+	if !v1 {
+		return m.Encoded(encSSERaw, func(m *presence.Message) []byte { return EncodeEvent("", "", m.Body) }), nil
 	}
-	return m.Encoded(encSSERaw, func(m *presence.Message) []byte { return EncodeEvent("", m.ID, m.Body) })
+	return sseV1Pre, m.Encoded(encSSEV1, func(m *presence.Message) []byte {
+		return EncodeEvent("", "", v1Post(m))[len("data: "):]
+	})
 }
+
+// sseV1Pre starts every bridge.v1 message event, up to its id.
+var sseV1Pre = append([]byte("data: "), v1Pre...)
 
 // EncodeEvent writes one SSE event. Data is split into one data: line per line, since
 // SSE ends a field at CR, LF or CRLF; EventSource joins the lines with LF, so a body

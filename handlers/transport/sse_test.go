@@ -50,17 +50,17 @@ func TestSSESlowClientIsCut(t *testing.T) {
 	w := &stuckWriter{header: http.Header{}, release: make(chan struct{}), wrote: make(chan struct{}, 1)}
 	var st presence.Stats
 	c := NewSSE(w, "u", SSEOptions{QueueLen: 2, Stats: &st})
-	c.Replay(&presence.Replay{Head: "3", Messages: []*presence.Message{{ID: "1", Body: []byte("a")}, {ID: "2", Body: []byte("b")}, {ID: "3", Body: []byte("c")}}})
+	c.Replay(&presence.Replay{Messages: []presence.Delivery{{M: &presence.Message{Body: []byte("a")}}, {M: &presence.Message{Body: []byte("b")}}, {M: &presence.Message{Body: []byte("c")}}}})
 	served := make(chan error, 1)
 	go func() { served <- c.Serve(context.Background()) }()
 	<-w.wrote // the writer is stuck in its first write
 
-	c.Send(&presence.Message{ID: "4", Body: []byte("d")})
-	c.Send(&presence.Message{ID: "5", Body: []byte("e")})
+	c.Send(&presence.Message{Body: []byte("d")}, presence.Cursor{})
+	c.Send(&presence.Message{Body: []byte("e")}, presence.Cursor{})
 	if n := st.SlowDisconnect.Load(); n != 0 {
 		t.Fatalf("slow disconnects %d within the limit, want 0", n)
 	}
-	c.Send(&presence.Message{ID: "6", Body: []byte("f")})
+	c.Send(&presence.Message{Body: []byte("f")}, presence.Cursor{})
 	if n := st.SlowDisconnect.Load(); n != 1 {
 		t.Fatalf("slow disconnects %d over the limit, want 1", n)
 	}

@@ -89,8 +89,8 @@ func (c *WS) Transport() string { return "ws" }
 func (c *WS) V1() bool          { return c.opts.V1 }
 func (c *WS) Since() time.Time  { return c.since }
 
-// Send queues m for the writer.
-func (c *WS) Send(m *presence.Message) { c.push(item{m: m}, m.Size()) }
+// Send queues m for the writer; at is its id on this connection.
+func (c *WS) Send(m *presence.Message, at presence.Cursor) { c.push(item{m: m, at: at}, m.Size()) }
 
 // SendError queues an error frame saying what was wrong with what the client sent.
 // In raw mode it is sent too: errors must be visible.
@@ -160,8 +160,8 @@ func (c *WS) Replay(rp *presence.Replay) {
 	for _, b := range control {
 		c.queue.pushExempt(item{frame: serverFrame(websocket.TextMessage, b)})
 	}
-	for _, m := range rp.Messages {
-		c.queue.pushExempt(item{m: m})
+	for _, d := range rp.Messages {
+		c.queue.pushExempt(item{m: d.M, at: d.At})
 	}
 	if c.queue.len() > 0 {
 		c.kickLocked()
@@ -239,22 +239,37 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	if err := nc.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
-	vec := vectors.Get().(*net.Buffers)
-	bufs := (*vec)[:0]
-	defer func() { putVector(vec, bufs) }()
+	// First every id and header into the scratch buffer (it may move as it grows),
+	// then the buffers that point into it.
+	sc := scratches.Get().(*wsScratch)
+	ids, heads := sc.ids[:0], sc.heads[:0]
+	if c.opts.V1 {
+		for _, it := range batch {
+			if it.m != nil {
+				var h [3]int
+				ids, h[0], h[1], h[2] = appendV1Head(ids, it.m, it.at)
+				heads = append(heads, h)
+			}
+		}
+	}
+	bufs := sc.bufs[:0]
+	defer func() { putScratch(sc, ids, heads, bufs) }()
 	if pong != nil {
 		bufs = append(bufs, pong)
 	}
+	next := 0 // heads[next] is the next bridge.v1 message's
 	for _, it := range batch {
 		switch {
 		case it.m != nil && c.opts.V1:
-			bufs = append(bufs, v1Frame(it.m))
+			h := heads[next]
+			next++
+			bufs = append(bufs, ids[h[0]:h[1]], v1Pre, ids[h[1]:h[2]], v1Post(it.m))
 		case it.m != nil:
 			bufs = append(bufs, rawFrame(it.m))
 		case it.frame != nil:
 			bufs = append(bufs, it.frame)
 		default:
-			if err := flush(nc, vec, bufs); err != nil {
+			if err := flush(nc, sc, bufs); err != nil {
 				return err
 			}
 			// Through gorilla, which then refuses to write anything more (ErrCloseSent),
@@ -266,30 +281,50 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	if ping {
 		bufs = append(bufs, pingFrame)
 	}
-	return flush(nc, vec, bufs)
+	return flush(nc, sc, bufs)
 }
 
-// vectors recycles the writers' net.Buffers, as batches does the queues' slices: a
-// writer holds one only while it writes.
-var vectors = sync.Pool{New: func() any { return new(net.Buffers) }}
+// Bounds of what a writer gives back to scratches, so that one burst to a slow client
+// does not keep its memory for everyone: a bridge.v1 message is four buffers of the
+// vectored write (header, shared prefix, id, shared suffix) and one header and id in
+// ids; the pong and the ping are two more buffers.
+const (
+	maxPooledVector = 4*maxPooledBatch + 2
+	maxPooledIDs    = maxPooledBatch * (maxFrameHeader + presence.MaxCursorLen)
+)
 
-// putVector gives bufs, the grown *vec, back to the pool, emptied so that it holds on
-// to no frame.
-func putVector(vec *net.Buffers, bufs net.Buffers) {
+// wsScratch is what a writer needs for one batch besides the frames shared by every
+// recipient: the per-connection part of each bridge.v1 frame (header and id, in ids),
+// where each frame's parts sit in ids (heads), and the vectored write (bufs).
+type wsScratch struct {
+	ids   []byte
+	heads [][3]int
+	bufs  net.Buffers
+}
+
+// scratches recycles the writers' scratch, as batches does the queues' slices: a
+// writer holds one only while it writes, so an idle connection holds none, and once
+// the pool is warm a batch costs no allocation whatever its ids.
+var scratches = sync.Pool{New: func() any { return new(wsScratch) }}
+
+// putScratch gives sc back to the pool with the grown slices it lent, emptied so that
+// it holds on to no frame; slices grown past the bounds are left to the GC.
+func putScratch(sc *wsScratch, ids []byte, heads [][3]int, bufs net.Buffers) {
 	clear(bufs)
-	if cap(bufs) <= maxPooledBatch {
-		*vec = bufs[:0]
-		vectors.Put(vec)
+	if cap(bufs) > maxPooledVector || cap(ids) > maxPooledIDs || cap(heads) > maxPooledBatch {
+		return
 	}
+	sc.ids, sc.heads, sc.bufs = ids[:0], heads[:0], bufs[:0]
+	scratches.Put(sc)
 }
 
 // flush writes bufs in one vectored write. WriteTo consumes the slice it is called on
 // (it reslices bufs' elements as it goes, never the shared frames' bytes), so it is
-// called on vec, the pooled header, which is already on the heap where WriteTo needs
-// it; bufs keeps its elements for putVector to clear.
-func flush(nc net.Conn, vec *net.Buffers, bufs net.Buffers) error {
-	*vec = bufs
-	_, err := vec.WriteTo(nc)
+// called on sc.bufs, a header inside the pooled scratch, which is already on the heap
+// where WriteTo needs it; bufs keeps its elements for putScratch to clear.
+func flush(nc net.Conn, sc *wsScratch, bufs net.Buffers) error {
+	sc.bufs = bufs
+	_, err := sc.bufs.WriteTo(nc)
 	return err
 }
 

@@ -75,7 +75,7 @@ func TestWSVectoredFramesRaw(t *testing.T) {
 // bridge.v1 frames whose JSON is exactly each boundary length, and our own text frames
 // queued among them.
 func TestWSVectoredFramesV1(t *testing.T) {
-	overhead := len(V1JSON(&presence.Message{ID: "1-0", RoutingKey: "k"})) // the body is a JSON string, "" when empty
+	overhead := len(V1JSON(&presence.Message{RoutingKey: "k"}, presence.Cursor{})) // not recorded: sent at the cursor of an empty history; the body is a JSON string, "" when empty
 	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{V1: true})
 	c := dialUser(t, srv, "u")
@@ -85,12 +85,12 @@ func TestWSVectoredFramesV1(t *testing.T) {
 		if n < overhead {
 			continue
 		}
-		m := &presence.Message{ID: "1-0", UserID: "u", RoutingKey: "k", Body: bytes.Repeat([]byte("z"), n-overhead)}
-		if got := len(V1JSON(m)); got != n {
+		m := &presence.Message{UserID: "u", RoutingKey: "k", Body: bytes.Repeat([]byte("z"), n-overhead)}
+		if got := len(V1JSON(m, presence.Cursor{})); got != n {
 			t.Fatalf("test setup: JSON of %d bytes, want %d", got, n)
 		}
 		hub.Deliver(m)
-		want = append(want, V1JSON(m))
+		want = append(want, V1JSON(m, presence.Cursor{}))
 		ws.SendError(strconv.Itoa(n))
 		want = append(want, []byte(`{"type":"error","error":"`+strconv.Itoa(n)+`"}`))
 	}
@@ -187,9 +187,9 @@ func TestWSStalledWriteCutAfterWriteWaitEvenWhenPinged(t *testing.T) {
 	c := dialUser(t, srv, "u") // never reads
 	ws := onlyConn(t, hub)
 	m := &presence.Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)}
-	msgs := make([]*presence.Message, 64) // far more than the socket buffers hold: the writer blocks in writev
+	msgs := make([]presence.Delivery, 64) // far more than the socket buffers hold: the writer blocks in writev
 	for i := range msgs {
-		msgs[i] = m
+		msgs[i] = presence.Delivery{M: m}
 	}
 	ws.Replay(&presence.Replay{Messages: msgs}) // queued at once, so the writer takes them in one batch; not held to the queue limits
 	eventually(t, 5*time.Second, "the writer holding the whole queue", func() bool {
