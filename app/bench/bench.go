@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -34,6 +33,7 @@ type benchOpts struct {
 	broadcastEvery                      int
 	duration                            time.Duration
 	settle                              time.Duration
+	jitter                              time.Duration
 }
 
 // benchBody is what the bench publishes: who it is for, a per-user sequence number and
@@ -69,8 +69,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.sources, "sources", 1, "spread connections over this many source addresses 127.0.0.2..")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to publish")
 	fs.DurationVar(&o.settle, "settle", 0, "before and after connecting, wait up to this long for the server's next GC (Go forces one every 2 minutes), and report its live heap per connection too (0: don't wait)")
+	fs.DurationVar(&o.jitter, "jitter", 0, "kill every client's socket at a random moment about every this long (uniform in [D/2, 3D/2)) while publishing; "+
+		"it reconnects with its cursor by bridge.js's rule (last id seen, else its welcome's cursor), over bridge.v1 on ws. "+
+		"Reports kills, reconnects and the replay p50/p99; "+replayDefinition+" (0: no kills)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.jitter < 0 {
+		return errors.New("bench: -jitter must not be negative")
 	}
 	if o.users <= 0 || o.users > o.conns {
 		o.users = o.conns
@@ -148,29 +154,49 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 			}
 		}
 	}()
-	for i := range o.conns {
-		user := fmt.Sprintf("u%d", i%o.users)
-		var src net.IP
-		if o.sources > 1 {
-			src = net.IPv4(127, 0, 0, byte(2+i%o.sources))
-		}
-		c, err := dial(user, src)
-		if err != nil {
-			return fmt.Errorf("bench: connection %d: %w", i, err)
-		}
-		conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
-		connsOf[user]++
-	}
-	// The readers run from here on: they answer the server's pings while the bench
-	// waits for its GC (-settle), and no message is published before they do.
+	a := newAcked(o.users)
+	var st jitterStats
+	var js []*jitterClient
 	var got atomic.Int64
 	var wg sync.WaitGroup
-	for i, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.read(func(body []byte) { clients[i].take(body, &got) })
+	if o.jitter > 0 {
+		var err error
+		dial := resumeDialer(ctx, o, u.Host)
+		if js, err = dialJitter(o, clients, connsOf, dial); err != nil {
+			return err
+		}
+		defer func() {
+			for _, c := range js {
+				c.stop()
+			}
 		}()
+		// The readers run from here on, as below; kills start with publishing.
+		for _, c := range js {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.run(ctx, o, c.conn, dial, a, &st, &got)
+			}()
+		}
+	} else {
+		for i := range o.conns {
+			user := fmt.Sprintf("u%d", i%o.users)
+			c, err := dial(user, sourceOf(o, i))
+			if err != nil {
+				return fmt.Errorf("bench: connection %d: %w", i, err)
+			}
+			conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
+			connsOf[user]++
+		}
+		// The readers run from here on: they answer the server's pings while the bench
+		// waits for its GC (-settle), and no message is published before they do.
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.read(func(body []byte) { clients[i].take(body, &got) })
+			}()
+		}
 	}
 
 	if after, err := settledMemory(ctx, o, stdout); err == nil && before != nil {
@@ -183,6 +209,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 	}
 	defer closePub()
 	fmt.Fprintf(stdout, "publishing %d msg/s for %s ...\n", o.rate, o.duration)
+	st.killing.Store(true)
 	var expected, sent int64
 	seq := map[string]int64{}
 	pad := strings.Repeat("x", o.size)
@@ -208,19 +235,29 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 			if err := pub(ctx, body); err != nil {
 				return fmt.Errorf("bench: publish: %w", err)
 			}
+			a[stream].Store(b.Seq)
 			sent++
 		}
 	}
 	pubDone := time.Since(start)
+	st.killing.Store(false) // what was published must now arrive: no more kills
 	deadline := time.Now().Add(benchGrace)
 	for got.Load() < expected && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	for _, c := range conns {
-		c.close()
+		if c != nil {
+			c.close()
+		}
+	}
+	for _, c := range js {
+		c.stop()
 	}
 	wg.Wait()
+	if o.jitter > 0 {
+		jitterReport(stdout, o, js, &st)
+	}
 	return benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
 }
 
@@ -261,7 +298,8 @@ func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expecte
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
 	fmt.Fprintf(w, "published     %d messages in %s (%.0f msg/s)\n", sent, pubDone.Round(time.Millisecond), float64(sent)/pubDone.Seconds())
-	fmt.Fprintf(w, "deliveries    %d of %d expected, %.0f/s\n", received, expected, float64(received)/elapsed.Seconds())
+	fmt.Fprintf(w, "deliveries    %d of %d expected, %.0f/s, %.3f %% delivered\n", received, expected, float64(received)/elapsed.Seconds(),
+		100*float64(received)/float64(max(expected, 1)))
 	fmt.Fprintf(w, "lost          %d\nduplicates    %d\n", expected-received, dups)
 	fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s\n", pct(0.5).Round(time.Microsecond),
 		pct(0.9).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
