@@ -8,12 +8,22 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 )
 
 // pprofHeaderTimeout bounds how long a profile request's headers may take: the
 // listener is for an operator's go tool pprof, not for clients that trickle.
 const pprofHeaderTimeout = 10 * time.Second
+
+// pprofMutexFraction samples one in this many mutex contention events for the mutex
+// profile: enough to see where the hub's locks are contended, cheap enough to leave
+// on while -pprof is set (it is off otherwise).
+const pprofMutexFraction = 100
+
+// pprofBlockRate samples one blocking event per this many nanoseconds blocked for the
+// block profile: waits shorter than ~10µs are the scheduler's business, not ours.
+const pprofBlockRate = 10_000
 
 // checkPprofAddr accepts host:port for the profiling listener. The profiles show the
 // process's memory and code and cost CPU to take, so the host must be a loopback one
@@ -40,6 +50,8 @@ func startPprof(ctx context.Context, addr string, log *slog.Logger) (net.Addr, e
 	if err != nil {
 		return nil, fmt.Errorf("BRIDGE_PPROF: %w", err)
 	}
+	runtime.SetMutexProfileFraction(pprofMutexFraction)
+	runtime.SetBlockProfileRate(pprofBlockRate)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
