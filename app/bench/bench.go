@@ -34,6 +34,9 @@ type benchOpts struct {
 	duration                            time.Duration
 	settle                              time.Duration
 	jitter                              time.Duration
+	compare                             bool
+	pushbridgeBin, minimalBin           string
+	pid                                 int // the server's process, for its RSS (0: unknown)
 }
 
 // benchBody is what the bench publishes: who it is for, a per-user sequence number and
@@ -72,6 +75,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.DurationVar(&o.jitter, "jitter", 0, "kill every client's socket at a random moment about every this long (uniform in [D/2, 3D/2)) while publishing; "+
 		"it reconnects with its cursor by bridge.js's rule (last id seen, else its welcome's cursor), over bridge.v1 on ws. "+
 		"Reports kills, reconnects and the replay p50/p99; "+replayDefinition+" (0: no kills)")
+	fs.BoolVar(&o.compare, "compare", false, "run the same broadcast workload (-conns raw WebSockets, every message to all, -rate, -duration) against a fresh `pushbridge serve -dev` process and a fresh minimal gorilla server (app/bench/minimal), one after the other, and print deliveries/s, p50/p99, idle RSS per connection and the ratios")
+	fs.StringVar(&o.pushbridgeBin, "pushbridge", "", "with -compare: the pushbridge binary to start (empty: this one)")
+	fs.StringVar(&o.minimalBin, "minimal", "", "with -compare: the minimal server's binary (empty: go build it from this repository)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,6 +93,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if !slices.Contains(benchTransports, o.transport) {
 		return errors.New("bench: -transport must be ws, sse or poll")
 	}
+	if o.compare {
+		return runCompare(ctx, o, stdout)
+	}
 	if o.url == "" {
 		s, stop, err := benchServer(ctx, o, getenv, serve)
 		if err != nil {
@@ -95,7 +104,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer stop()
 		o.url = s
 	}
-	return runBench(ctx, o, stdout)
+	_, err := runBench(ctx, o, stdout)
+	return err
 }
 
 // benchServer starts a dev server in this process and returns its URL.
@@ -136,15 +146,16 @@ type benchClient struct {
 	lat      []time.Duration
 }
 
-func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
+func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult, error) {
 	u, err := url.Parse(o.url)
 	if err != nil {
-		return fmt.Errorf("bench: -url: %w", err)
+		return nil, fmt.Errorf("bench: -url: %w", err)
 	}
 	clients := make([]*benchClient, o.conns)
 	conns := make([]benchConn, o.conns)
 	connsOf := make(map[string]int)
 	before, _ := settledMemory(ctx, o, stdout)
+	rssBefore, rssErr := rssOf(o.pid)
 	fmt.Fprintf(stdout, "connecting %d %s clients (%d users) to %s ...\n", o.conns, o.transport, o.users, o.url)
 	dial := benchDialer(ctx, o, u.Host)
 	defer func() {
@@ -163,7 +174,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 		var err error
 		dial := resumeDialer(ctx, o, u.Host)
 		if js, err = dialJitter(o, clients, connsOf, dial); err != nil {
-			return err
+			return nil, err
 		}
 		defer func() {
 			for _, c := range js {
@@ -183,7 +194,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 			user := fmt.Sprintf("u%d", i%o.users)
 			c, err := dial(user, sourceOf(o, i))
 			if err != nil {
-				return fmt.Errorf("bench: connection %d: %w", i, err)
+				return nil, fmt.Errorf("bench: connection %d: %w", i, err)
 			}
 			conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
 			connsOf[user]++
@@ -202,10 +213,16 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 	if after, err := settledMemory(ctx, o, stdout); err == nil && before != nil {
 		reportMemory(stdout, o, before, after)
 	}
+	var rssPerConn float64
+	if rssAfter, err := rssOf(o.pid); o.pid > 0 && err == nil && rssErr == nil {
+		rssPerConn = (rssAfter - rssBefore) / float64(o.conns)
+		fmt.Fprintf(stdout, "server RSS    %.1f MiB idle with %d connections, %.1f KiB per connection (from /proc/%d)\n",
+			rssAfter/(1<<20), o.conns, rssPerConn/1024, o.pid)
+	}
 
 	pub, closePub, err := benchPublisher(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closePub()
 	fmt.Fprintf(stdout, "publishing %d msg/s for %s ...\n", o.rate, o.duration)
@@ -233,7 +250,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 			b.Seq = seq[stream]
 			body, _ := json.Marshal(b)
 			if err := pub(ctx, body); err != nil {
-				return fmt.Errorf("bench: publish: %w", err)
+				return nil, fmt.Errorf("bench: publish: %w", err)
 			}
 			a[stream].Store(b.Seq)
 			sent++
@@ -258,7 +275,9 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 	if o.jitter > 0 {
 		jitterReport(stdout, o, js, &st)
 	}
-	return benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
+	r, err := benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
+	r.rssPerConn = rssPerConn
+	return r, err
 }
 
 // take counts one delivered body: loss, duplicates and latency, per sender stream.
@@ -282,7 +301,7 @@ func (bc *benchClient) take(data []byte, got *atomic.Int64) {
 	got.Add(1)
 }
 
-func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expected int64, pubDone, elapsed time.Duration) error {
+func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expected int64, pubDone, elapsed time.Duration) (*benchResult, error) {
 	var received, dups int64
 	var lat []time.Duration
 	for _, c := range clients {
@@ -303,10 +322,12 @@ func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expecte
 	fmt.Fprintf(w, "lost          %d\nduplicates    %d\n", expected-received, dups)
 	fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s\n", pct(0.5).Round(time.Microsecond),
 		pct(0.9).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
+	r := &benchResult{perSec: float64(received) / elapsed.Seconds(), p50: pct(0.5).Seconds(), p99: pct(0.99).Seconds(),
+		lost: expected - received, dups: dups}
 	if expected != received || dups > 0 {
-		return fmt.Errorf("bench: %d lost, %d duplicated", expected-received, dups)
+		return r, fmt.Errorf("bench: %d lost, %d duplicated", expected-received, dups)
 	}
-	return nil
+	return r, nil
 }
 
 // benchPublisher publishes through RabbitMQ (confirms checked at the end) or the API.
@@ -371,6 +392,9 @@ func serverMemory(base string) (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics answered %s", resp.Status)
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return nil, err
