@@ -26,6 +26,10 @@ import (
 // flight before it counts the missing ones as lost.
 const benchGrace = 10 * time.Second
 
+// maxPublishers bounds -publishers: beyond this many requests in flight the bench
+// only queues them in its own HTTP client.
+const maxPublishers = 64
+
 type benchOpts struct {
 	url, amqpURL, exchange, key, apiKey string
 	transport                           string
@@ -37,6 +41,7 @@ type benchOpts struct {
 	compare                             bool
 	pushbridgeBin, minimalBin           string
 	pid                                 int // the server's process, for its RSS (0: unknown)
+	publishers                          int
 }
 
 // benchBody is what the bench publishes: who it is for, a per-user sequence number and
@@ -75,6 +80,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.DurationVar(&o.jitter, "jitter", 0, "kill every client's socket at a random moment about every this long (uniform in [D/2, 3D/2)) while publishing; "+
 		"it reconnects with its cursor by bridge.js's rule (last id seen, else its welcome's cursor), over bridge.v1 on ws. "+
 		"Reports kills, reconnects and the replay p50/p99; "+replayDefinition+" (0: no kills)")
+	fs.IntVar(&o.publishers, "publishers", 1, "publish requests in flight at once (through /api/publish only; not with -jitter). Above 1 messages may arrive out of order, so loss and duplicates are counted as a set per stream, not by order")
 	fs.BoolVar(&o.compare, "compare", false, "run the same broadcast workload (-conns raw WebSockets, every message to all, -rate, -duration) against a fresh `pushbridge serve -dev` process and a fresh minimal gorilla server (app/bench/minimal), one after the other, and print deliveries/s, p50/p99, idle RSS per connection and the ratios")
 	fs.StringVar(&o.pushbridgeBin, "pushbridge", "", "with -compare: the pushbridge binary to start (empty: this one)")
 	fs.StringVar(&o.minimalBin, "minimal", "", "with -compare: the minimal server's binary (empty: go build it from this repository)")
@@ -83,6 +89,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if o.jitter < 0 {
 		return errors.New("bench: -jitter must not be negative")
+	}
+	if o.publishers < 1 || o.publishers > maxPublishers || (o.publishers > 1 && (o.jitter > 0 || o.amqpURL != "")) {
+		return fmt.Errorf("bench: -publishers must be 1..%d, and 1 with -jitter (its catch-up is by order) or -amqp-url", maxPublishers)
 	}
 	if o.users <= 0 || o.users > o.conns {
 		o.users = o.conns
@@ -144,6 +153,7 @@ type benchClient struct {
 	received int64
 	dups     int64
 	lat      []time.Duration
+	seen     map[string]*seenSet // by stream, when messages may come out of order (-publishers); nil: by order
 }
 
 func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult, error) {
@@ -197,6 +207,9 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 				return nil, fmt.Errorf("bench: connection %d: %w", i, err)
 			}
 			conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
+			if o.publishers > 1 {
+				clients[i].seen = map[string]*seenSet{}
+			}
 			connsOf[user]++
 		}
 		// The readers run from here on: they answer the server's pings while the bench
@@ -225,6 +238,11 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 		return nil, err
 	}
 	defer closePub()
+	waitPub := func() error { return nil }
+	if o.publishers > 1 {
+		pub, waitPub = concurrentPublisher(ctx, pub, o.publishers)
+		defer waitPub()
+	}
 	fmt.Fprintf(stdout, "publishing %d msg/s for %s ...\n", o.rate, o.duration)
 	st.killing.Store(true)
 	var expected, sent int64
@@ -237,6 +255,9 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 		<-tick.C
 		due := int64(time.Since(start).Seconds()*float64(o.rate)) - sent
 		for range due {
+			if time.Since(start) >= o.duration {
+				break // publishes that fell behind are not made up after the end
+			}
 			b := benchBody{T: time.Now().UnixNano(), Pad: pad}
 			stream := "*"
 			if o.broadcastEvery > 0 && (sent+1)%int64(o.broadcastEvery) == 0 {
@@ -255,6 +276,9 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 			a[stream].Store(b.Seq)
 			sent++
 		}
+	}
+	if err := waitPub(); err != nil {
+		return nil, fmt.Errorf("bench: publish: %w", err)
 	}
 	pubDone := time.Since(start)
 	st.killing.Store(false) // what was published must now arrive: no more kills
@@ -291,11 +315,21 @@ func (bc *benchClient) take(data []byte, got *atomic.Int64) {
 	if stream == "" {
 		stream = "*"
 	}
-	if b.Seq <= bc.lastSeq[stream] {
+	if bc.seen != nil {
+		set := bc.seen[stream]
+		if set == nil {
+			set = new(seenSet)
+			bc.seen[stream] = set
+		}
+		if b.Seq < 0 || !set.add(b.Seq) {
+			bc.dups++
+			return
+		}
+	} else if b.Seq <= bc.lastSeq[stream] {
 		bc.dups++
 		return
 	}
-	bc.lastSeq[stream] = b.Seq
+	bc.lastSeq[stream] = max(bc.lastSeq[stream], b.Seq)
 	bc.received++
 	bc.lat = append(bc.lat, time.Duration(now-b.T))
 	got.Add(1)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/pushbridge/pushbridge/app"
@@ -69,5 +70,26 @@ func TestBenchJitter(t *testing.T) {
 				t.Fatalf("no socket was killed and resumed, so nothing was tested:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// TestBenchConcurrentPublishers: with several publishes in flight, messages may arrive
+// out of order; the bench still counts each once, and refuses -publishers with -jitter.
+func TestBenchConcurrentPublishers(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"pushbridge", "bench", "-conns", "10", "-users", "5", "-rate", "400", "-duration", "1s",
+		"-broadcast-every", "2", "-publishers", "4"}
+	if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"lost          0\n", "duplicates    0\n", "100.000 % delivered"} {
+		if !bytes.Contains(out.Bytes(), []byte(want)) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	err := app.Run(context.Background(), []string{"pushbridge", "bench", "-publishers", "2", "-jitter", "1s"},
+		func(string) string { return "" }, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "-publishers") {
+		t.Fatalf("-publishers 2 -jitter 1s answered %v, want a refusal", err)
 	}
 }
