@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -72,14 +73,25 @@ func (c *jitterClient) run(ctx context.Context, o benchOpts, first resumeConn, d
 		if !c.setConn(conn) {
 			return
 		}
-		life := o.jitter/2 + rand.N(o.jitter) // uniform in [D/2, 3D/2): about every D
-		kill := time.AfterFunc(life, func() {
-			if st.killing.Load() {
+		// The kill comes at a moment uniform in [D/2, 3D/2): about every D. One that
+		// falls before publishing starts is drawn again, so no client escapes; once
+		// the connection has ended the timer neither kills nor re-arms.
+		var ended atomic.Bool
+		cur := conn // the timer's own copy: conn is dialled again below
+		var kill *time.Timer
+		kill = time.AfterFunc(time.Duration(math.MaxInt64), func() { // armed below, once kill is set
+			switch {
+			case ended.Load():
+			case st.killing.Load():
 				st.kills.Add(1)
-				conn.close()
+				cur.close()
+			default:
+				kill.Reset(o.jitter/2 + rand.N(o.jitter))
 			}
 		})
-		conn.read(func(ev resumeEvent) { c.see(ev, got) })
+		kill.Reset(o.jitter/2 + rand.N(o.jitter))
+		cur.read(func(ev resumeEvent) { c.see(ev, got) })
+		ended.Store(true)
 		kill.Stop()
 		for {
 			if c.isStopped() || ctx.Err() != nil {
