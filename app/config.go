@@ -58,6 +58,8 @@ type Config struct {
 	ShutdownTimeout    time.Duration
 	EventsExchange     string        // empty: no events (with AMQP_URL; memory mode logs them)
 	OfflineGrace       time.Duration // a user back within this is not announced offline
+	PprofAddr          string        // empty: no profiling listener
+	PprofAllowRemote   bool          // a non-loopback PprofAddr is refused unless this is set
 }
 
 // setting is one configuration value: its variable, its flag and how to read it.
@@ -195,6 +197,11 @@ var settings = []setting{
 	}},
 	{"BRIDGE_OFFLINE_GRACE", "offline-grace", "5s", "how long a user may be without a connection before user.offline (absorbs reloads and reconnects)", durTo(func(c *Config) *time.Duration { return &c.OfflineGrace }, 0)},
 	{"BRIDGE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a drain may take before the process exits anyway", durTo(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 0)},
+	{"BRIDGE_PPROF", "pprof", "", "serve Go's profiles (net/http/pprof) on this host:port, apart from the gateway's port; loopback only unless BRIDGE_PPROF_ALLOW_REMOTE (unset: off)", func(c *Config, v string) error { c.PprofAddr = v; return nil }},
+	{"BRIDGE_PPROF_ALLOW_REMOTE", "pprof-allow-remote", "false", "let BRIDGE_PPROF listen on a non-loopback address", func(c *Config, v string) (err error) {
+		c.PprofAllowRemote, err = strconv.ParseBool(v)
+		return err
+	}},
 }
 
 // checkJWKSURL demands https: the keys decide who may come in, so a key set fetched in
@@ -294,6 +301,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		// A restarted process is a new instance even under the same name: its
 		// predecessor's presence must expire, not be refreshed by the newcomer.
 		c.InstanceID += "-" + startSuffix()
+	}
+	if c.PprofAddr != "" {
+		if err := checkPprofAddr(c.PprofAddr, c.PprofAllowRemote); err != nil {
+			return nil, fmt.Errorf("BRIDGE_PPROF: %w", err)
+		}
 	}
 	if !c.Dev && c.JWTSecret == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSURL == "" {
 		return nil, errors.New("no client auth configured: set BRIDGE_JWT_SECRET, BRIDGE_JWT_PUBLIC_KEY_FILE or BRIDGE_JWT_JWKS_URL, or run with -dev (BRIDGE_DEV=1)")

@@ -42,6 +42,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Dev {
 		log.Warn("DEV MODE: clients are NOT authenticated (user id from the path or ?user=) and any Origin is accepted unless BRIDGE_ALLOWED_ORIGINS is set; never run this in production")
 	}
+	if cfg.PprofAddr != "" {
+		pprofCtx, stopPprof := context.WithCancel(ctx)
+		defer stopPprof()
+		if _, err := startPprof(pprofCtx, cfg.PprofAddr, log); err != nil {
+			return err
+		}
+	}
 	authCtx, stopAuth := context.WithCancel(ctx) // ends the JWKS refresh when serve returns, whyever
 	defer stopAuth()
 	auth, err := newAuth(authCtx, cfg, log)

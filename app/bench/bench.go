@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,6 +26,10 @@ import (
 // flight before it counts the missing ones as lost.
 const benchGrace = 10 * time.Second
 
+// maxPublishers bounds -publishers: beyond this many requests in flight the bench
+// only queues them in its own HTTP client.
+const maxPublishers = 64
+
 type benchOpts struct {
 	url, amqpURL, exchange, key, apiKey string
 	transport                           string
@@ -34,6 +37,11 @@ type benchOpts struct {
 	broadcastEvery                      int
 	duration                            time.Duration
 	settle                              time.Duration
+	jitter                              time.Duration
+	compare                             bool
+	pushbridgeBin, minimalBin           string
+	pid                                 int // the server's process, for its RSS (0: unknown)
+	publishers                          int
 }
 
 // benchBody is what the bench publishes: who it is for, a per-user sequence number and
@@ -69,8 +77,21 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.sources, "sources", 1, "spread connections over this many source addresses 127.0.0.2..")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to publish")
 	fs.DurationVar(&o.settle, "settle", 0, "before and after connecting, wait up to this long for the server's next GC (Go forces one every 2 minutes), and report its live heap per connection too (0: don't wait)")
+	fs.DurationVar(&o.jitter, "jitter", 0, "kill every client's socket at a random moment about every this long (uniform in [D/2, 3D/2)) while publishing; "+
+		"it reconnects with its cursor by bridge.js's rule (last id seen, else its welcome's cursor), over bridge.v1 on ws. "+
+		"Reports kills, reconnects and the replay p50/p99; "+replayDefinition+" (0: no kills)")
+	fs.IntVar(&o.publishers, "publishers", 1, "publish requests in flight at once (through /api/publish only; not with -jitter). Above 1 messages may arrive out of order, so loss and duplicates are counted as a set per stream, not by order")
+	fs.BoolVar(&o.compare, "compare", false, "run the same broadcast workload (-conns raw WebSockets, every message to all, -rate, -duration) against a fresh `pushbridge serve -dev` process and a fresh minimal gorilla server (app/bench/minimal), one after the other, and print deliveries/s, p50/p99, idle RSS per connection and the ratios")
+	fs.StringVar(&o.pushbridgeBin, "pushbridge", "", "with -compare: the pushbridge binary to start (empty: this one)")
+	fs.StringVar(&o.minimalBin, "minimal", "", "with -compare: the minimal server's binary (empty: go build it from this repository)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.jitter < 0 {
+		return errors.New("bench: -jitter must not be negative")
+	}
+	if o.publishers < 1 || o.publishers > maxPublishers || (o.publishers > 1 && (o.jitter > 0 || o.amqpURL != "")) {
+		return fmt.Errorf("bench: -publishers must be 1..%d, and 1 with -jitter (its catch-up is by order) or -amqp-url", maxPublishers)
 	}
 	if o.users <= 0 || o.users > o.conns {
 		o.users = o.conns
@@ -81,6 +102,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if !slices.Contains(benchTransports, o.transport) {
 		return errors.New("bench: -transport must be ws, sse or poll")
 	}
+	if o.compare {
+		return runCompare(ctx, o, stdout)
+	}
 	if o.url == "" {
 		s, stop, err := benchServer(ctx, o, getenv, serve)
 		if err != nil {
@@ -89,7 +113,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer stop()
 		o.url = s
 	}
-	return runBench(ctx, o, stdout)
+	_, err := runBench(ctx, o, stdout)
+	return err
 }
 
 // benchServer starts a dev server in this process and returns its URL.
@@ -128,17 +153,19 @@ type benchClient struct {
 	received int64
 	dups     int64
 	lat      []time.Duration
+	seen     map[string]*seenSet // by stream, when messages may come out of order (-publishers); nil: by order
 }
 
-func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
+func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult, error) {
 	u, err := url.Parse(o.url)
 	if err != nil {
-		return fmt.Errorf("bench: -url: %w", err)
+		return nil, fmt.Errorf("bench: -url: %w", err)
 	}
 	clients := make([]*benchClient, o.conns)
 	conns := make([]benchConn, o.conns)
 	connsOf := make(map[string]int)
 	before, _ := settledMemory(ctx, o, stdout)
+	rssBefore, rssErr := rssOf(o.pid)
 	fmt.Fprintf(stdout, "connecting %d %s clients (%d users) to %s ...\n", o.conns, o.transport, o.users, o.url)
 	dial := benchDialer(ctx, o, u.Host)
 	defer func() {
@@ -148,41 +175,76 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 			}
 		}
 	}()
-	for i := range o.conns {
-		user := fmt.Sprintf("u%d", i%o.users)
-		var src net.IP
-		if o.sources > 1 {
-			src = net.IPv4(127, 0, 0, byte(2+i%o.sources))
-		}
-		c, err := dial(user, src)
-		if err != nil {
-			return fmt.Errorf("bench: connection %d: %w", i, err)
-		}
-		conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
-		connsOf[user]++
-	}
-	// The readers run from here on: they answer the server's pings while the bench
-	// waits for its GC (-settle), and no message is published before they do.
+	a := newAcked(o.users)
+	var st jitterStats
+	var js []*jitterClient
 	var got atomic.Int64
 	var wg sync.WaitGroup
-	for i, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.read(func(body []byte) { clients[i].take(body, &got) })
+	if o.jitter > 0 {
+		var err error
+		dial := resumeDialer(ctx, o, u.Host)
+		if js, err = dialJitter(o, clients, connsOf, dial); err != nil {
+			return nil, err
+		}
+		defer func() {
+			for _, c := range js {
+				c.stop()
+			}
 		}()
+		// The readers run from here on, as below; kills start with publishing.
+		for _, c := range js {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.run(ctx, o, c.conn, dial, a, &st, &got)
+			}()
+		}
+	} else {
+		for i := range o.conns {
+			user := fmt.Sprintf("u%d", i%o.users)
+			c, err := dial(user, sourceOf(o, i))
+			if err != nil {
+				return nil, fmt.Errorf("bench: connection %d: %w", i, err)
+			}
+			conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
+			if o.publishers > 1 {
+				clients[i].seen = map[string]*seenSet{}
+			}
+			connsOf[user]++
+		}
+		// The readers run from here on: they answer the server's pings while the bench
+		// waits for its GC (-settle), and no message is published before they do.
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.read(func(body []byte) { clients[i].take(body, &got) })
+			}()
+		}
 	}
 
 	if after, err := settledMemory(ctx, o, stdout); err == nil && before != nil {
 		reportMemory(stdout, o, before, after)
 	}
+	var rssPerConn float64
+	if rssAfter, err := rssOf(o.pid); o.pid > 0 && err == nil && rssErr == nil {
+		rssPerConn = (rssAfter - rssBefore) / float64(o.conns)
+		fmt.Fprintf(stdout, "server RSS    %.1f MiB idle with %d connections, %.1f KiB per connection (from /proc/%d)\n",
+			rssAfter/(1<<20), o.conns, rssPerConn/1024, o.pid)
+	}
 
 	pub, closePub, err := benchPublisher(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer closePub()
+	waitPub := func() error { return nil }
+	if o.publishers > 1 {
+		pub, waitPub = concurrentPublisher(ctx, pub, o.publishers)
+		defer waitPub()
+	}
 	fmt.Fprintf(stdout, "publishing %d msg/s for %s ...\n", o.rate, o.duration)
+	st.killing.Store(true)
 	var expected, sent int64
 	seq := map[string]int64{}
 	pad := strings.Repeat("x", o.size)
@@ -193,6 +255,9 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 		<-tick.C
 		due := int64(time.Since(start).Seconds()*float64(o.rate)) - sent
 		for range due {
+			if time.Since(start) >= o.duration {
+				break // publishes that fell behind are not made up after the end
+			}
 			b := benchBody{T: time.Now().UnixNano(), Pad: pad}
 			stream := "*"
 			if o.broadcastEvery > 0 && (sent+1)%int64(o.broadcastEvery) == 0 {
@@ -206,22 +271,37 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 			b.Seq = seq[stream]
 			body, _ := json.Marshal(b)
 			if err := pub(ctx, body); err != nil {
-				return fmt.Errorf("bench: publish: %w", err)
+				return nil, fmt.Errorf("bench: publish: %w", err)
 			}
+			a[stream].Store(b.Seq)
 			sent++
 		}
 	}
+	if err := waitPub(); err != nil {
+		return nil, fmt.Errorf("bench: publish: %w", err)
+	}
 	pubDone := time.Since(start)
+	st.killing.Store(false) // what was published must now arrive: no more kills
 	deadline := time.Now().Add(benchGrace)
 	for got.Load() < expected && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
 	for _, c := range conns {
-		c.close()
+		if c != nil {
+			c.close()
+		}
+	}
+	for _, c := range js {
+		c.stop()
 	}
 	wg.Wait()
-	return benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
+	if o.jitter > 0 {
+		jitterReport(stdout, o, js, &st)
+	}
+	r, err := benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
+	r.rssPerConn = rssPerConn
+	return r, err
 }
 
 // take counts one delivered body: loss, duplicates and latency, per sender stream.
@@ -235,17 +315,27 @@ func (bc *benchClient) take(data []byte, got *atomic.Int64) {
 	if stream == "" {
 		stream = "*"
 	}
-	if b.Seq <= bc.lastSeq[stream] {
+	if bc.seen != nil {
+		set := bc.seen[stream]
+		if set == nil {
+			set = new(seenSet)
+			bc.seen[stream] = set
+		}
+		if b.Seq < 0 || !set.add(b.Seq) {
+			bc.dups++
+			return
+		}
+	} else if b.Seq <= bc.lastSeq[stream] {
 		bc.dups++
 		return
 	}
-	bc.lastSeq[stream] = b.Seq
+	bc.lastSeq[stream] = max(bc.lastSeq[stream], b.Seq)
 	bc.received++
 	bc.lat = append(bc.lat, time.Duration(now-b.T))
 	got.Add(1)
 }
 
-func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expected int64, pubDone, elapsed time.Duration) error {
+func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expected int64, pubDone, elapsed time.Duration) (*benchResult, error) {
 	var received, dups int64
 	var lat []time.Duration
 	for _, c := range clients {
@@ -261,14 +351,17 @@ func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expecte
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
 	fmt.Fprintf(w, "published     %d messages in %s (%.0f msg/s)\n", sent, pubDone.Round(time.Millisecond), float64(sent)/pubDone.Seconds())
-	fmt.Fprintf(w, "deliveries    %d of %d expected, %.0f/s\n", received, expected, float64(received)/elapsed.Seconds())
+	fmt.Fprintf(w, "deliveries    %d of %d expected, %.0f/s, %.3f %% delivered\n", received, expected, float64(received)/elapsed.Seconds(),
+		100*float64(received)/float64(max(expected, 1)))
 	fmt.Fprintf(w, "lost          %d\nduplicates    %d\n", expected-received, dups)
 	fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s\n", pct(0.5).Round(time.Microsecond),
 		pct(0.9).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
+	r := &benchResult{perSec: float64(received) / elapsed.Seconds(), p50: pct(0.5).Seconds(), p99: pct(0.99).Seconds(),
+		lost: expected - received, dups: dups}
 	if expected != received || dups > 0 {
-		return fmt.Errorf("bench: %d lost, %d duplicated", expected-received, dups)
+		return r, fmt.Errorf("bench: %d lost, %d duplicated", expected-received, dups)
 	}
-	return nil
+	return r, nil
 }
 
 // benchPublisher publishes through RabbitMQ (confirms checked at the end) or the API.
@@ -333,6 +426,9 @@ func serverMemory(base string) (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics answered %s", resp.Status)
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/pushbridge/pushbridge/app"
@@ -40,5 +41,55 @@ func TestBenchRefusesAnUnknownTransport(t *testing.T) {
 	if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err == nil ||
 		!bytes.Contains([]byte(err.Error()), []byte("-transport must be ws, sse or poll")) {
 		t.Fatalf("bench answered %v", err)
+	}
+}
+
+// TestBenchJitter: with every socket killed at random while publishing, each client
+// resumes with its cursor and the bench counts every message once — nothing lost,
+// nothing repeated — on each transport. It asserts counts, never timings.
+func TestBenchJitter(t *testing.T) {
+	for _, tr := range []string{"ws", "sse", "poll"} {
+		t.Run(tr, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			args := []string{"pushbridge", "bench", "-transport", tr, "-conns", "20", "-users", "10",
+				"-rate", "200", "-duration", "2s", "-broadcast-every", "10", "-jitter", "300ms"}
+			if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+				t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
+			}
+			m := regexp.MustCompile(`deliveries +(\d+) of (\d+) expected`).FindStringSubmatch(out.String())
+			if m == nil || m[1] != m[2] || m[1] == "0" {
+				t.Fatalf("deliveries not all counted:\n%s", out.String())
+			}
+			for _, want := range []string{"lost          0\n", "duplicates    0\n", "100.000 % delivered"} {
+				if !bytes.Contains(out.Bytes(), []byte(want)) {
+					t.Errorf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+			k := regexp.MustCompile(`(\d+) kills, (\d+) reconnects`).FindStringSubmatch(out.String())
+			if k == nil || k[1] == "0" || k[2] == "0" {
+				t.Fatalf("no socket was killed and resumed, so nothing was tested:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// TestBenchConcurrentPublishers: with several publishes in flight, messages may arrive
+// out of order; the bench still counts each once, and refuses -publishers with -jitter.
+func TestBenchConcurrentPublishers(t *testing.T) {
+	var out, errOut bytes.Buffer
+	args := []string{"pushbridge", "bench", "-conns", "10", "-users", "5", "-rate", "400", "-duration", "1s",
+		"-broadcast-every", "2", "-publishers", "4"}
+	if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"lost          0\n", "duplicates    0\n", "100.000 % delivered"} {
+		if !bytes.Contains(out.Bytes(), []byte(want)) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	err := app.Run(context.Background(), []string{"pushbridge", "bench", "-publishers", "2", "-jitter", "1s"},
+		func(string) string { return "" }, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "-publishers") {
+		t.Fatalf("-publishers 2 -jitter 1s answered %v, want a refusal", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -48,10 +49,14 @@ func benchDialer(ctx context.Context, o benchOpts, host string) func(user string
 }
 
 // benchHTTPClients returns the HTTP client of each source address, made on first use:
-// one transport per source, keeping a connection per client alive between polls.
+// one transport per source, keeping a connection per client alive between polls. It
+// may be called from many goroutines (-jitter's clients dial again on their own).
 func benchHTTPClients(o benchOpts) func(src net.IP) *http.Client {
 	byIP := map[string]*http.Client{}
+	var mu sync.Mutex
 	return func(src net.IP) *http.Client {
+		mu.Lock()
+		defer mu.Unlock()
 		if c, ok := byIP[src.String()]; ok {
 			return c
 		}
@@ -203,3 +208,12 @@ func (b *benchPoll) read(take func([]byte)) {
 }
 
 func (b *benchPoll) close() { b.cancel() }
+
+// sourceOf is the source address of connection i: spread over 127.0.0.2.. with
+// -sources above 1, so that no one address runs out of ports.
+func sourceOf(o benchOpts, i int) net.IP {
+	if o.sources > 1 {
+		return net.IPv4(127, 0, 0, byte(2+i%o.sources))
+	}
+	return nil
+}
