@@ -12,7 +12,7 @@ import (
 )
 
 // newMetrics exposes the counters the parts already keep; nothing is counted twice.
-func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
+func newMetrics(hub *presence.Hub, r *Router, b broker.Broker, gate *connGate) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -20,6 +20,12 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_connections", Help: "Client connections held by this instance."},
 			func() float64 { return float64(hub.Count()) }),
 		byTransport(hub, "ws"), byTransport(hub, "sse"), byTransport(hub, "poll"),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_tcp_connections", Help: "TCP connections open to this instance, counted against BRIDGE_MAX_CONNS: streams, requests, idle keep-alives and connections yet to send a request."},
+			func() float64 { return float64(gate.count()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_tcp_connections_evicted_total", Help: "Connections closed at BRIDGE_MAX_CONNS to make room for a new one, because they waited longest for their client (no request yet, idle, or a body not arrived)."},
+			func() float64 { return float64(gate.evicted.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_tcp_connections_refused_total", Help: "Connections refused with 503 at BRIDGE_MAX_CONNS because every connection held was busy or a live stream."},
+			func() float64 { return float64(gate.refused.Load()) }),
 		r.DispatchSeconds,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_sent_total", Help: "Messages queued to client connections."},
 			func() float64 { return float64(hub.Stats.Delivered.Load()) }),

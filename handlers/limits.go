@@ -134,6 +134,18 @@ func reserveConn(ctx context.Context, d Deps, user string) (release func(), err 
 	return release, nil
 }
 
+// hijacking tells d.Hijacking that r's connection becomes a WebSocket; the returned
+// func says it ended.
+func (d Deps) hijacking(r *http.Request) (ended func()) {
+	if d.Hijacking == nil {
+		return func() {}
+	}
+	return d.Hijacking(r)
+}
+
+// both returns a func that calls a, then b.
+func both(a, b func()) func() { return func() { a(); b() } }
+
 // userConnsEverywhere holds a user to BRIDGE_MAX_CONNS_PER_USER across instances, by
 // the directory's count of the user's connections on every live instance. The slots
 // above are exact on this instance; this count is read, not reserved, so connections

@@ -63,6 +63,11 @@ type Deps struct {
 	Metrics   http.Handler
 	Log       *slog.Logger
 
+	// Hijacking is told that a request's connection is about to be taken over as a
+	// WebSocket, which its HTTP server then no longer reports on; ended is called once,
+	// when that WebSocket has ended or the upgrade failed. nil: nobody is told.
+	Hijacking func(r *http.Request) (ended func())
+
 	// ConsumedKeys are the routing keys our own queues are bound with; clients may not
 	// publish to them (see inbound).
 	ConsumedKeys []string

@@ -73,6 +73,7 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		release = both(release, d.hijacking(c.Request()))
 		// context.WithoutCancel: the connection outlives the request's handler.
 		ctx := context.WithoutCancel(c.Request().Context())
 		ws, sub, detach := openWS(ctx, d, up, c, user, topics)
