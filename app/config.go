@@ -21,6 +21,9 @@ import (
 // flags first, then the environment, then the defaults below.
 type Config struct {
 	Port               int
+	ListenHost         string // BRIDGE_LISTEN's host; see listenAddr
+	ListenPort         string // BRIDGE_LISTEN's port; "": none given, PORT's
+	ListenSet          bool   // BRIDGE_LISTEN is set
 	AMQPURL            string // empty: in-process queue
 	RedisURL           string // empty: in-memory, single instance
 	RedisPrefix        string // starts every Redis key and channel
@@ -33,6 +36,7 @@ type Config struct {
 	JWTAudience        string // empty: aud not checked
 	JWTIssuer          string // empty: iss not checked
 	APIKey             string
+	MetricsKey         string   // empty: /metrics is open
 	AllowedOrigins     []string // empty: same origin only (any origin in dev mode)
 	Dev                bool
 	HistorySize        int
@@ -65,6 +69,7 @@ type setting struct {
 
 var settings = []setting{
 	{"PORT", "port", "8080", "HTTP port (0: any free port, reported at start)", intTo(func(c *Config) *int { return &c.Port }, 0, 65535)},
+	{"BRIDGE_LISTEN", "listen", "", "address to listen on: host, or host:port whose port wins over PORT (unset: every interface; loopback only in -dev)", parseListen},
 	{"AMQP_URL", "amqp-url", "", "RabbitMQ URL, amqp://user:pass@host:5672/vhost (unset: in-process queue)", func(c *Config, v string) error {
 		if v != "" {
 			if u, err := url.Parse(v); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") {
@@ -279,7 +284,56 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if !c.Dev && c.JWTSecret == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSURL == "" {
 		return nil, errors.New("no client auth configured: set BRIDGE_JWT_SECRET, BRIDGE_JWT_PUBLIC_KEY_FILE or BRIDGE_JWT_JWKS_URL, or run with -dev (BRIDGE_DEV=1)")
 	}
+	if err := checkDev(c, getenv); err != nil {
+		return nil, err
+	}
+	portGiven := getenv("PORT") != "" || vals["PORT"] != nil && *vals["PORT"] != ""
+	if c.ListenPort != "" && portGiven && c.ListenPort != strconv.Itoa(c.Port) {
+		return nil, fmt.Errorf("BRIDGE_LISTEN: its port %s contradicts PORT %d: give the port in one of them", c.ListenPort, c.Port)
+	}
 	return c, nil
+}
+
+// listenAddr is where the server listens: BRIDGE_LISTEN's host (unset: every
+// interface, or loopback only in dev mode, so a laptop's dev server is not open to its
+// network by accident) and BRIDGE_LISTEN's port, else PORT.
+func (c *Config) listenAddr() string {
+	host := c.ListenHost
+	if !c.ListenSet && c.Dev {
+		host = "127.0.0.1"
+	}
+	port := c.ListenPort
+	if port == "" {
+		port = strconv.Itoa(c.Port)
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// parseListen reads BRIDGE_LISTEN: a host (name or IP, IPv6 with or without brackets)
+// or host:port; ":8080" is every interface on 8080.
+func parseListen(c *Config, v string) error {
+	c.ListenHost, c.ListenPort, c.ListenSet = "", "", v != ""
+	if v == "" {
+		return nil
+	}
+	if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")); ip != nil {
+		c.ListenHost = ip.String()
+		return nil
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		if strings.ContainsAny(v, ":[] /") {
+			return fmt.Errorf("%q is not a host or host:port like 0.0.0.0:8080", v)
+		}
+		c.ListenHost = v // a host name
+		return nil
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not 0..65535", port)
+	}
+	c.ListenHost, c.ListenPort = host, strconv.Itoa(n)
+	return nil
 }
 
 // resolve applies flag, then environment, then default to every setting.

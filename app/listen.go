@@ -38,13 +38,17 @@ func keepAliveFor(heartbeat time.Duration) net.KeepAliveConfig {
 	}
 }
 
-// listen opens the HTTP listener on cfg's address, with TCP keepalive tuned on every
-// connection it accepts.
+// listen opens the HTTP listener on cfg's address (see Config.listenAddr), with TCP
+// keepalive tuned on every connection it accepts.
 func listen(ctx context.Context, cfg *Config) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAliveConfig: keepAliveFor(cfg.Heartbeat)}
-	ln, err := lc.Listen(ctx, "tcp", fmt.Sprintf(":%d", cfg.Port))
+	ln, err := lc.Listen(ctx, "tcp", cfg.listenAddr())
 	if err != nil {
-		return nil, fmt.Errorf("PORT: %w", err)
+		name := "PORT"
+		if cfg.ListenSet {
+			name = "BRIDGE_LISTEN"
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return ln, nil
 }
@@ -61,7 +65,7 @@ func connCap(want int, log *slog.Logger) int {
 	if want <= room {
 		return want
 	}
-	log.Warn("BRIDGE_MAX_CONNS is more than the open-file limit allows: holding fewer connections",
+	log.Info("BRIDGE_MAX_CONNS lowered to what the open-file limit allows",
 		"BRIDGE_MAX_CONNS", want, "open_file_limit", rl.Cur, "held", room)
 	return room
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // newMetrics exposes the counters the parts already keep; nothing is counted twice.
-func newMetrics(hub *presence.Hub, r *Router, b broker.Broker, gate *connGate) http.Handler {
+func newMetrics(hub *presence.Hub, r *Router, b broker.Broker, gate *connGate, dev bool) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -47,6 +47,13 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker, gate *connGate) h
 			func() float64 { return float64(hub.Stats.CaughtUp.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_catch_up_drops_total", Help: "Connections told to reconnect because a gap could not be filled from the history."},
 			func() float64 { return float64(hub.Stats.CatchUpDrops.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_dev_mode", Help: "1 when this instance runs in dev mode: clients are not authenticated."},
+			func() float64 {
+				if dev {
+					return 1
+				}
+				return 0
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_broker_up", Help: "1 while the broker connection is up."},
 			func() float64 {
 				if b.Ready() {

@@ -40,7 +40,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("instance", cfg.InstanceID)
 	if cfg.Dev {
-		log.Warn("DEV MODE: clients are NOT authenticated (user id from the path or ?user=) and any Origin is accepted unless BRIDGE_ALLOWED_ORIGINS is set; never run this in production")
+		log.Warn("DEV MODE: clients are NOT authenticated (user id from the path or ?user=) and any Origin is accepted unless BRIDGE_ALLOWED_ORIGINS is set; listening on loopback only unless BRIDGE_LISTEN says otherwise; never run this in production")
 	}
 	authCtx, stopAuth := context.WithCancel(ctx) // ends the JWKS refresh when serve returns, whyever
 	defer stopAuth()
@@ -78,7 +78,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Publisher: b, Router: router,
 		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:    limitsOf(cfg),
-		Metrics:   newMetrics(hub, router, b, gate),
+		Metrics:   newMetrics(hub, router, b, gate, cfg.Dev),
 		Hijacking: gate.hijacking,
 	})
 
@@ -179,7 +179,7 @@ func startHTTP(ctx context.Context, cfg *Config, gate *connGate, h http.Handler,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(gate.listener(ln)) }()
 	port := ln.Addr().(*net.TCPAddr).Port
-	log.Info("listening", "port", port, "broker", brokerName(cfg), "shared", sharedName(cfg), "inbound", cfg.Inbound, "max_conns", gate.max)
+	log.Info("listening", "addr", ln.Addr().String(), "broker", brokerName(cfg), "shared", sharedName(cfg), "inbound", cfg.Inbound, "max_conns", gate.max)
 	fmt.Fprintf(stdout, "pushbridge listening on :%d\n", port)
 	return httpSrv, serveErr, nil
 }

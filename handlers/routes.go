@@ -89,7 +89,7 @@ func NewServer(d Deps) *echo.Echo {
 	e.Use(limitQuery(d.Limits.MaxQueryBytes))
 
 	e.GET("/healthz", handleHealth())
-	e.GET("/readyz", handleReady(d.Ready))
+	e.GET("/readyz", handleReady(d.Ready, d.Auth.Dev))
 	e.GET("/metrics", echo.WrapHandler(d.Metrics))
 
 	e.GET("/ws", handleWS(d, in, false))
