@@ -129,6 +129,7 @@ var settings = []setting{
 	{"BRIDGE_JWT_AUDIENCE", "jwt-audience", "", "required aud of client tokens (unset: not checked)", func(c *Config, v string) error { c.JWTAudience = v; return nil }},
 	{"BRIDGE_JWT_ISSUER", "jwt-issuer", "", "required iss of client tokens (unset: not checked)", func(c *Config, v string) error { c.JWTIssuer = v; return nil }},
 	{"BRIDGE_API_KEY", "api-key", "", "bearer key for /api/publish and the inspection routes", func(c *Config, v string) error { c.APIKey = v; return nil }},
+	{"BRIDGE_METRICS_KEY", "metrics-key", "", "bearer key of /metrics (unset: /metrics is open)", func(c *Config, v string) error { c.MetricsKey = v; return nil }},
 	{"BRIDGE_ALLOWED_ORIGINS", "allowed-origins", "", "origins allowed to connect, comma separated, * for any (unset: same origin; any in -dev)", func(c *Config, v string) error {
 		c.AllowedOrigins = nil
 		for _, o := range strings.Split(v, ",") {

@@ -77,9 +77,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Publisher: b, Router: router,
 		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
-		Limits:    limitsOf(cfg),
-		Metrics:   newMetrics(hub, router, b, gate, cfg.Dev),
-		Hijacking: gate.hijacking,
+		Limits:     limitsOf(cfg),
+		Metrics:    newMetrics(hub, router, b, gate, cfg.Dev),
+		MetricsKey: cfg.MetricsKey,
+		Hijacking:  gate.hijacking,
 	})
 
 	httpSrv, serveErr, err := startHTTP(ctx, cfg, gate, srv, stdout, log)

@@ -49,19 +49,20 @@ type Limits struct {
 
 // Deps is what the routes need.
 type Deps struct {
-	Instance  string
-	Hub       *presence.Hub
-	Directory presence.Directory
-	Instances presence.Instances // the live instances, for GET /api/instances
-	Publisher Publisher
-	Router    Router
-	Inbound   string // broker | broadcast | off
-	Auth      *Auth
-	Limits    Limits
-	Ready     func() error // nil when this instance should get traffic
-	Draining  func() bool  // true once the instance drains: new connections are refused; nil: never
-	Metrics   http.Handler
-	Log       *slog.Logger
+	Instance   string
+	Hub        *presence.Hub
+	Directory  presence.Directory
+	Instances  presence.Instances // the live instances, for GET /api/instances
+	Publisher  Publisher
+	Router     Router
+	Inbound    string // broker | broadcast | off
+	Auth       *Auth
+	Limits     Limits
+	Ready      func() error // nil when this instance should get traffic
+	Draining   func() bool  // true once the instance drains: new connections are refused; nil: never
+	Metrics    http.Handler
+	MetricsKey string // bearer key of /metrics; empty: open
+	Log        *slog.Logger
 
 	// Hijacking is told that a request's connection is about to be taken over as a
 	// WebSocket, which its HTTP server then no longer reports on; ended is called once,
@@ -90,7 +91,7 @@ func NewServer(d Deps) *echo.Echo {
 
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(d.Ready, d.Auth.Dev))
-	e.GET("/metrics", echo.WrapHandler(d.Metrics))
+	e.GET("/metrics", echo.WrapHandler(d.Metrics), requireMetricsKey(d.MetricsKey))
 
 	e.GET("/ws", handleWS(d, in, false))
 	e.GET("/ws/yxd/:userId", handleWS(d, in, true))
