@@ -10,6 +10,7 @@ func limitsOf(cfg *Config) handlers.Limits {
 		Heartbeat:        cfg.Heartbeat,
 		MessageRate:      cfg.MessageRate,
 		MessageBurst:     cfg.MessageBurst,
+		ByteRate:         cfg.ByteRate,
 		MaxConns:         cfg.MaxConns,
 		MaxConnsPerUser:  cfg.MaxConnsPerUser,
 		MaxQueryBytes:    cfg.MaxQueryBytes,

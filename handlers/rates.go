@@ -83,10 +83,11 @@ func (u *userRates) sweepLocked(now time.Time) {
 
 // Reasons sent in close frames; each stays under the 123 bytes a close frame allows.
 const (
-	reasonRate = "message rate limit exceeded"
+	reasonRate  = "message rate limit exceeded"
+	reasonBytes = "byte rate limit exceeded"
 )
 
-// newFrameLimiter is the token bucket of one connection's inbound messages.
+// newFrameLimiter is the token bucket of one connection's inbound frames.
 func (l Limits) newFrameLimiter() *rate.Limiter {
 	if l.MessageRate <= 0 {
 		return rate.NewLimiter(rate.Inf, 0)
@@ -94,15 +95,31 @@ func (l Limits) newFrameLimiter() *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(l.MessageRate), max(l.MessageBurst, 1))
 }
 
-// floodGuard returns the check a WebSocket's reader makes before handling a frame:
-// within the rate it says yes; beyond it the connection is closed with 1008.
-func floodGuard(l Limits, ws *transport.WS) (allow func() bool) {
-	lim := l.newFrameLimiter()
-	return func() bool {
-		if lim.Allow() {
-			return true
+// newByteLimiter is the token bucket of one connection's inbound payload bytes. Its
+// burst is two whole messages of the largest size, so a message that may be sent at
+// all always can be, after a pause.
+func (l Limits) newByteLimiter() *rate.Limiter {
+	if l.ByteRate <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(l.ByteRate), max(2*l.MaxMessageBytes, l.ByteRate, 1))
+}
+
+// floodGuard is what a WebSocket's reader charges every frame to (transport.WS.Guard):
+// one frame of the frame bucket and its payload of the byte bucket. Beyond either, the
+// connection is closed with 1008.
+func floodGuard(l Limits, ws *transport.WS) (charge func(payload int) bool) {
+	frames, bytes := l.newFrameLimiter(), l.newByteLimiter()
+	return func(payload int) bool {
+		now := time.Now()
+		switch {
+		case !frames.AllowN(now, 1):
+			ws.CloseWith(websocket.ClosePolicyViolation, reasonRate)
+			return false
+		case payload > 0 && !bytes.AllowN(now, payload):
+			ws.CloseWith(websocket.ClosePolicyViolation, reasonBytes)
+			return false
 		}
-		ws.CloseWith(websocket.ClosePolicyViolation, reasonRate)
-		return false
+		return true
 	}
 }

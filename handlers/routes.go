@@ -20,6 +20,7 @@ type Limits struct {
 
 	MessageRate      int           // inbound messages per second per connection (per user on HTTP); 0: unlimited
 	MessageBurst     int           // inbound messages at once before MessageRate applies
+	ByteRate         int           // inbound payload bytes per second per WebSocket, burst 2×MaxMessageBytes; 0: unlimited
 	MaxConns         int           // connections on this instance, every transport; 0: unlimited
 	MaxConnsPerUser  int           // connections of one user on this instance; 0: unlimited
 	MaxQueryBytes    int           // longest query string; 0: unlimited
