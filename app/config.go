@@ -53,6 +53,8 @@ type Config struct {
 	MessageRate        int // client messages per second, per connection
 	MessageBurst       int
 	ByteRate           int // client payload bytes per second, per WebSocket
+	UserRate           int // costly requests per second, per user on this instance
+	UserBurst          int
 	MaxConnsPerUser    int // on this instance
 	MaxConns           int // on this instance
 	MaxConnectionAge   time.Duration
@@ -163,6 +165,8 @@ var settings = []setting{
 	{"BRIDGE_BODY_TIMEOUT", "body-timeout", "10s", "time a client has to send a request's body once its headers arrived (408, or the connection closed)", durTo(func(c *Config) *time.Duration { return &c.BodyTimeout }, 100*time.Millisecond)},
 	{"BRIDGE_MESSAGE_RATE", "message-rate", "20", "messages per second a client may send on one connection: on a WebSocket every frame counts, fragments, pings and pongs too (close 1008 / HTTP 429 beyond)", intTo(func(c *Config) *int { return &c.MessageRate }, 1, 1_000_000)},
 	{"BRIDGE_MESSAGE_BURST", "message-burst", "50", "messages (WebSocket: frames) a client may send at once before BRIDGE_MESSAGE_RATE applies", intTo(func(c *Config) *int { return &c.MessageBurst }, 1, 1_000_000)},
+	{"BRIDGE_USER_RATE", "user-rate", "10", "costly requests per second one user may make on this instance: polls with a cursor, connections resuming from a cursor, sends (HTTP 429 beyond)", intTo(func(c *Config) *int { return &c.UserRate }, 1, 1_000_000)},
+	{"BRIDGE_USER_BURST", "user-burst", "40", "costly requests a user may make at once before BRIDGE_USER_RATE applies", intTo(func(c *Config) *int { return &c.UserBurst }, 1, 1_000_000)},
 	{"BRIDGE_BYTE_RATE", "byte-rate", "262144", "payload bytes per second a client may send on one WebSocket, every frame's (close 1008 beyond; burst twice BRIDGE_MAX_MESSAGE_BYTES)", intTo(func(c *Config) *int { return &c.ByteRate }, 1024, 1<<30)},
 	{"BRIDGE_MAX_CONNS_PER_USER", "max-conns-per-user", "32", "connections one user may hold on this instance (503 beyond)", intTo(func(c *Config) *int { return &c.MaxConnsPerUser }, 1, 1_000_000)},
 	{"BRIDGE_MAX_CONNS", "max-conns", "50000", "connections this instance holds (503 beyond)", intTo(func(c *Config) *int { return &c.MaxConns }, 1, 10_000_000)},

@@ -11,6 +11,8 @@ func limitsOf(cfg *Config) handlers.Limits {
 		MessageRate:      cfg.MessageRate,
 		MessageBurst:     cfg.MessageBurst,
 		ByteRate:         cfg.ByteRate,
+		UserRate:         cfg.UserRate,
+		UserBurst:        cfg.UserBurst,
 		MaxConns:         cfg.MaxConns,
 		MaxConnsPerUser:  cfg.MaxConnsPerUser,
 		MaxQueryBytes:    cfg.MaxQueryBytes,

@@ -25,10 +25,11 @@ type inbound struct {
 	// with one would come back to us and be delivered as if a backend had sent it: to
 	// anyone it names, or to everyone.
 	reserved map[string]bool
+	budget   *userRates // every send draws one from its user's budget (newUserBudget)
 }
 
-func newInbound(mode string, pub Publisher, disp presence.Dispatcher, consumedKeys []string) *inbound {
-	in := &inbound{mode: mode, pub: pub, disp: disp, reserved: make(map[string]bool)}
+func newInbound(mode string, pub Publisher, disp presence.Dispatcher, consumedKeys []string, budget *userRates) *inbound {
+	in := &inbound{mode: mode, pub: pub, disp: disp, reserved: make(map[string]bool), budget: budget}
 	for _, k := range consumedKeys {
 		in.reserved[k] = true
 	}
@@ -41,11 +42,17 @@ func (in *inbound) send(ctx context.Context, user, routingKey string, data []byt
 	if routingKey == "" {
 		routingKey = defaultInboundKey
 	}
+	if in.mode == "off" {
+		return errInboundOff
+	}
+	if in.mode == "broker" && in.reserved[routingKey] {
+		return fmt.Errorf("%w: %q", errInboundReserved, routingKey)
+	}
+	if err := in.budget.allow(user); err != nil {
+		return err
+	}
 	switch in.mode {
 	case "broker":
-		if in.reserved[routingKey] {
-			return fmt.Errorf("%w: %q", errInboundReserved, routingKey)
-		}
 		_, err := in.pub.Publish(ctx, Publishing{RoutingKey: routingKey, Body: data, UserID: user})
 		return err
 	case "broadcast":

@@ -45,6 +45,9 @@ func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 			return err
 		}
 		cursor := c.QueryParam("cursor")
+		if err := dr.resuming(user, cursor); err != nil {
+			return err
+		}
 		ctx := context.WithoutCancel(r.Context())
 		// First a plain read: a poll that has something to answer (or must not wait)
 		// answers from it, registering nothing — one history read instead of a

@@ -21,6 +21,8 @@ type Limits struct {
 	MessageRate      int           // inbound messages per second per connection (per user on HTTP); 0: unlimited
 	MessageBurst     int           // inbound messages at once before MessageRate applies
 	ByteRate         int           // inbound payload bytes per second per WebSocket, burst 2×MaxMessageBytes; 0: unlimited
+	UserRate         int           // costly requests per second per user on this instance (see newUserBudget); 0: unlimited
+	UserBurst        int           // costly requests at once before UserRate applies
 	MaxConns         int           // connections on this instance, every transport; 0: unlimited
 	MaxConnsPerUser  int           // connections of one user on this instance; 0: unlimited
 	MaxQueryBytes    int           // longest query string; 0: unlimited
@@ -59,8 +61,9 @@ func NewServer(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log.Error)
-	in := newInbound(d.Inbound, d.Publisher, d.Dispatcher, d.ConsumedKeys)
-	dr := newDoor(d)
+	budget := newUserBudget(d.Limits)
+	in := newInbound(d.Inbound, d.Publisher, d.Dispatcher, d.ConsumedKeys, budget)
+	dr := newDoor(d, budget)
 	topics := newTopicRule(d.Inbound, d.ConsumedKeys)
 	e.Use(limitQuery(d.Limits.MaxQueryBytes))
 

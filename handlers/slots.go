@@ -74,12 +74,14 @@ type door struct {
 	draining func() bool        // nil: never
 	hub      *presence.Hub
 	hijack   func(r *http.Request) (ended func()) // Deps.Hijacking; nil: nobody is told
+	budget   *userRates                           // what a costly request of a user draws from (newUserBudget)
 }
 
-func newDoor(d Deps) *door {
+func newDoor(d Deps, budget *userRates) *door {
 	return &door{
 		auth: d.Auth, slots: newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser), dir: d.Directory,
 		maxUser: d.Limits.MaxConnsPerUser, draining: d.Draining, hub: d.Hub, hijack: d.Hijacking,
+		budget: budget,
 	}
 }
 
@@ -106,6 +108,15 @@ func (dr *door) reserve(ctx context.Context, user string) (release func(), err e
 		return nil, err
 	}
 	return release, nil
+}
+
+// resuming draws one from user's budget when the connection resumes from a cursor:
+// its replay reads the history before anything else.
+func (dr *door) resuming(user, cursor string) error {
+	if cursor == "" {
+		return nil
+	}
+	return dr.budget.allow(user)
 }
 
 // hijacking tells Deps.Hijacking that r's connection becomes a WebSocket; the returned

@@ -41,6 +41,9 @@ func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog
 		if cursor == "" {
 			cursor = c.QueryParam("lastEventId")
 		}
+		if err := dr.resuming(user, cursor); err != nil {
+			return err
+		}
 
 		w := c.Response()
 		conn := transport.NewSSE(w, user, transport.SSEOptions{

@@ -56,6 +56,10 @@ func handleWS(dr *door, rule *topicRule, in *inbound, lim Limits, instance strin
 		if err != nil {
 			return err
 		}
+		if err := dr.resuming(user, c.QueryParam("since")); err != nil {
+			release()
+			return err
+		}
 		release = both(release, dr.hijacking(c.Request()))
 		// context.WithoutCancel: the connection outlives the request's handler.
 		ctx := context.WithoutCancel(c.Request().Context())
