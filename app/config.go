@@ -58,7 +58,8 @@ type Config struct {
 	MaxConnsPerUser    int // on this instance
 	MaxConns           int // on this instance
 	MaxConnectionAge   time.Duration
-	Inbound            string // broker | broadcast | off
+	Inbound            string   // broker | broadcast | off
+	InboundKeys        []string // routing keys clients may send with; "*": any but ours (see inboundKeysDefault)
 	DeadLetterExchange string
 	SingleActive       bool // declare queues with x-single-active-consumer
 	ShutdownTimeout    time.Duration
@@ -179,6 +180,19 @@ var settings = []setting{
 		}
 		return errors.New("want broker, broadcast or off")
 	}},
+	{"BRIDGE_INBOUND_KEYS", "inbound-keys", "", "routing keys clients may send with, comma separated, * for any but those of BRIDGE_BINDINGS (unset: inbound with BRIDGE_INBOUND=broadcast, * with broker)", func(c *Config, v string) error {
+		c.InboundKeys = nil
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k == "" {
+				continue
+			}
+			if len(k) > 255 {
+				return fmt.Errorf("%.20q… is longer than 255 bytes, AMQP's limit for a routing key", k)
+			}
+			c.InboundKeys = append(c.InboundKeys, k)
+		}
+		return nil
+	}},
 	{"BRIDGE_DEAD_LETTER_EXCHANGE", "dead-letter-exchange", "", "x-dead-letter-exchange of the queues we declare", func(c *Config, v string) error { c.DeadLetterExchange = v; return nil }},
 	{"BRIDGE_SINGLE_ACTIVE_CONSUMER", "single-active-consumer", "false", "declare queues with x-single-active-consumer: one instance consumes each queue at a time, so each user's messages keep publish order across instances", func(c *Config, v string) (err error) {
 		c.SingleActive, err = strconv.ParseBool(v)
@@ -292,6 +306,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 		return nil, errors.New("no client auth configured: set BRIDGE_JWT_SECRET, BRIDGE_JWT_PUBLIC_KEY_FILE or BRIDGE_JWT_JWKS_URL, or run with -dev (BRIDGE_DEV=1)")
 	}
 	if err := checkDev(c, getenv); err != nil {
+		return nil, err
+	}
+	if err := settleInboundKeys(c); err != nil {
 		return nil, err
 	}
 	portGiven := getenv("PORT") != "" || vals["PORT"] != nil && *vals["PORT"] != ""

@@ -73,7 +73,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	gate := newConnGate(connCap(cfg.MaxConns, log))
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Dispatcher: be.disp, Publisher: brokerPublisher{b},
-		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
+		Inbound: cfg.Inbound, InboundKeys: cfg.InboundKeys, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:     limitsOf(cfg),
 		Metrics:    newMetrics(hub, consumer, b, gate, cfg.Dev),
 		MetricsKey: cfg.MetricsKey,

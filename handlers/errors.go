@@ -36,7 +36,7 @@ func statusOf(err error) *Error {
 	case errors.Is(err, presence.ErrUnavailable):
 		// Redis failed while a connection registered or replayed: nothing is lost.
 		return &Error{Status: http.StatusServiceUnavailable, Msg: "presence is unavailable: connect again", RetryAfter: "2"}
-	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved):
+	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved), errors.Is(err, errInboundKey):
 		return &Error{Status: http.StatusForbidden, Msg: err.Error()}
 	case errors.As(err, &ee):
 		msg := http.StatusText(ee.Code)

@@ -29,11 +29,12 @@ const maxPollMessages = 500
 func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		topics, err := rule.query(r)
+		user, err := dr.auth.Admit(r, "")
 		if err != nil {
 			return err
 		}
-		user, err := dr.auth.Admit(r, "")
+		// After admission: the rule's refusal names the keys this gateway consumes.
+		topics, err := rule.query(r)
 		if err != nil {
 			return err
 		}

@@ -31,20 +31,21 @@ type Limits struct {
 
 // Deps is what the routes need.
 type Deps struct {
-	Instance   string
-	Hub        *presence.Hub // where connections attach, replay and detach
-	Directory  presence.Directory
-	Instances  presence.Instances  // the live instances, for GET /api/instances
-	Dispatcher presence.Dispatcher // what BRIDGE_INBOUND=broadcast hands a client's message to
-	Publisher  Publisher
-	Inbound    string // broker | broadcast | off
-	Auth       *Auth
-	Limits     Limits
-	Ready      func() error // nil when this instance should get traffic
-	Draining   func() bool  // true once the instance drains: new connections are refused; nil: never
-	Metrics    http.Handler
-	MetricsKey string // bearer key of /metrics; empty: open
-	Log        *slog.Logger
+	Instance    string
+	Hub         *presence.Hub // where connections attach, replay and detach
+	Directory   presence.Directory
+	Instances   presence.Instances  // the live instances, for GET /api/instances
+	Dispatcher  presence.Dispatcher // what BRIDGE_INBOUND=broadcast hands a client's message to
+	Publisher   Publisher
+	Inbound     string   // broker | broadcast | off
+	InboundKeys []string // routing keys clients may send with; "*": any but ConsumedKeys
+	Auth        *Auth
+	Limits      Limits
+	Ready       func() error // nil when this instance should get traffic
+	Draining    func() bool  // true once the instance drains: new connections are refused; nil: never
+	Metrics     http.Handler
+	MetricsKey  string // bearer key of /metrics; empty: open
+	Log         *slog.Logger
 
 	// Hijacking is told that a request's connection is about to be taken over as a
 	// WebSocket, which its HTTP server then no longer reports on; ended is called once,
@@ -62,9 +63,9 @@ func NewServer(d Deps) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log.Error)
 	budget := newUserBudget(d.Limits)
-	in := newInbound(d.Inbound, d.Publisher, d.Dispatcher, d.ConsumedKeys, budget)
+	in := newInbound(d.Inbound, d.InboundKeys, d.Publisher, d.Dispatcher, d.ConsumedKeys, budget)
 	dr := newDoor(d, budget)
-	topics := newTopicRule(d.Inbound, d.ConsumedKeys)
+	topics := newTopicRule(d.Inbound, d.InboundKeys, d.ConsumedKeys)
 	e.Use(limitQuery(d.Limits.MaxQueryBytes))
 
 	e.GET("/healthz", handleHealth())

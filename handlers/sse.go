@@ -20,15 +20,16 @@ import (
 func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		topics, err := rule.query(r)
-		if err != nil {
-			return err
-		}
 		user, release, err := dr.admit(r, "")
 		if err != nil {
 			return err
 		}
 		defer release()
+		// After admission: the rule's refusal names the keys this gateway consumes.
+		topics, err := rule.query(r)
+		if err != nil {
+			return err
+		}
 		v1 := false
 		switch p := c.QueryParam("protocol"); p {
 		case "":

@@ -48,15 +48,16 @@ func handleWS(dr *door, rule *topicRule, in *inbound, lim Limits, instance strin
 		if compat {
 			pathUser = c.Param("userId")
 		}
-		topics, err := rule.query(c.Request())
-		if err != nil {
-			return err
-		}
 		user, release, err := dr.admit(c.Request(), pathUser)
 		if err != nil {
 			return err
 		}
-		if err := dr.resuming(user, c.QueryParam("since")); err != nil {
+		// After admission: the rule's refusal names the keys this gateway consumes.
+		topics, err := rule.query(c.Request())
+		if err == nil {
+			err = dr.resuming(user, c.QueryParam("since"))
+		}
+		if err != nil {
 			release()
 			return err
 		}
