@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pushbridge/pushbridge/app/idempotency"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -18,6 +19,8 @@ type backend struct {
 	history   presence.History
 	relay     presence.Relay
 	disp      presence.Dispatcher
+	receipts  presence.Receipts
+	idem      idempotency.Store // /api/publish's answers by Idempotency-Key
 	// refresh rewrites this instance's directory entries with each beat and reports
 	// whether they had lapsed; nil in memory.
 	refresh func(context.Context) (lapsed bool, err error)
@@ -45,6 +48,8 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 		history:   presence.NewRedisHistory(rdb, ro),
 		relay:     presence.NewRedisRelay(rdb, ro, log),
 		disp:      presence.NewRedisDispatcher(rdb, ro),
+		receipts:  presence.NewRedisReceipts(rdb, ro),
+		idem:      idempotency.NewRedis(rdb, cfg.RedisPrefix, presence.DedupeWindow),
 		refresh:   dir.RefreshLapsed,
 		ping:      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		close:     func() { rdb.Close() },
@@ -61,6 +66,8 @@ func memoryBackend(instance string, h *presence.MemoryHistory, presenceTTL time.
 		history:   h,
 		relay:     bus.Relay(instance),
 		disp:      presence.NewMemoryDispatcher(h, dir, bus),
+		receipts:  presence.NewMemoryReceipts(),
+		idem:      idempotency.NewMemory(presence.DedupeWindow, idempotency.MaxMemoryKeys),
 		close:     func() {},
 	}
 }

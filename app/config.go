@@ -61,8 +61,12 @@ type Config struct {
 	Inbound            string   // broker | broadcast | off
 	InboundKeys        []string // routing keys clients may send with; "*": any but ours (see inboundKeysDefault)
 	DeadLetterExchange string
-	SingleActive       bool // declare queues with x-single-active-consumer
+	SingleActive       bool   // declare queues with x-single-active-consumer
+	QueueType          string // classic | quorum
+	DeliveryLimit      int    // failed hand-offs a message is tried again after
 	ShutdownTimeout    time.Duration
+	EventsExchange     string        // empty: no events (with AMQP_URL; memory mode logs them)
+	OfflineGrace       time.Duration // a user back within this is not announced offline
 }
 
 // setting is one configuration value: its variable, its flag and how to read it.
@@ -201,6 +205,23 @@ var settings = []setting{
 		}
 		return nil
 	}},
+	{"BRIDGE_QUEUE_TYPE", "queue-type", "classic", "type of the queues we declare: classic, or quorum (replicated; RabbitMQ counts each message's tries and dead-letters it past BRIDGE_DELIVERY_LIMIT)", func(c *Config, v string) error {
+		switch v {
+		case broker.QueueClassic, broker.QueueQuorum:
+			c.QueueType = v
+			return nil
+		}
+		return errors.New("want classic or quorum")
+	}},
+	{"BRIDGE_DELIVERY_LIMIT", "delivery-limit", "5", "times a message whose hand-off failed (Redis refused it) is tried again before it is dead-lettered as poison (x-delivery-limit of quorum queues)", intTo(func(c *Config) *int { return &c.DeliveryLimit }, 0, 1000)},
+	{"BRIDGE_EVENTS_EXCHANGE", "events-exchange", "", "durable topic exchange Pushbridge declares and publishes events to: user.online, user.offline, message.undelivered, message.received (unset: none; without AMQP_URL events go to the log)", func(c *Config, v string) error {
+		if len(v) > 255 {
+			return errors.New("is longer than 255 bytes, AMQP's limit for an exchange name")
+		}
+		c.EventsExchange = v
+		return nil
+	}},
+	{"BRIDGE_OFFLINE_GRACE", "offline-grace", "5s", "how long a user may be without a connection before user.offline (absorbs reloads and reconnects)", durTo(func(c *Config) *time.Duration { return &c.OfflineGrace }, 0)},
 	{"BRIDGE_SHUTDOWN_TIMEOUT", "shutdown-timeout", "10s", "how long a drain may take before the process exits anyway", durTo(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 0)},
 }
 

@@ -19,6 +19,7 @@ import (
 // hub receives it through the relay (presence.Hub.Listen).
 type Consumer struct {
 	disp     presence.Dispatcher
+	events   presence.Events
 	log      *slog.Logger
 	maxBytes int
 
@@ -28,7 +29,8 @@ type Consumer struct {
 	DispatchSeconds prometheus.Histogram
 	Consumed        atomic.Int64 // deliveries handed off
 	Rejected        atomic.Int64 // deliveries dropped as unusable
-	Requeued        atomic.Int64 // deliveries put back because a dependency failed
+	Requeued        atomic.Int64 // deliveries whose hand-off failed, tried again after a pause
+	Refused         atomic.Int64 // of those, the ones Redis refused (see ownFault): they count toward the delivery limit
 	Duplicates      atomic.Int64 // redeliveries of a message already dispatched, acked without a second dispatch
 }
 
@@ -36,13 +38,17 @@ type Consumer struct {
 type ConsumerConfig struct {
 	Dispatcher presence.Dispatcher // in memory for one instance, in Redis for many (see backend.go)
 	MaxBytes   int                 // bodies over this are rejected
+	Events     presence.Events     // message.undelivered goes here; nil: none
 	Log        *slog.Logger
 }
 
 // NewConsumer dispatches with c.
 func NewConsumer(c ConsumerConfig) *Consumer {
+	if c.Events == nil {
+		c.Events = presence.NoEvents{}
+	}
 	return &Consumer{
-		disp: c.Dispatcher, maxBytes: c.MaxBytes, log: c.Log,
+		disp: c.Dispatcher, events: c.Events, maxBytes: c.MaxBytes, log: c.Log,
 		DispatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushbridge_dispatch_seconds",
 			Help:    "Time to hand off one batch of broker deliveries (record, look up, publish), before they are acked.",
@@ -54,9 +60,11 @@ func NewConsumer(c ConsumerConfig) *Consumer {
 // Handle is the broker.Handler: decode each delivery of a batch, dispatch the usable
 // ones together (one round trip to Redis), and say what to do with each. An unusable
 // body is rejected on its own. A dispatch is one atomic step per message, so a failed
-// one left nothing behind and that delivery is requeued, while the others of the batch
-// are acked; a redelivered message (same AMQP message id) is acked without being
-// dispatched again.
+// one left nothing behind and that delivery is tried again, while the others of the
+// batch are acked; a redelivered message (same AMQP message id) is acked without being
+// dispatched again. A failed dispatch is Requeue when Redis refused that message (it
+// counts toward the delivery limit, past which the message is dead-lettered as poison)
+// and Retry when the hand-off failed for everyone (it never counts).
 func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Outcome {
 	r.Batches.Add(1)
 	out := make([]broker.Outcome, len(ds))
@@ -78,23 +86,34 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 		r.DispatchSeconds.Observe(time.Since(start).Seconds())
 	}
 	var failed error
-	requeued := 0
+	retried := 0
 	for j, b := range batch {
 		i := at[j]
 		if b.Err != nil {
-			out[i], failed = broker.Requeue, b.Err
-			requeued++
+			r.Requeued.Add(1)
+			if ownFault(b.Err) {
+				out[i] = broker.Requeue
+				r.Refused.Add(1)
+				r.log.Warn("Redis refused a message; it is tried again after a pause, and dead-lettered past BRIDGE_DELIVERY_LIMIT",
+					"queue", ds[i].Queue, "routingKey", ds[i].RoutingKey, "messageId", ds[i].MessageID, "err", b.Err)
+			} else {
+				out[i], failed = broker.Retry, b.Err
+				retried++
+			}
 			continue
 		}
 		if b.Dup {
 			r.Duplicates.Add(1)
+		} else if !b.M.Broadcast() && b.Instances == 0 {
+			// Recorded, so a client connecting within the window still gets it; the
+			// backend hears now that nobody could show it.
+			r.events.Emit(presence.Event{Type: presence.EventUndelivered, User: b.M.UserID, At: time.Now(), Message: b.M})
 		}
 		r.Consumed.Add(1)
 		out[i] = broker.Ack
 	}
 	if failed != nil {
-		r.Requeued.Add(int64(requeued))
-		r.log.Warn("dispatch failed; deliveries requeued", "queue", ds[0].Queue, "requeued", requeued, "batch", len(ds), "err", failed)
+		r.log.Warn("dispatch failed; deliveries held and tried again after a pause", "queue", ds[0].Queue, "held", retried, "batch", len(ds), "err", failed)
 	}
 	return out
 }
@@ -111,7 +130,7 @@ func (r *Consumer) decode(d broker.Delivery) (*presence.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body}, nil
+	return &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body, MessageID: d.MessageID, CorrelationID: d.CorrelationID}, nil
 }
 
 func (r *Consumer) reject(d broker.Delivery, err error) {

@@ -12,8 +12,9 @@ import (
 )
 
 // newMetrics exposes the counters the parts already keep; nothing is counted twice.
-func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, gate *connGate, dev bool) http.Handler {
+func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, gate *connGate, dev bool, more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(more...)
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -37,8 +38,12 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, gate *connGate,
 			func() float64 { return float64(r.Consumed.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_rejected_total", Help: "Broker deliveries rejected as unusable (bad body, no target)."},
 			func() float64 { return float64(r.Rejected.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_requeued_total", Help: "Broker deliveries requeued because routing failed."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_requeued_total", Help: "Broker deliveries whose hand-off failed, tried again after a pause."},
 			func() float64 { return float64(r.Requeued.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_refused_total", Help: "Failed hand-offs Redis refused for the message itself; they count toward BRIDGE_DELIVERY_LIMIT."},
+			func() float64 { return float64(r.Refused.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_dead_lettered_total", Help: "Poison deliveries given up after BRIDGE_DELIVERY_LIMIT failed tries: dead-lettered (dropped without a dead-letter exchange)."},
+			func() float64 { return float64(b.DeadLettered()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_duplicate_total", Help: "Redeliveries of an already dispatched message (same AMQP message id), acked without a second dispatch."},
 			func() float64 { return float64(r.Duplicates.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_relay_resyncs_total", Help: "Times every connection was caught up from the history: the relay subscribed again, or this instance was out of presence."},

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 
@@ -8,12 +9,13 @@ import (
 	"github.com/pushbridge/pushbridge/handlers"
 )
 
-// brokerPublisher is the broker as the routes publish to it: each message gets a
-// random AMQP message-id, and its user goes in header x-user-id.
+// brokerPublisher is the broker as the routes publish to it: each message gets the
+// AMQP message-id the route asks for, else a random one, and its user goes in header
+// x-user-id.
 type brokerPublisher struct{ b broker.Broker }
 
 func (p brokerPublisher) Publish(ctx context.Context, hp handlers.Publishing) (string, error) {
-	bp := broker.Publishing{RoutingKey: hp.RoutingKey, Body: hp.Body, MessageID: broker.NewID()}
+	bp := broker.Publishing{RoutingKey: hp.RoutingKey, Body: hp.Body, MessageID: cmp.Or(hp.MessageID, broker.NewID())}
 	if hp.UserID != "" {
 		bp.Headers = map[string]any{HeaderUserID: hp.UserID}
 	}

@@ -54,15 +54,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer be.close()
-	hub := presence.NewHub(presence.HubConfig{Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log})
-	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Log: log})
+	b := newBroker(cfg, log)
+	events, trans, ob := newEvents(ctx, cfg, b, log)
+	defer ob.stop()
+	hub := presence.NewHub(presence.HubConfig{
+		Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log,
+		Events: events, Receipts: be.receipts, ReceiptTTL: cfg.HistoryTTL, Transitions: trans,
+	})
+	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Events: events, Log: log})
 	lc, err := startShared(ctx, cfg, be, hub, log)
 	if err != nil {
 		return err
 	}
 	defer lc.stop()
 
-	b := newBroker(cfg, log)
 	if err := b.Start(ctx, consumer.Handle); err != nil {
 		return err
 	}
@@ -73,9 +78,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	gate := newConnGate(connCap(cfg.MaxConns, log))
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Dispatcher: be.disp, Publisher: brokerPublisher{b},
-		Inbound: cfg.Inbound, InboundKeys: cfg.InboundKeys, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
+		Idempotency: be.idem,
+		Inbound:     cfg.Inbound, InboundKeys: cfg.InboundKeys, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:     limitsOf(cfg),
-		Metrics:    newMetrics(hub, consumer, b, gate, cfg.Dev),
+		Metrics:    newMetrics(hub, consumer, b, gate, cfg.Dev, ob.collectors()...),
 		MetricsKey: cfg.MetricsKey,
 		Hijacking:  gate.hijacking,
 	})
@@ -94,13 +100,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	draining.Store(true)
-	drain(ctx, cfg, b, httpSrv, hub, lc, log)
+	drain(ctx, cfg, b, httpSrv, hub, lc, ob, log)
 	return nil
 }
 
 // drain stops taking work, finishes what was taken, and sends every client elsewhere,
 // within cfg.ShutdownTimeout.
-func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Server, hub *presence.Hub, lc *shared, log *slog.Logger) {
+func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Server, hub *presence.Hub, lc *shared, ob *eventsRun, log *slog.Logger) {
 	start := time.Now()
 	log.Info("draining")
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
@@ -118,6 +124,7 @@ func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Serv
 		httpSrv.Close()
 	}
 	lc.leave(shutCtx)
+	ob.flush(shutCtx) // after the hub drained: its last events are in
 	log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 }
 
@@ -125,11 +132,12 @@ func drain(ctx context.Context, cfg *Config, b broker.Broker, httpSrv *http.Serv
 func newBroker(cfg *Config, log *slog.Logger) broker.Broker {
 	if cfg.AMQPURL == "" {
 		log.Info("no AMQP_URL: using the in-process queue")
-		return broker.NewMemory(cfg.Bindings)
+		return broker.NewMemory(cfg.Bindings, cfg.DeliveryLimit, log)
 	}
 	return broker.NewRabbit(broker.RabbitConfig{
 		URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
-		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive, Logger: log,
+		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive,
+		QueueType: cfg.QueueType, DeliveryLimit: cfg.DeliveryLimit, EventsExchange: cfg.EventsExchange, Logger: log,
 	})
 }
 

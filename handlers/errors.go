@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/app/idempotency"
 	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
@@ -36,8 +37,17 @@ func statusOf(err error) *Error {
 	case errors.Is(err, presence.ErrUnavailable):
 		// Redis failed while a connection registered or replayed: nothing is lost.
 		return &Error{Status: http.StatusServiceUnavailable, Msg: "presence is unavailable: connect again", RetryAfter: "2"}
+	case errors.Is(err, presence.ErrBadCursor):
+		// A receipt naming something that is no message id.
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
 	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved), errors.Is(err, errInboundKey):
 		return &Error{Status: http.StatusForbidden, Msg: err.Error()}
+	case errors.Is(err, idempotency.ErrMismatch):
+		return &Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
+	case errors.Is(err, idempotency.ErrBusy):
+		return &Error{Status: http.StatusConflict, Msg: err.Error(), RetryAfter: "1"}
+	case errors.Is(err, idempotency.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Msg: err.Error(), RetryAfter: "5"}
 	case errors.As(err, &ee):
 		msg := http.StatusText(ee.Code)
 		if s, ok := ee.Message.(string); ok {

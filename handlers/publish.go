@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/app/idempotency"
 	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
@@ -19,9 +21,15 @@ type publishRequest struct {
 	Data       json.RawMessage `json:"data"`   // the message body: JSON, or a string sent as its text
 }
 
-// handlePublish publishes to RabbitMQ and answers once the broker has confirmed.
-func handlePublish(pub Publisher, maxBytes int) echo.HandlerFunc {
+// handlePublish publishes to RabbitMQ and answers once the broker has confirmed. With
+// an Idempotency-Key, a request that repeats one answered within the window gets the
+// same answer and publishes nothing (see idempotency.go).
+func handlePublish(pub Publisher, idem idempotency.Store, maxBytes int, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		key, err := idempotencyKey(c.Request().Header)
+		if err != nil {
+			return err
+		}
 		var req publishRequest
 		if err := decodeJSON(c.Request(), maxBytes+4096, &req); err != nil {
 			return err
@@ -33,11 +41,31 @@ func handlePublish(pub Publisher, maxBytes int) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		id, err := pub.Publish(c.Request().Context(), Publishing{RoutingKey: req.RoutingKey, Body: body, UserID: req.UserID})
+		p := Publishing{RoutingKey: req.RoutingKey, Body: body, UserID: req.UserID, MessageID: key}
+		ctx := c.Request().Context()
+		publish := func() (idempotency.Result, bool, error) {
+			id, err := pub.Publish(ctx, p)
+			if err != nil {
+				return idempotency.Result{}, false, err
+			}
+			b, err := json.Marshal(map[string]string{"id": id, "routingKey": p.RoutingKey})
+			return idempotency.Result{Status: http.StatusAccepted, Body: append(b, '\n')}, true, err
+		}
+		if key == "" {
+			res, _, err := publish()
+			if err != nil {
+				return err
+			}
+			return c.JSONBlob(res.Status, res.Body)
+		}
+		res, replayed, err := idempotency.Do(ctx, idem, key, fingerprint(p), idempotencyWait, log, publish)
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusAccepted, map[string]string{"id": id, "routingKey": req.RoutingKey})
+		if replayed {
+			c.Response().Header().Set("Idempotent-Replayed", "true")
+		}
+		return c.JSONBlob(res.Status, res.Body)
 	}
 }
 

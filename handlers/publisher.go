@@ -13,6 +13,8 @@ type Publishing struct {
 	// UserID is the recipient of a backend's message ("": as the body says) or the
 	// sender of a client's, always the authenticated one.
 	UserID string
+	// MessageID is the AMQP message-id: a backend's Idempotency-Key; "": a new one.
+	MessageID string
 }
 
 // Publisher publishes to the broker and returns the message's id once the broker has

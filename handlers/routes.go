@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/app/idempotency"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -31,12 +32,15 @@ type Limits struct {
 
 // Deps is what the routes need.
 type Deps struct {
-	Instance    string
-	Hub         *presence.Hub // where connections attach, replay and detach
-	Directory   presence.Directory
-	Instances   presence.Instances  // the live instances, for GET /api/instances
-	Dispatcher  presence.Dispatcher // what BRIDGE_INBOUND=broadcast hands a client's message to
-	Publisher   Publisher
+	Instance   string
+	Hub        *presence.Hub // where connections attach, replay and detach
+	Directory  presence.Directory
+	Instances  presence.Instances  // the live instances, for GET /api/instances
+	Dispatcher presence.Dispatcher // what BRIDGE_INBOUND=broadcast hands a client's message to
+	Publisher  Publisher
+	// Idempotency remembers /api/publish's answers by Idempotency-Key (in Redis when
+	// the instances share one); nil: in this process's memory.
+	Idempotency idempotency.Store
 	Inbound     string   // broker | broadcast | off
 	InboundKeys []string // routing keys clients may send with; "*": any but ConsumedKeys
 	Auth        *Auth
@@ -76,14 +80,20 @@ func NewServer(d Deps) *echo.Echo {
 	e.GET("/ws/yxd/:userId", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, true))
 	e.GET("/sse", handleSSE(dr, topics, d.Limits, d.Instance, d.Log), allowOrigin(d.Auth))
 	e.GET("/poll", handlePoll(dr, topics), allowOrigin(d.Auth))
-	e.POST("/api/send", handleSend(d.Auth, newUserRates(d.Limits), in, d.Limits.MaxMessageBytes), allowOrigin(d.Auth))
+	rates := newUserRates(d.Limits) // what an HTTP client sends: messages and receipts alike
+	e.POST("/api/send", handleSend(d.Auth, rates, in, d.Limits.MaxMessageBytes), allowOrigin(d.Auth))
 	e.OPTIONS("/api/send", handlePreflight(), allowOrigin(d.Auth))
+	e.POST("/api/ack", handleAck(d.Auth, rates, d.Hub), allowOrigin(d.Auth))
+	e.OPTIONS("/api/ack", handlePreflight(), allowOrigin(d.Auth))
 
 	e.GET("/", handleAsset("index.html"))
 	e.GET("/bridge.js", handleAsset("bridge.js"))
 	e.GET("/bridge.d.ts", handleAsset("bridge.d.ts"))
 
-	e.POST("/api/publish", handlePublish(d.Publisher, d.Limits.MaxMessageBytes), d.Auth.RequireAPIKey)
+	if d.Idempotency == nil {
+		d.Idempotency = idempotency.NewMemory(presence.DedupeWindow, idempotency.MaxMemoryKeys)
+	}
+	e.POST("/api/publish", handlePublish(d.Publisher, d.Idempotency, d.Limits.MaxMessageBytes, d.Log), d.Auth.RequireAPIKey)
 	e.GET("/api/instances", handleInstances(d.Instances), d.Auth.RequireAPIKey)
 	e.GET("/api/presence", handlePresence(d.Instances, d.Directory), d.Auth.RequireAPIKey)
 	e.GET("/api/presence/:userId", handleUserPresence(d.Directory), d.Auth.RequireAPIKey)

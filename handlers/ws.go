@@ -77,7 +77,7 @@ func handleWS(dr *door, rule *topicRule, in *inbound, lim Limits, instance strin
 		go func() {
 			defer release()
 			defer detach()
-			readWS(ctx, in, rule, ws, sub, floodGuard(lim, ws))
+			readWS(ctx, dr.hub, in, rule, ws, sub, floodGuard(lim, ws))
 		}()
 		return nil
 	}
@@ -114,10 +114,10 @@ func openWS(ctx context.Context, dr *door, up websocket.Upgrader, c echo.Context
 // readWS hands the client's messages to the inbound rules until the connection ends;
 // every frame they come in (and every ping, pong and continuation) is charged to the
 // flood guard first.
-func readWS(ctx context.Context, in *inbound, rule *topicRule, ws *transport.WS, sub *presence.Subscribed, charge func(payload int) bool) {
+func readWS(ctx context.Context, hub *presence.Hub, in *inbound, rule *topicRule, ws *transport.WS, sub *presence.Subscribed, charge func(payload int) bool) {
 	ws.Guard(charge)
 	_ = ws.Serve(func(typ int, data []byte) {
-		if err := onClientFrame(ctx, in, rule, ws, sub, data); err != nil {
+		if err := onClientFrame(ctx, hub, in, rule, ws, sub, data); err != nil {
 			ws.SendError(statusOf(err).Msg)
 		}
 	})
@@ -125,7 +125,7 @@ func readWS(ctx context.Context, in *inbound, rule *topicRule, ws *transport.WS,
 
 // onClientFrame handles one frame a client sent: in raw mode the whole frame is the
 // message; in bridge.v1 mode it is a JSON frame.
-func onClientFrame(ctx context.Context, in *inbound, rule *topicRule, ws *transport.WS, sub *presence.Subscribed, data []byte) error {
+func onClientFrame(ctx context.Context, hub *presence.Hub, in *inbound, rule *topicRule, ws *transport.WS, sub *presence.Subscribed, data []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	if !ws.V1() {
@@ -148,6 +148,8 @@ func onClientFrame(ctx context.Context, in *inbound, rule *topicRule, ws *transp
 		}
 		sub.Set(t)
 		ws.SendSubscribed(t)
+	case transport.FrameAck:
+		return hub.Ack(ctx, ws.User(), f.IDs)
 	}
 	return nil
 }

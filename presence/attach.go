@@ -47,7 +47,23 @@ func (h *Hub) Attach(ctx context.Context, c Conn, cursor string, limit int) erro
 	if err := h.Release(ctx, c, last); err != nil {
 		h.log.Warn("attach: live messages not caught up yet (retried with the next one)", "user", c.User(), "err", err)
 	}
+	if h.trans != nil && h.markAttached(c) {
+		h.trans.Connected(ctx, c.User(), c.Transport())
+	}
 	return nil
+}
+
+// markAttached records that c's attach completed, so its Detach counts as a
+// disconnection; false when c was already removed meanwhile (it closed during the
+// attach and its Detach has run).
+func (h *Hub) markAttached(c Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f, ok := h.users[c.User()][c]
+	if ok {
+		f.attached = true
+	}
+	return ok
 }
 
 // Replay reads what user's connections should read after cursor, at most limit
@@ -63,7 +79,9 @@ func (h *Hub) Replay(ctx context.Context, user, cursor string, limit int) (*Repl
 
 // Detach unregisters c from the hub and the directory: it undoes Attach.
 func (h *Hub) Detach(ctx context.Context, c Conn) {
-	h.Remove(c)
+	if attached, _ := h.remove(c); attached && h.trans != nil {
+		h.trans.Disconnected(ctx, c.User())
+	}
 	if err := h.dir.Remove(ctx, h.entry(c)); err != nil {
 		h.log.Warn("presence remove", "user", c.User(), "err", err)
 	}

@@ -27,12 +27,15 @@ type Dispatcher interface {
 }
 
 // Dispatch is one message of a DispatchBatch: M and Key as Dispatch takes them, Dup
-// and Err as it returns them.
+// and Err as it returns them, and Instances: how many instances holding a connection
+// of the recipient it was handed to (0 for a broadcast and a duplicate). A targeted
+// message with Instances 0 found its user offline everywhere (message.undelivered).
 type Dispatch struct {
-	M   *Message
-	Key string
-	Dup bool
-	Err error
+	M         *Message
+	Key       string
+	Dup       bool
+	Instances int
+	Err       error
 }
 
 // DedupeWindow is how long a dispatched message's key is remembered. A broker
@@ -66,43 +69,51 @@ func NewMemoryDispatcher(h *MemoryHistory, d *MemoryDirectory, bus *MemoryBus) *
 }
 
 func (p *MemoryDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
+	dup, _, err := p.dispatch(ctx, m, key)
+	return dup, err
+}
+
+// dispatch is Dispatch, also saying to how many instances m went.
+func (p *MemoryDispatcher) dispatch(ctx context.Context, m *Message, key string) (bool, int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.forget()
 	if id, ok := p.keys[key]; key != "" && ok {
 		m.ID, m.Prev = id, ""
-		return true, nil
+		return true, 0, nil
 	}
 	if err := p.history.Append(ctx, m); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	if key != "" {
 		p.keys[key] = m.ID
 		p.expiry = append(p.expiry, keyExpiry{key: key, at: p.now().Add(DedupeWindow)})
 	}
 	if m.Broadcast() {
-		return false, p.bus.broadcast(ctx, "", m)
+		return false, 0, p.bus.broadcast(ctx, "", m)
 	}
 	es, err := p.dir.Lookup(ctx, m.UserID)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
+	sent := 0
 	for i, e := range es {
 		if i > 0 && es[i-1].Instance == e.Instance {
 			continue // sorted by instance: one copy per instance
 		}
 		if err := p.bus.send(ctx, e.Instance, m); err != nil {
-			return false, fmt.Errorf("dispatch to %s: %w", e.Instance, err)
+			return false, sent, fmt.Errorf("dispatch to %s: %w", e.Instance, err)
 		}
+		sent++
 	}
-	return false, nil
+	return false, sent, nil
 }
 
 // DispatchBatch dispatches one message after the other: in memory there is no round
 // trip to save.
 func (p *MemoryDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	for i := range b {
-		b[i].Dup, b[i].Err = p.Dispatch(ctx, b[i].M, b[i].Key)
+		b[i].Dup, b[i].Instances, b[i].Err = p.dispatch(ctx, b[i].M, b[i].Key)
 	}
 }
 

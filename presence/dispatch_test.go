@@ -249,3 +249,43 @@ func TestDispatcherOrder(t *testing.T) {
 		})
 	}
 }
+
+// Instances says to how many instances a message went: 0 for a user connected nowhere
+// (message.undelivered), one per instance holding the user, 0 for a broadcast and a
+// duplicate. The message-id and correlation-id travel into the history.
+func TestDispatchBatchCountsInstances(t *testing.T) {
+	for name, mk := range dispatchImpls {
+		t.Run(name, func(t *testing.T) {
+			rig := mk(t)
+			ctx := context.Background()
+			rig.connect(Entry{User: "on", Instance: "A", Transport: "ws", Since: time.Now()})
+			rig.connect(Entry{User: "on", Instance: "A", Transport: "sse", Since: time.Now()})
+			rig.connect(Entry{User: "on", Instance: "B", Transport: "ws", Since: time.Now()})
+			b := []Dispatch{
+				{M: &Message{UserID: "off", RoutingKey: "k", Body: []byte("1"), MessageID: "mid-1", CorrelationID: "cid-1"}, Key: "k1"},
+				{M: &Message{UserID: "on", RoutingKey: "k", Body: []byte("2")}, Key: "k2"},
+				{M: &Message{RoutingKey: "k", Body: []byte("3")}},
+				{M: &Message{UserID: "off", RoutingKey: "k", Body: []byte("1")}, Key: "k1"},
+			}
+			rig.disp[0].DispatchBatch(ctx, b)
+			for i, want := range []int{0, 2, 0, 0} {
+				if b[i].Err != nil {
+					t.Fatalf("item %d: %v", i, b[i].Err)
+				}
+				if b[i].Instances != want {
+					t.Errorf("item %d went to %d instances, want %d", i, b[i].Instances, want)
+				}
+			}
+			if !b[3].Dup {
+				t.Errorf("item 3 not a duplicate")
+			}
+			msgs, _, err := rig.history.After(ctx, "off", "0", 10)
+			if err != nil || len(msgs) == 0 {
+				t.Fatalf("history: %v, %v", msgs, err)
+			}
+			if m := msgs[0]; m.MessageID != "mid-1" || m.CorrelationID != "cid-1" {
+				t.Errorf("history kept message-id %q, correlation-id %q; want mid-1, cid-1", m.MessageID, m.CorrelationID)
+			}
+		})
+	}
+}

@@ -37,6 +37,8 @@ type feed struct {
 	held    bool       // attaching: live messages wait in pending until Release
 	pending []*Message // what arrived while held, in arrival order
 	gap     bool       // missed something: only a catch-up sends to it again
+
+	attached bool // Attach completed (Transitions heard of it); guarded by the hub's mu
 }
 
 type gapped struct {

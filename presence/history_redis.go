@@ -58,7 +58,7 @@ end
 -- ttl, and samples the clock. When it trims, or recreates a stream that expired, it
 -- records in max-deleted-entry-id how far back the stream is incomplete. Returns the
 -- number and the previous number in the stream ('' if none).
-local function appendEntry(seqk, stream, clock, size, ttl, step, rk, body)
+local function appendEntry(seqk, stream, clock, size, ttl, step, rk, body, mid, cid)
   local seq = redis.call('INCR', seqk)
   local now = nowms()
   local lost, prev = 0, ''
@@ -73,7 +73,10 @@ local function appendEntry(seqk, stream, clock, size, ttl, step, rk, body)
     end
   end
   local id = string.format('%d-0', seq)
-  redis.call('XADD', stream, 'MAXLEN', size, id, 'routingKey', rk, 'body', body)
+  local fields = {'routingKey', rk, 'body', body}
+  if mid and mid ~= '' then fields[#fields + 1] = 'mid'; fields[#fields + 1] = mid end
+  if cid and cid ~= '' then fields[#fields + 1] = 'cid'; fields[#fields + 1] = cid end
+  redis.call('XADD', stream, 'MAXLEN', size, id, unpack(fields))
   if lost > 0 then
     redis.call('XSETID', stream, id, 'MAXDELETEDID', string.format('%d-0', lost))
   end
@@ -219,6 +222,10 @@ func streamMessages(v any, user string) ([]seqMessage, error) {
 				m.RoutingKey = val
 			case "body":
 				m.Body = []byte(val)
+			case "mid":
+				m.MessageID = val
+			case "cid":
+				m.CorrelationID = val
 			}
 		}
 		out = append(out, seqMessage{seq: seq, m: m})

@@ -43,6 +43,17 @@ type HubConfig struct {
 	History   History      // what a connection replays, and where gaps are repaired from
 	Directory Directory    // where connections are registered, so dispatches find this instance
 	Log       *slog.Logger // nil: slog.Default()
+
+	// Events takes the events about this instance's clients to the backend; nil: none
+	// (then receipts are not even looked up).
+	Events Events
+	// Receipts deduplicates delivery receipts across tabs and instances, for
+	// ReceiptTTL (the history's window: a message older than that cannot be confirmed).
+	Receipts   Receipts
+	ReceiptTTL time.Duration
+	// Transitions hears every connection that attaches and detaches, for user.online
+	// and user.offline; nil: none.
+	Transitions Transitions
 }
 
 // Hub is the registry of this instance's connections, keyed by user. Sending never
@@ -57,6 +68,11 @@ type Hub struct {
 	dir      Directory
 	log      *slog.Logger
 
+	events     Events // nil: none
+	receipts   Receipts
+	receiptTTL time.Duration
+	trans      Transitions // nil: none
+
 	mu    sync.RWMutex
 	users map[string]map[Conn]*feed
 	kinds map[string]int // connections by transport; Count is their sum
@@ -70,8 +86,15 @@ func NewHub(c HubConfig) *Hub {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Receipts == nil {
+		c.Receipts = NewMemoryReceipts()
+	}
+	if c.ReceiptTTL <= 0 {
+		c.ReceiptTTL = defaultHistoryTTL
+	}
 	return &Hub{
 		instance: c.Instance, history: c.History, dir: c.Directory, log: c.Log,
+		events: c.Events, receipts: c.Receipts, receiptTTL: c.ReceiptTTL, trans: c.Transitions,
 		users: make(map[string]map[Conn]*feed), kinds: make(map[string]int), listening: make(chan struct{}),
 	}
 }
@@ -95,19 +118,26 @@ func (h *Hub) add(c Conn, held bool) *feed {
 
 // Remove unregisters c. It reports whether c was the user's last connection here.
 func (h *Hub) Remove(c Conn) (last bool) {
+	_, last = h.remove(c)
+	return last
+}
+
+// remove is Remove, also saying whether c was held at all.
+func (h *Hub) remove(c Conn) (found, last bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	set := h.users[c.User()]
-	if _, ok := set[c]; !ok {
-		return false
+	f, ok := set[c]
+	if !ok {
+		return false, false
 	}
 	delete(set, c)
 	h.kinds[c.Transport()]--
 	if len(set) == 0 {
 		delete(h.users, c.User())
-		return true
+		last = true
 	}
-	return false
+	return f.attached, last
 }
 
 // Deliver queues m to each of its recipients held here and returns how many there were.

@@ -16,6 +16,10 @@ type Message struct {
 	UserID     string // recipient; empty means every connection
 	RoutingKey string
 	Body       []byte
+	// MessageID and CorrelationID are the AMQP properties the message was published
+	// with, kept in the history so a delivery receipt can name them to the backend.
+	MessageID     string
+	CorrelationID string
 
 	encoded [Encodings]encoding // the message in each wire format, built once
 }

@@ -33,6 +33,12 @@ export interface BridgeOptions {
   pollWait?: number | null;
   /** How many message ids are remembered to drop repeats (1000). */
   dedupeWindow?: number;
+  /**
+   * Delivery receipts (message.received for the backend): true (default) confirms each
+   * message once the "message" listeners returned; "manual" leaves it to ack(id);
+   * false never confirms.
+   */
+  ack?: boolean | "manual";
 }
 
 export interface BridgeMessage {
@@ -84,6 +90,11 @@ export class Bridge {
    * subscribe frame; SSE and poll reconnect with the new ?topics=.
    */
   subscribe(topics: string[] | null): void;
+  /**
+   * Confirms the messages with these ids were handled (an ack frame on WebSocket, else
+   * POST /api/ack). The backend gets one message.received per message and user.
+   */
+  ack(...ids: (string | string[])[]): void;
   close(): void;
 }
 

@@ -27,6 +27,10 @@ const DEFAULTS = {
   stableAfter: 10000, // ms: a connection open this long resets the backoff
   pollWait: null, // seconds a poll may wait on the server (server default: 25)
   dedupeWindow: 1000, // ids remembered to drop repeats
+  // Delivery receipts (message.received for the backend): true confirms each message
+  // once the "message" listeners returned; "manual" leaves it to bridge.ack(id); false
+  // never confirms.
+  ack: true,
 };
 
 const PROTOCOL = "bridge.v1";
@@ -34,6 +38,9 @@ const PROTOCOL = "bridge.v1";
 // A poll answer that is empty and quicker than this did not wait on the server (a
 // proxy in the way, a server restarting): back off before the next one.
 const MIN_EMPTY_POLL_MS = 1000;
+
+// Most ids one ack frame or POST /api/ack carries (the server's limit).
+const MAX_ACK_IDS = 100;
 
 // How much longer than its wait a poll may take before it counts as lost.
 const POLL_GRACE_MS = 10000;
@@ -57,6 +64,8 @@ export class Bridge {
   #session = null;
   #timer = null;
   #closed = false;
+  #acks = []; // ids to confirm, sent together on the next turn
+  #ackTimer = null;
 
   /**
    * @param {string} url the server ("" or undefined: the page's own origin)
@@ -110,6 +119,36 @@ export class Bridge {
       credentials: this.#opts.withCredentials ? "include" : "same-origin",
     });
     if (!res.ok) throw new Error(await errorText(res));
+  }
+
+  /**
+   * Confirms that the page handled the messages with these ids: the backend gets one
+   * message.received per message, however many tabs confirm it. Automatic unless the
+   * ack option is "manual" (or false).
+   */
+  ack(...ids) {
+    for (const id of ids.flat()) if (id) this.#acks.push(String(id));
+    if (this.#acks.length && this.#ackTimer === null) this.#ackTimer = setTimeout(() => this.#flushAcks(), 0);
+  }
+
+  #flushAcks() {
+    this.#ackTimer = null;
+    while (this.#acks.length) {
+      const ids = this.#acks.splice(0, MAX_ACK_IDS);
+      const s = this.#session;
+      if (s && s.opened && s.conn && s.conn.canSend && s.conn.canSend()) {
+        s.conn.send({ type: "ack", ids });
+        continue;
+      }
+      const headers = { "Content-Type": "application/json" };
+      if (this.#opts.token) headers.Authorization = `Bearer ${this.#opts.token}`;
+      fetch(this.#url("/api/ack", {}, { token: false }), {
+        method: "POST", headers, body: JSON.stringify({ ids }),
+        credentials: this.#opts.withCredentials ? "include" : "same-origin",
+      }).then(async (res) => {
+        if (!res.ok) this.#emit("error", new Error(`bridge: ack: ${await errorText(res)}`));
+      }, (e) => this.#emit("error", new Error(`bridge: ack: ${e.message}`)));
+    }
   }
 
   /**
@@ -220,6 +259,7 @@ export class Bridge {
           this.#cursor = f.id;
         }
         this.#emit("message", { id: f.id, routingKey: f.routingKey, data: f.data, transport: s.name });
+        if (f.id && this.#opts.ack === true) this.ack(f.id); // the listeners have run
         break;
       case "reset":
         this.#emit("reset", f);

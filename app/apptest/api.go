@@ -28,9 +28,17 @@ type Response struct {
 // empty, Authorization: Bearer key. It returns an error rather than failing the test so
 // it can be called from any goroutine.
 func Post(url, key string, body []byte) (*Response, error) {
+	return PostWith(url, key, body, nil)
+}
+
+// PostWith is Post with extra request headers.
+func PostWith(url, key string, body []byte, header http.Header) (*Response, error) {
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	req.Header.Set("Content-Type", "application/json")
 	return do(req, key)

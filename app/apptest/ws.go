@@ -16,6 +16,7 @@ import (
 type Frame struct {
 	Type int
 	Data []byte
+	At   time.Time // when it was read off the socket, for latencies
 }
 
 // WSClient is a test WebSocket client whose frames are read in the background.
@@ -49,7 +50,7 @@ func DialWS(t testing.TB, url, subprotocol string, header http.Header) *WSClient
 				c.Err = err
 				return
 			}
-			c.Frames <- Frame{typ, data}
+			c.Frames <- Frame{typ, data, time.Now()}
 		}
 	}()
 	t.Cleanup(func() { conn.Close() })

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Broker consumes the bound queues and publishes to the exchange.
@@ -29,6 +30,9 @@ type Broker interface {
 	StopConsuming(ctx context.Context)
 	// Close ends the connection.
 	Close() error
+	// DeadLettered counts the deliveries given up after their delivery limit
+	// (poison messages): dead-lettered, or dropped where no dead-letter exchange is set.
+	DeadLettered() int64
 }
 
 // Publishing is one message to publish.
@@ -36,7 +40,9 @@ type Publishing struct {
 	RoutingKey string
 	Body       []byte
 	MessageID  string
-	Headers    map[string]any
+	// CorrelationID is the AMQP correlation-id; events carry the original message's.
+	CorrelationID string
+	Headers       map[string]any
 }
 
 // NewID returns a random id for a published message (its AMQP message-id).
@@ -48,22 +54,50 @@ func NewID() string {
 
 // Delivery is one consumed message.
 type Delivery struct {
-	Queue       string
-	RoutingKey  string
-	Body        []byte
-	Headers     map[string]any
-	MessageID   string
-	Redelivered bool
+	Queue      string
+	RoutingKey string
+	Body       []byte
+	Headers    map[string]any
+	MessageID  string
+	// CorrelationID is the AMQP correlation-id, carried to events about the message.
+	CorrelationID string
+	Redelivered   bool
 }
 
-// Outcome is what becomes of a delivery once handled.
+// Outcome is what becomes of a delivery once handled. A delivery to try again waits
+// out requeuePause on its own: the consumer goes on with the rest of its queue.
 type Outcome int
 
 const (
-	Ack     Outcome = iota // handed off: remove it from the queue
-	Requeue                // could not be handled now (Redis down): put it back
-	Reject                 // can never be handled: drop it, or dead-letter it
+	Ack Outcome = iota // handed off: remove it from the queue
+	// Requeue: the hand-off failed because of this message (Redis refused it). It is
+	// tried again after the pause; each such failure counts toward the delivery limit,
+	// past which it is dead-lettered as a poison message.
+	Requeue
+	Reject // can never be handled: drop it, or dead-letter it
+	// Retry: the hand-off could not be done for anyone (Redis unreachable). It is tried
+	// again after the pause without counting, however long that takes, so an outage
+	// dead-letters nothing.
+	Retry
 )
+
+func (o Outcome) String() string {
+	switch o {
+	case Ack:
+		return "ack"
+	case Requeue:
+		return "requeue"
+	case Reject:
+		return "reject"
+	case Retry:
+		return "retry"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// requeuePause is how long a delivery to try again waits before it is handled again,
+// so a dependency that is down is not hammered in a hot loop.
+const requeuePause = time.Second
 
 // Handler handles a batch of deliveries of one queue, in order, and returns one
 // Outcome per delivery. It is called from one goroutine per queue, so the deliveries

@@ -3,42 +3,63 @@ package broker
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 var _ Broker = (*Memory)(nil)
-
-// requeuePause is how long a requeued delivery waits before it is handled again, so a
-// dependency that is down is not hammered in a hot loop.
-const requeuePause = time.Second
 
 // memQueueMax bounds each in-process queue, so a consumer that cannot keep up makes
 // publishers wait and retry (ErrUnavailable: 503) rather than eat the process's memory.
 const memQueueMax = 100_000
 
 // Memory is an in-process stand-in for RabbitMQ: a direct exchange with the configured
-// bindings and one FIFO per queue. It keeps nothing across restarts.
+// bindings and one FIFO per queue. It keeps nothing across restarts. A poison message
+// is dropped (logged and counted) after limit failed tries: there is no dead-letter
+// exchange to keep it in.
 type Memory struct {
 	bindings []Binding
+	limit    int
+	log      *slog.Logger
 
 	mu       sync.Mutex
 	queues   map[string]*memQueue
 	stopping bool
 	wg       sync.WaitGroup
+
+	deadLettered atomic.Int64
 }
 
 type memQueue struct {
 	mu    sync.Mutex
 	cond  *sync.Cond
-	items []Delivery
+	items []memItem
+	aside int // taken and waiting out their pause before they come back
 	done  bool
 }
 
-// NewMemory returns an in-process broker with the given bindings.
-func NewMemory(bindings []Binding) *Memory {
-	m := &Memory{bindings: bindings, queues: make(map[string]*memQueue)}
+// memMaxAside bounds the deliveries of a queue that wait out their pause at once, as
+// RabbitMQ's prefetch does: past it the consumer waits for them, so while Redis is
+// down it does not run through the whole queue, one failed batch after another.
+const memMaxAside = maxBatch
+
+// memItem is a queued delivery with the failed tries it has had, which the
+// in-process queue counts exactly, as a quorum queue does.
+type memItem struct {
+	d     Delivery
+	fails int
+}
+
+// NewMemory returns an in-process broker with the given bindings; a message whose
+// hand-off failed is tried again up to deliveryLimit times.
+func NewMemory(bindings []Binding, deliveryLimit int, log *slog.Logger) *Memory {
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Memory{bindings: bindings, limit: deliveryLimit, log: log, queues: make(map[string]*memQueue)}
 	for _, q := range Queues(bindings) {
 		mq := &memQueue{}
 		mq.cond = sync.NewCond(&mq.mu)
@@ -49,33 +70,51 @@ func NewMemory(bindings []Binding) *Memory {
 
 func (m *Memory) Start(ctx context.Context, handle Handler) error {
 	for name, q := range m.queues {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
+		m.wg.Go(func() {
 			for {
-				ds, ok := q.pop(maxBatch)
+				items, ok := q.pop(maxBatch)
 				if !ok {
 					return
 				}
-				for i := range ds {
-					ds[i].Queue = name
+				ds := make([]Delivery, len(items))
+				for i := range items {
+					items[i].d.Queue = name
+					ds[i] = items[i].d
 				}
-				var again []Delivery
+				var again []memItem
 				for i, o := range handle(context.WithoutCancel(ctx), ds) {
-					if o == Requeue {
-						ds[i].Redelivered = true
-						again = append(again, ds[i])
+					switch o {
+					case Requeue:
+						if items[i].fails++; items[i].fails > m.limit {
+							m.giveUp(items[i])
+							continue
+						}
+					case Retry:
+					default:
+						continue
 					}
+					items[i].d.Redelivered = true
+					again = append(again, items[i])
 				}
 				if len(again) > 0 {
-					time.Sleep(requeuePause)
-					q.pushFront(again)
+					// The pause is theirs, not the queue's: the loop goes on. A queue
+					// stopped meanwhile takes them and drops them with the rest.
+					q.setAside(len(again))
+					time.AfterFunc(requeuePause, func() { q.pushFront(again) })
 				}
 			}
-		}()
+		})
 	}
 	return nil
 }
+
+func (m *Memory) giveUp(it memItem) {
+	m.deadLettered.Add(1)
+	m.log.Warn("poison message dropped: its hand-off failed on every try (the in-process queue has no dead-letter exchange)",
+		"queue", it.d.Queue, "routingKey", it.d.RoutingKey, "messageId", it.d.MessageID, "bytes", len(it.d.Body), "tries", it.fails)
+}
+
+func (m *Memory) DeadLettered() int64 { return m.deadLettered.Load() }
 
 func (m *Memory) Publish(_ context.Context, p Publishing) error {
 	m.mu.Lock()
@@ -98,7 +137,7 @@ func (m *Memory) Publish(_ context.Context, p Publishing) error {
 		}
 	}
 	for _, q := range to {
-		q.push(Delivery{RoutingKey: p.RoutingKey, Body: p.Body, Headers: p.Headers, MessageID: p.MessageID})
+		q.push(memItem{d: Delivery{RoutingKey: p.RoutingKey, Body: p.Body, Headers: p.Headers, MessageID: p.MessageID, CorrelationID: p.CorrelationID}})
 	}
 	return nil
 }
@@ -127,9 +166,9 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-func (q *memQueue) push(d Delivery) {
+func (q *memQueue) push(it memItem) {
 	q.mu.Lock()
-	q.items = append(q.items, d)
+	q.items = append(q.items, it)
 	q.mu.Unlock()
 	q.cond.Signal()
 }
@@ -140,19 +179,26 @@ func (q *memQueue) len() int {
 	return len(q.items)
 }
 
-// pushFront puts ds back at the head of the queue, in their order.
-func (q *memQueue) pushFront(ds []Delivery) {
+func (q *memQueue) setAside(n int) {
 	q.mu.Lock()
-	q.items = append(ds, q.items...)
+	q.aside += n
+	q.mu.Unlock()
+}
+
+// pushFront puts its, set aside, back at the head of the queue, in their order.
+func (q *memQueue) pushFront(its []memItem) {
+	q.mu.Lock()
+	q.aside -= len(its)
+	q.items = append(its, q.items...)
 	q.mu.Unlock()
 	q.cond.Signal()
 }
 
 // pop waits for the queue to hold something and takes up to n from its head.
-func (q *memQueue) pop(n int) ([]Delivery, bool) {
+func (q *memQueue) pop(n int) ([]memItem, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.items) == 0 && !q.done {
+	for (len(q.items) == 0 || q.aside >= memMaxAside) && !q.done {
 		q.cond.Wait()
 	}
 	if q.done {

@@ -10,7 +10,7 @@ import (
 )
 
 func TestMemoryRoutesLikeADirectExchange(t *testing.T) {
-	m := NewMemory([]Binding{{Queue: "a", Key: "k"}, {Queue: "b", Key: "k"}, {Queue: "b", Key: "other"}})
+	m := NewMemory([]Binding{{Queue: "a", Key: "k"}, {Queue: "b", Key: "k"}, {Queue: "b", Key: "other"}}, 5, nil)
 	got := make(chan Delivery, 16)
 	if err := m.Start(context.Background(), each(func(d Delivery) Outcome { got <- d; return Ack })); err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ func TestMemoryRoutesLikeADirectExchange(t *testing.T) {
 // The consumer takes what is queued as one batch; what the handler requeues goes back
 // to the front, in order, after a pause.
 func TestMemoryBatchesAndRequeuesToTheFront(t *testing.T) {
-	m := NewMemory([]Binding{{Queue: "q", Key: "k"}})
+	m := NewMemory([]Binding{{Queue: "q", Key: "k"}}, 5, nil)
 	for i := range 3 { // queued before the consumer starts: one batch
 		if err := m.Publish(context.Background(), Publishing{RoutingKey: "k", Body: fmt.Append(nil, i)}); err != nil {
 			t.Fatal(err)
@@ -89,7 +89,7 @@ func TestMemoryBatchesAndRequeuesToTheFront(t *testing.T) {
 }
 
 func TestMemoryStopFinishesTheBatchInHandAndRefusesPublishes(t *testing.T) {
-	m := NewMemory([]Binding{{Queue: "q", Key: "k"}})
+	m := NewMemory([]Binding{{Queue: "q", Key: "k"}}, 5, nil)
 	inHandler, finish, handled := make(chan struct{}), make(chan struct{}), make(chan string, 4)
 	if err := m.Start(context.Background(), each(func(d Delivery) Outcome {
 		close(inHandler)
@@ -129,7 +129,7 @@ func TestMemoryStopFinishesTheBatchInHandAndRefusesPublishes(t *testing.T) {
 }
 
 func TestMemoryQueueIsBounded(t *testing.T) {
-	m := NewMemory([]Binding{{Queue: "q", Key: "k"}, {Queue: "r", Key: "k"}})
+	m := NewMemory([]Binding{{Queue: "q", Key: "k"}, {Queue: "r", Key: "k"}}, 5, nil)
 	// Not started: nothing drains the queues.
 	for i := range memQueueMax {
 		if err := m.Publish(context.Background(), Publishing{RoutingKey: "k", Body: []byte("x")}); err != nil {
@@ -175,4 +175,84 @@ func recvBatch(t *testing.T, ch <-chan []Delivery) []Delivery {
 		t.Fatal("no batch within 5s")
 	}
 	return nil
+}
+
+// A delivery whose hand-off keeps failing waits out its pause alone: what comes after
+// it is handled meanwhile. Past the limit it is dropped and counted; a delivery the
+// handler only retries (Redis down for everyone) never is.
+func TestMemoryFailingDeliveryWaitsAloneAndIsGivenUp(t *testing.T) {
+	const limit = 2
+	m := NewMemory([]Binding{{Queue: "q", Key: "k"}}, limit, nil)
+	events := make(chan string, 64)
+	retries := 0
+	if err := m.Start(context.Background(), each(func(d Delivery) Outcome {
+		events <- string(d.Body)
+		switch string(d.Body) {
+		case "poison":
+			return Requeue
+		case "outage":
+			if retries++; retries <= limit+1 { // more retries than the limit allows requeues
+				return Retry
+			}
+		}
+		return Ack
+	})); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	publish := func(b string) {
+		t.Helper()
+		if err := m.Publish(context.Background(), Publishing{RoutingKey: "k", Body: []byte(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("poison")
+	if got := <-events; got != "poison" {
+		t.Fatalf("first handled %q, want poison", got)
+	}
+	publish("a")
+	publish("outage")
+	publish("b")
+	var order []string
+	for len(order) < 3 {
+		order = append(order, recvString(t, events))
+	}
+	if fmt.Sprint(order) != "[a outage b]" {
+		t.Fatalf("after the poison's first try: %v, want a, outage and b before its second try (the pause held up the queue?)", order)
+	}
+	poison, outage := 1, 1
+	for poison < limit+1 || outage < limit+2 {
+		switch e := recvString(t, events); e {
+		case "poison":
+			poison++
+		case "outage":
+			outage++
+		default:
+			t.Fatalf("%q handled again", e)
+		}
+	}
+	publish("after")
+	for {
+		e := recvString(t, events)
+		if e == "after" {
+			break
+		}
+		if e == "poison" {
+			t.Fatalf("poison tried a %dth time, want %d tries (limit %d)", poison+1, limit+1, limit)
+		}
+	}
+	if n := m.DeadLettered(); n != 1 {
+		t.Errorf("DeadLettered %d, want 1 (the poison; the outage's retries never count)", n)
+	}
+}
+
+func recvString(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing handled within 5s")
+	}
+	return ""
 }

@@ -101,8 +101,45 @@ func (p *publisher) fail(err error) {
 const publishTimeout = 10 * time.Second
 
 func (p *publisher) publish(ctx context.Context, m Publishing) error {
+	return p.publishAll(ctx, []Publishing{m})[0]
+}
+
+// publishAll publishes ms in their order on the channel and then waits for all their
+// confirms together: one round trip for the lot. Each gets its own outcome; once one
+// cannot be sent, the rest are not sent either (ErrUnavailable), so what reaches the
+// broker is always a prefix of ms, in order.
+func (p *publisher) publishAll(ctx context.Context, ms []Publishing) []error {
+	errs := make([]error, len(ms))
+	pps := make([]*pendingPub, len(ms))
+	for i, m := range ms {
+		if i > 0 && errs[i-1] != nil {
+			errs[i] = fmt.Errorf("%w: an earlier message of the batch was not sent", ErrUnavailable)
+			continue
+		}
+		pps[i], errs[i] = p.send(ctx, m)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+	}
+	for i, pp := range pps {
+		if pp == nil {
+			continue
+		}
+		select {
+		case errs[i] = <-pp.done:
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("%w: no confirm: %v", ErrUnavailable, ctx.Err())
+		}
+	}
+	return errs
+}
+
+// send publishes m and returns what its confirm will arrive on.
+func (p *publisher) send(ctx context.Context, m Publishing) (*pendingPub, error) {
 	if m.MessageID == "" {
-		return fmt.Errorf("publish: a message id is needed to match returns")
+		return nil, fmt.Errorf("publish: a message id is needed to match returns")
 	}
 	pp := &pendingPub{id: m.MessageID, done: make(chan error, 1)}
 	p.seqMu.Lock()
@@ -111,36 +148,27 @@ func (p *publisher) publish(ctx context.Context, m Publishing) error {
 	if p.broken != nil {
 		p.mu.Unlock()
 		p.seqMu.Unlock()
-		return p.broken
+		return nil, p.broken
 	}
 	p.pending[tag] = pp
 	p.mu.Unlock()
 	err := p.ch.PublishWithContext(ctx, p.exchange, m.RoutingKey, true, false, amqp.Publishing{
-		Headers:      m.Headers,
-		ContentType:  contentType(m.Body),
-		DeliveryMode: amqp.Persistent,
-		MessageId:    m.MessageID,
-		Timestamp:    time.Now(),
-		Body:         m.Body,
+		Headers:       m.Headers,
+		ContentType:   contentType(m.Body),
+		DeliveryMode:  amqp.Persistent,
+		MessageId:     m.MessageID,
+		CorrelationId: m.CorrelationID,
+		Timestamp:     time.Now(),
+		Body:          m.Body,
 	})
 	p.seqMu.Unlock()
 	if err != nil {
 		p.mu.Lock()
 		delete(p.pending, tag)
 		p.mu.Unlock()
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
-		defer cancel()
-	}
-	select {
-	case err := <-pp.done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%w: no confirm: %v", ErrUnavailable, ctx.Err())
-	}
+	return pp, nil
 }
 
 func contentType(body []byte) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,8 +38,23 @@ type RabbitConfig struct {
 	// each queue to one consumer at a time and fails over to another, so messages are
 	// handled, and numbered, in publish order across instances.
 	SingleActive bool
-	Logger       *slog.Logger
+	// EventsExchange, when set, is a durable topic exchange declared beside ours and
+	// published to by PublishEvents (BRIDGE_EVENTS_EXCHANGE).
+	EventsExchange string
+	// QueueType is QueueClassic (the default) or QueueQuorum: quorum queues are
+	// declared with x-delivery-limit, and RabbitMQ dead-letters a poison message.
+	QueueType string
+	// DeliveryLimit is how many times a message whose hand-off failed is tried again
+	// before it is given up (see poison.go).
+	DeliveryLimit int
+	Logger        *slog.Logger
 }
+
+// Queue types of BRIDGE_QUEUE_TYPE.
+const (
+	QueueClassic = "classic"
+	QueueQuorum  = "quorum"
+)
 
 // Rabbit is the RabbitMQ broker.
 type Rabbit struct {
@@ -53,6 +69,9 @@ type Rabbit struct {
 	closed   chan struct{} // closed by Close
 	loopDone chan struct{}
 	inflight sync.WaitGroup // consumer goroutines of every session
+
+	fails        *failures // classic queues' failed hand-offs per message
+	deadLettered atomic.Int64
 }
 
 // NewRabbit returns a broker for cfg; Start connects it.
@@ -60,19 +79,49 @@ func NewRabbit(cfg RabbitConfig) *Rabbit {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Rabbit{cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), closed: make(chan struct{}), loopDone: make(chan struct{})}
+	if cfg.QueueType == "" {
+		cfg.QueueType = QueueClassic
+	}
+	return &Rabbit{
+		cfg: cfg, log: cfg.Logger, stop: make(chan struct{}), closed: make(chan struct{}), loopDone: make(chan struct{}),
+		fails: newFailures(),
+	}
 }
 
-// TopologyError means the broker holds an exchange or queue we declare with other
-// properties than ours. It is a configuration error; reconnecting will not fix it.
-type TopologyError struct{ Err error }
+func (r *Rabbit) DeadLettered() int64 { return r.deadLettered.Load() }
 
-func (e *TopologyError) Error() string {
-	return fmt.Sprintf("RabbitMQ already has this exchange or queue with other arguments than ours (change BRIDGE_EXCHANGE/BRIDGE_BINDINGS/BRIDGE_DEAD_LETTER_EXCHANGE or delete it): %v", e.Err)
+// TopologyError means what RabbitMQ holds contradicts the configuration: an exchange
+// or queue held there with other arguments than ours, or a dead-letter exchange that
+// does not exist. Reconnecting will not fix it, so the start fails with it.
+type TopologyError struct {
+	Hint string // what it means and what to change
+	Err  error
 }
+
+func (e *TopologyError) Error() string { return e.Hint + ": " + e.Err.Error() }
 func (e *TopologyError) Unwrap() error { return e.Err }
 
+// clashHint says which setting a 406 from a declaration is about; RabbitMQ names the
+// first argument that differs.
+func clashHint(reason string) string {
+	const base = "RabbitMQ already has this exchange or queue with other arguments than ours"
+	switch {
+	case strings.Contains(reason, "'x-queue-type'"):
+		return base + " (another queue type: a queue cannot change type; set BRIDGE_QUEUE_TYPE to the queue's type, or delete the queue, and its messages, to have it declared anew)"
+	case strings.Contains(reason, "'x-delivery-limit'"):
+		return base + " (another x-delivery-limit: set BRIDGE_DELIVERY_LIMIT to the queue's, or delete the queue)"
+	case strings.Contains(reason, "'x-dead-letter-exchange'"):
+		return base + " (another x-dead-letter-exchange: set BRIDGE_DEAD_LETTER_EXCHANGE to the queue's, or delete the queue)"
+	case strings.Contains(reason, "'x-single-active-consumer'"):
+		return base + " (x-single-active-consumer differs: set BRIDGE_SINGLE_ACTIVE_CONSUMER to the queue's, or delete the queue)"
+	}
+	return base + " (change BRIDGE_EXCHANGE/BRIDGE_BINDINGS/BRIDGE_QUEUE_TYPE/BRIDGE_DELIVERY_LIMIT/BRIDGE_DEAD_LETTER_EXCHANGE/BRIDGE_SINGLE_ACTIVE_CONSUMER/BRIDGE_EVENTS_EXCHANGE or delete it)"
+}
+
 func (r *Rabbit) Start(ctx context.Context, handle Handler) error {
+	if r.cfg.DeadLetterExchange == "" {
+		r.log.Info("no BRIDGE_DEAD_LETTER_EXCHANGE: unusable and poison messages are dropped (logged and counted)")
+	}
 	s, err := r.connect(ctx, handle)
 	var te *TopologyError
 	if errors.As(err, &te) {
@@ -138,6 +187,7 @@ type session struct {
 	conn    *amqp.Connection
 	consume *amqp.Channel
 	pub     *publisher
+	events  *publisher // nil without an events exchange
 	tags    []string
 	cancels chan string // consumer tags the broker cancelled (their queue was deleted)
 	closed  chan *amqp.Error
@@ -152,6 +202,10 @@ func (r *Rabbit) connect(ctx context.Context, handle Handler) (*session, error) 
 		return nil, fmt.Errorf("dial RabbitMQ: %w", err)
 	}
 	s := &session{conn: conn, closed: conn.NotifyClose(make(chan *amqp.Error, 1))}
+	if err := r.checkDeadLetterExchange(conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
 	if err := r.declare(conn); err != nil {
 		conn.Close()
 		return nil, err
@@ -159,6 +213,12 @@ func (r *Rabbit) connect(ctx context.Context, handle Handler) (*session, error) 
 	if s.pub, err = newPublisher(conn, r.cfg.Exchange); err != nil {
 		conn.Close()
 		return nil, err
+	}
+	if r.cfg.EventsExchange != "" {
+		if s.events, err = newPublisher(conn, r.cfg.EventsExchange); err != nil {
+			conn.Close()
+			return nil, err
+		}
 	}
 	if err := r.consume(ctx, s, handle); err != nil {
 		conn.Close()
@@ -175,12 +235,18 @@ func (r *Rabbit) connect(ctx context.Context, handle Handler) (*session, error) 
 // It returns when the connection closes, since that closes the channels too.
 func (r *Rabbit) watch(s *session) {
 	pubClosed := s.pub.ch.NotifyClose(make(chan *amqp.Error, 1))
+	var evClosed chan *amqp.Error // nil: never ready
+	if s.events != nil {
+		evClosed = s.events.ch.NotifyClose(make(chan *amqp.Error, 1))
+	}
 	conClosed := s.consume.NotifyClose(make(chan *amqp.Error, 1))
 	var reason any
 	select {
 	case err := <-pubClosed:
 		reason = err
 	case err := <-conClosed:
+		reason = err
+	case err := <-evClosed:
 		reason = err
 	case tag := <-s.cancels:
 		reason = "the broker cancelled consumer " + tag + " (its queue was deleted?)"
@@ -203,24 +269,21 @@ func (r *Rabbit) declare(conn *amqp.Connection) error {
 	wrap := func(what string, err error) error {
 		var ae *amqp.Error
 		if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
-			return &TopologyError{Err: fmt.Errorf("%s: %w", what, err)}
+			return &TopologyError{Hint: clashHint(ae.Reason), Err: fmt.Errorf("%s: %w", what, err)}
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := ch.ExchangeDeclare(r.cfg.Exchange, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
 		return wrap("declare exchange "+r.cfg.Exchange, err)
 	}
-	var args amqp.Table
-	if r.cfg.DeadLetterExchange != "" {
-		args = amqp.Table{"x-dead-letter-exchange": r.cfg.DeadLetterExchange}
-	}
-	if r.cfg.SingleActive {
-		if args == nil {
-			args = amqp.Table{}
+	if e := r.cfg.EventsExchange; e != "" {
+		if err := ch.ExchangeDeclare(e, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+			return wrap("declare events exchange "+e, err)
 		}
-		args["x-single-active-consumer"] = true
 	}
+	args := r.queueArgs()
 	for _, q := range Queues(r.cfg.Bindings) {
+		// Durable and not exclusive, as quorum queues must be.
 		if _, err := ch.QueueDeclare(q, true, false, false, false, args); err != nil {
 			return wrap("declare queue "+q, err)
 		}
@@ -229,6 +292,55 @@ func (r *Rabbit) declare(conn *amqp.Connection) error {
 		if err := ch.QueueBind(b.Queue, b.Key, r.cfg.Exchange, false, nil); err != nil {
 			return wrap("bind queue "+b.Queue, err)
 		}
+	}
+	return nil
+}
+
+// queueArgs are the arguments of every queue we declare. A classic queue carries no
+// x-queue-type, as queues declared before BRIDGE_QUEUE_TYPE existed do not: naming it
+// would clash with them.
+func (r *Rabbit) queueArgs() amqp.Table {
+	args := amqp.Table{}
+	if r.cfg.DeadLetterExchange != "" {
+		args["x-dead-letter-exchange"] = r.cfg.DeadLetterExchange
+	}
+	if r.cfg.SingleActive {
+		args["x-single-active-consumer"] = true
+	}
+	if r.cfg.QueueType == QueueQuorum {
+		args["x-queue-type"] = QueueQuorum
+		args["x-delivery-limit"] = int64(r.cfg.DeliveryLimit)
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	return args
+}
+
+// checkDeadLetterExchange makes sure the dead-letter exchange exists: RabbitMQ accepts
+// a queue whose x-dead-letter-exchange names nothing, and then drops what it
+// dead-letters without a word. The passive declaration has a channel of its own,
+// since a failed one closes its channel.
+func (r *Rabbit) checkDeadLetterExchange(conn *amqp.Connection) error {
+	name := r.cfg.DeadLetterExchange
+	if name == "" {
+		return nil
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	err = ch.ExchangeDeclarePassive(name, amqp.ExchangeFanout, true, false, false, false, nil)
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		return &TopologyError{
+			Hint: fmt.Sprintf("BRIDGE_DEAD_LETTER_EXCHANGE: RabbitMQ has no exchange %q, so rejected and poison messages would vanish; declare it (with a queue bound to it) or unset the variable", name),
+			Err:  err,
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("check dead-letter exchange %s: %w", name, err)
 	}
 	return nil
 }
@@ -285,4 +397,24 @@ func (r *Rabbit) Publish(ctx context.Context, p Publishing) error {
 		return ErrUnavailable
 	}
 	return s.pub.publish(ctx, p)
+}
+
+// PublishEvents publishes ps to the events exchange in their order and waits for
+// their confirms together; each gets its outcome as Publish would give it.
+func (r *Rabbit) PublishEvents(ctx context.Context, ps []Publishing) []error {
+	s := r.current()
+	var err error
+	switch {
+	case s == nil:
+		err = ErrUnavailable
+	case s.events == nil:
+		err = errors.New("publish events: no events exchange configured")
+	default:
+		return s.events.publishAll(ctx, ps)
+	}
+	errs := make([]error, len(ps))
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }

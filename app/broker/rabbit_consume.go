@@ -46,16 +46,23 @@ func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error 
 }
 
 // consumeQueue hands the deliveries of queue q to handle in batches and settles them,
-// until ds closes, the channel does or a stop begins.
+// until ds closes, the channel does or a stop begins. A delivery to try again waits
+// out its pause in w while the loop goes on with the rest of the queue; it holds one
+// of the prefetch's places meanwhile, so at most the prefetch wait at once.
 func (r *Rabbit) consumeQueue(ctx context.Context, ch *amqp.Channel, q string, ds <-chan amqp.Delivery, handle Handler) {
 	done := make(chan struct{})
 	defer close(done)
 	buf := r.buffer(ds, done)
+	w := newWaiting()
+	// What still waits goes back to the queue at once, for another consumer; on a
+	// closed channel the nack fails and the broker requeues it anyway.
+	defer w.release(r)
 	for {
 		// A stop ends the loop after the batch in hand, whichever session this is:
 		// one that connected while the stop began may never have had its consumers
 		// cancelled. What is still buffered stays unacknowledged and the broker hands
 		// it to another consumer.
+		var batch []amqp.Delivery
 		select {
 		case <-r.stop:
 			return
@@ -63,14 +70,20 @@ func (r *Rabbit) consumeQueue(ctx context.Context, ch *amqp.Channel, q string, d
 			if !ok {
 				return
 			}
-			batch := take(buf, d)
-			if ch.IsClosed() {
-				// The broker redelivers them: handled now, they would be dispatched
-				// twice, since none could be acked.
-				return
+			batch = take(buf, []amqp.Delivery{d})
+		case <-w.timer.C:
+			batch = w.due(r, time.Now())
+			if len(batch) == 0 {
+				continue
 			}
-			r.settle(batch, handle(context.WithoutCancel(ctx), deliveries(q, batch)))
+			batch = take(buf, batch)
 		}
+		if ch.IsClosed() {
+			// The broker redelivers them: handled now, they would be dispatched
+			// twice, since none could be acked.
+			return
+		}
+		r.settle(q, batch, handle(context.WithoutCancel(ctx), deliveries(q, batch)), w)
 	}
 }
 
@@ -94,10 +107,9 @@ func (r *Rabbit) buffer(ds <-chan amqp.Delivery, done <-chan struct{}) <-chan am
 	return buf
 }
 
-// take returns first and what buf already holds after it, up to maxBatch, without
+// take returns batch and what buf already holds after it, up to maxBatch, without
 // waiting for more.
-func take(buf <-chan amqp.Delivery, first amqp.Delivery) []amqp.Delivery {
-	batch := []amqp.Delivery{first}
+func take(buf <-chan amqp.Delivery, batch []amqp.Delivery) []amqp.Delivery {
 	for len(batch) < maxBatch {
 		select {
 		case d, ok := <-buf:
@@ -117,39 +129,70 @@ func deliveries(queue string, batch []amqp.Delivery) []Delivery {
 	for i, d := range batch {
 		out[i] = Delivery{
 			Queue: queue, RoutingKey: d.RoutingKey, Body: d.Body, Headers: d.Headers,
-			MessageID: d.MessageId, Redelivered: d.Redelivered,
+			MessageID: d.MessageId, CorrelationID: d.CorrelationId, Redelivered: d.Redelivered,
 		}
 	}
 	return out
 }
 
-// settle acks or rejects each delivery of a batch at once, and requeues the rest
-// after one pause, so a dependency that is down is not hammered. Each is settled on
-// its own: the channel's delivery tags interleave the queues, so one ack with
-// multiple set would also ack deliveries another queue's goroutine still holds.
-func (r *Rabbit) settle(batch []amqp.Delivery, outcomes []Outcome) {
-	var requeue []amqp.Delivery
+// settle acks or rejects each delivery of a batch at once, and puts the ones to try
+// again in w, each to wait out its own pause. Each is settled on its own: the
+// channel's delivery tags interleave the queues, so one ack with multiple set would
+// also ack deliveries another queue's goroutine still holds.
+func (r *Rabbit) settle(q string, batch []amqp.Delivery, outcomes []Outcome, w *waiting) {
+	now := time.Now()
+	tracked := r.cfg.QueueType != QueueQuorum && !r.fails.empty()
 	for i, d := range batch {
 		switch outcomes[i] {
-		case Ack:
-			r.settled(d.Ack(false))
-		case Reject:
-			r.settled(d.Reject(false)) // to the dead-letter exchange, where one is set
+		case Ack, Reject:
+			if tracked {
+				r.fails.forget(r.fails.key(q, d.MessageId, d.Body))
+			}
+			if outcomes[i] == Ack {
+				r.settled(d.Ack(false))
+			} else {
+				r.settled(d.Reject(false)) // to the dead-letter exchange, where one is set
+			}
 		case Requeue:
-			requeue = append(requeue, d)
+			if r.givenUp(q, d) {
+				continue
+			}
+			w.add(d, false, now)
+		case Retry:
+			w.add(d, true, now)
 		}
 	}
-	if len(requeue) == 0 {
-		return
-	}
-	select {
-	case <-time.After(requeuePause):
-	case <-r.stop:
-	case <-r.closed:
-	}
-	for _, d := range requeue {
+}
+
+// givenUp settles d, whose hand-off failed because of itself, as a poison message
+// when this was its last try, and says whether it did. A quorum queue's d goes back
+// with a nack, which RabbitMQ turns into a dead-letter past x-delivery-limit; a
+// classic queue's is rejected once it failed more than the limit.
+func (r *Rabbit) givenUp(q string, d amqp.Delivery) bool {
+	var tries int64
+	if r.cfg.QueueType == QueueQuorum {
+		tries = deliveryCount(d.Headers) + 1
+		if tries <= int64(r.cfg.DeliveryLimit) {
+			return false
+		}
 		r.settled(d.Nack(false, true))
+	} else {
+		k := r.fails.key(q, d.MessageId, d.Body)
+		tries = int64(r.fails.fail(k))
+		if tries <= int64(r.cfg.DeliveryLimit) {
+			return false
+		}
+		r.fails.forget(k)
+		r.settled(d.Reject(false))
 	}
+	r.deadLettered.Add(1)
+	to := r.cfg.DeadLetterExchange
+	if to == "" {
+		to = "(none: dropped)"
+	}
+	r.log.Warn("poison message given up: its hand-off failed on every try", "queue", q, "routingKey", d.RoutingKey,
+		"messageId", d.MessageId, "bytes", len(d.Body), "tries", tries, "deadLetterExchange", to)
+	return true
 }
 
 func (r *Rabbit) settled(err error) {

@@ -128,7 +128,28 @@ func DataJSON(body []byte) json.RawMessage {
 const (
 	FrameSend      = "send"
 	FrameSubscribe = "subscribe"
+	FrameAck       = "ack" // delivery receipts: {"type":"ack","ids":["…"]}
 )
+
+// maxAckIDBytes bounds one id of an ack: cursors are short; anything longer is not one.
+const maxAckIDBytes = 128
+
+// AckIDs checks the ids of a delivery receipt (an ack frame, POST /api/ack): at least
+// one, at most presence.MaxAckIDs, each a non-empty string of bounded size.
+func AckIDs(ids []string) error {
+	switch {
+	case len(ids) == 0:
+		return &RuleError{Unprocessable, "ids is required: the ids of the messages handled"}
+	case len(ids) > presence.MaxAckIDs:
+		return &RuleError{Unprocessable, fmt.Sprintf("ids has %d entries, at most %d at once", len(ids), presence.MaxAckIDs)}
+	}
+	for _, id := range ids {
+		if id == "" || len(id) > maxAckIDBytes {
+			return &RuleError{Unprocessable, fmt.Sprintf("%.40q is not a message id", id)}
+		}
+	}
+	return nil
+}
 
 // MaxRoutingKeyBytes is AMQP's limit on a routing key (a short string).
 const MaxRoutingKeyBytes = 255
@@ -188,6 +209,7 @@ type ClientFrame struct {
 	RoutingKey string   // send: "" means the default inbound key
 	Body       []byte   // send: the message body, never empty
 	Topics     []string // subscribe
+	IDs        []string // ack
 }
 
 // wireFrame is a bridge.v1 client frame as JSON.
@@ -196,6 +218,7 @@ type wireFrame struct {
 	RoutingKey string          `json:"routingKey"`
 	Data       json.RawMessage `json:"data"`
 	Topics     []string        `json:"topics"`
+	IDs        []string        `json:"ids"`
 }
 
 // DecodeClientFrame reads one bridge.v1 frame. It has no side effects, so anything a
@@ -206,7 +229,7 @@ func DecodeClientFrame(data []byte) (ClientFrame, error) {
 	if err := json.Unmarshal(data, &w); err != nil {
 		return ClientFrame{}, &RuleError{Malformed, "frame is not a JSON object: " + err.Error()}
 	}
-	f := ClientFrame{Type: w.Type, RoutingKey: w.RoutingKey, Topics: w.Topics}
+	f := ClientFrame{Type: w.Type, RoutingKey: w.RoutingKey, Topics: w.Topics, IDs: w.IDs}
 	switch w.Type {
 	case FrameSend:
 		body, err := MessageBody(w.RoutingKey, w.Data, 0)
@@ -217,8 +240,12 @@ func DecodeClientFrame(data []byte) (ClientFrame, error) {
 			return ClientFrame{}, ErrEmptyMessage
 		}
 	case FrameSubscribe:
+	case FrameAck:
+		if err := AckIDs(w.IDs); err != nil {
+			return ClientFrame{}, err
+		}
 	default:
-		return ClientFrame{}, &RuleError{Malformed, fmt.Sprintf("unknown frame type %.32q: want send or subscribe", w.Type)}
+		return ClientFrame{}, &RuleError{Malformed, fmt.Sprintf("unknown frame type %.32q: want send, subscribe or ack", w.Type)}
 	}
 	return f, nil
 }

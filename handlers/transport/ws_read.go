@@ -151,7 +151,7 @@ func (c *WS) discard(nc net.Conn) error {
 func (c *WS) endServe() {
 	c.mu.Lock()
 	c.closing = true
-	c.queue.take()
+	c.queue.drop()
 	if c.ping != nil {
 		c.ping.Stop()
 	}
