@@ -17,6 +17,11 @@ import (
 // offline from any token a client holds.
 const minSecretBytes = 16
 
+// minAPIKeyBytes is the shortest BRIDGE_API_KEY accepted outside dev mode: it lets its
+// holder publish to every user and read who is online, and is tried online as often as
+// an attacker likes; 24 random bytes are beyond guessing.
+const minAPIKeyBytes = 24
+
 // newAuth builds the request authenticator from the configuration, pinning the token
 // algorithms to the kind of key configured (no "none", no HS/RS confusion). A JWKS is
 // refreshed in the background until ctx ends.
@@ -24,6 +29,9 @@ func newAuth(ctx context.Context, cfg *Config, log *slog.Logger) (*handlers.Auth
 	a := &handlers.Auth{
 		Dev: cfg.Dev, APIKey: cfg.APIKey, AllowedOrigins: cfg.AllowedOrigins,
 		Audience: cfg.JWTAudience, Issuer: cfg.JWTIssuer,
+	}
+	if !cfg.Dev && cfg.APIKey != "" && len(cfg.APIKey) < minAPIKeyBytes {
+		return nil, fmt.Errorf("BRIDGE_API_KEY: use at least %d bytes (it opens publishing to every user), e.g. openssl rand -hex 16", minAPIKeyBytes)
 	}
 	if set := keySources(cfg); len(set) > 1 {
 		return nil, fmt.Errorf("%s are set together: set only the one your tokens are signed for", strings.Join(set, " and "))
@@ -35,6 +43,7 @@ func newAuth(ctx context.Context, cfg *Config, log *slog.Logger) (*handlers.Auth
 			return nil, fmt.Errorf("BRIDGE_JWT_JWKS_URL: %w", err)
 		}
 		a.KeyFunc, a.Methods = kf, jwksMethods
+		warnJWKSUnpinned(cfg, log)
 	case cfg.JWTPublicKeyFile != "":
 		pem, err := os.ReadFile(cfg.JWTPublicKeyFile)
 		if err != nil {
@@ -86,4 +95,20 @@ func publicKey(pem []byte) (any, []string, error) {
 		return k, []string{"ES512"}, nil
 	}
 	return nil, nil, fmt.Errorf("ECDSA key on an unsupported curve %s", k.Curve.Params().Name)
+}
+
+// warnJWKSUnpinned says, loudly, when JWKS tokens are not held to this service: an
+// identity provider signs the tokens of all its applications with the same keys, so
+// without an audience (and issuer) a token minted for any other application of the same
+// provider — another team's, a test tenant's — gets in here as its subject.
+func warnJWKSUnpinned(cfg *Config, log *slog.Logger) {
+	for _, m := range []struct{ env, v, claim string }{
+		{"BRIDGE_JWT_AUDIENCE", cfg.JWTAudience, "aud"},
+		{"BRIDGE_JWT_ISSUER", cfg.JWTIssuer, "iss"},
+	} {
+		if m.v == "" {
+			log.Warn("SECURITY: BRIDGE_JWT_JWKS_URL is used without "+m.env+": a token your identity provider signed for any other application is accepted here; set "+m.env+" to the "+m.claim+" of this service's tokens",
+				"unset", m.env)
+		}
+	}
 }

@@ -119,6 +119,7 @@ func authServer(t *testing.T, extra map[string]string) *apptest.Server {
 	env := map[string]string{
 		"AMQP_URL": apptest.AMQPURL(), "BRIDGE_JWT_SECRET": testSecret, "BRIDGE_API_KEY": testAPIKey,
 		"BRIDGE_JWT_AUDIENCE": testAudience, "BRIDGE_JWT_ISSUER": testIssuer, "BRIDGE_INBOUND": "broadcast",
+		"BRIDGE_INBOUND_KEYS": "inbound,chat",
 	}
 	for _, m := range []map[string]string{tp.Env, extra} {
 		for k, v := range m {

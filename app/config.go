@@ -21,6 +21,9 @@ import (
 // flags first, then the environment, then the defaults below.
 type Config struct {
 	Port               int
+	ListenHost         string // BRIDGE_LISTEN's host; see listenAddr
+	ListenPort         string // BRIDGE_LISTEN's port; "": none given, PORT's
+	ListenSet          bool   // BRIDGE_LISTEN is set
 	AMQPURL            string // empty: in-process queue
 	RedisURL           string // empty: in-memory, single instance
 	RedisPrefix        string // starts every Redis key and channel
@@ -33,6 +36,7 @@ type Config struct {
 	JWTAudience        string // empty: aud not checked
 	JWTIssuer          string // empty: iss not checked
 	APIKey             string
+	MetricsKey         string   // empty: /metrics is open
 	AllowedOrigins     []string // empty: same origin only (any origin in dev mode)
 	Dev                bool
 	HistorySize        int
@@ -45,12 +49,17 @@ type Config struct {
 	MaxHeaderBytes     int
 	MaxQueryBytes      int
 	HandshakeTimeout   time.Duration
+	BodyTimeout        time.Duration
 	MessageRate        int // client messages per second, per connection
 	MessageBurst       int
+	ByteRate           int // client payload bytes per second, per WebSocket
+	UserRate           int // costly requests per second, per user on this instance
+	UserBurst          int
 	MaxConnsPerUser    int // on this instance
 	MaxConns           int // on this instance
 	MaxConnectionAge   time.Duration
-	Inbound            string // broker | broadcast | off
+	Inbound            string   // broker | broadcast | off
+	InboundKeys        []string // routing keys clients may send with; "*": any but ours (see inboundKeysDefault)
 	DeadLetterExchange string
 	SingleActive       bool   // declare queues with x-single-active-consumer
 	QueueType          string // classic | quorum
@@ -70,6 +79,7 @@ type setting struct {
 
 var settings = []setting{
 	{"PORT", "port", "8080", "HTTP port (0: any free port, reported at start)", intTo(func(c *Config) *int { return &c.Port }, 0, 65535)},
+	{"BRIDGE_LISTEN", "listen", "", "address to listen on: host, or host:port whose port wins over PORT (unset: every interface; loopback only in -dev)", parseListen},
 	{"AMQP_URL", "amqp-url", "", "RabbitMQ URL, amqp://user:pass@host:5672/vhost (unset: in-process queue)", func(c *Config, v string) error {
 		if v != "" {
 			if u, err := url.Parse(v); err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") {
@@ -129,6 +139,7 @@ var settings = []setting{
 	{"BRIDGE_JWT_AUDIENCE", "jwt-audience", "", "required aud of client tokens (unset: not checked)", func(c *Config, v string) error { c.JWTAudience = v; return nil }},
 	{"BRIDGE_JWT_ISSUER", "jwt-issuer", "", "required iss of client tokens (unset: not checked)", func(c *Config, v string) error { c.JWTIssuer = v; return nil }},
 	{"BRIDGE_API_KEY", "api-key", "", "bearer key for /api/publish and the inspection routes", func(c *Config, v string) error { c.APIKey = v; return nil }},
+	{"BRIDGE_METRICS_KEY", "metrics-key", "", "bearer key of /metrics (unset: /metrics is open)", func(c *Config, v string) error { c.MetricsKey = v; return nil }},
 	{"BRIDGE_ALLOWED_ORIGINS", "allowed-origins", "", "origins allowed to connect, comma separated, * for any (unset: same origin; any in -dev)", func(c *Config, v string) error {
 		c.AllowedOrigins = nil
 		for _, o := range strings.Split(v, ",") {
@@ -158,8 +169,12 @@ var settings = []setting{
 	{"BRIDGE_MAX_HEADER_BYTES", "max-header-bytes", "32768", "largest request line plus headers (answered 431)", intTo(func(c *Config) *int { return &c.MaxHeaderBytes }, 4096, 1<<20)},
 	{"BRIDGE_MAX_QUERY_BYTES", "max-query-bytes", "8192", "largest query string (answered 414)", intTo(func(c *Config) *int { return &c.MaxQueryBytes }, 256, 1<<20)},
 	{"BRIDGE_HANDSHAKE_TIMEOUT", "handshake-timeout", "10s", "time a client has to send its request headers and finish a WebSocket handshake", durTo(func(c *Config) *time.Duration { return &c.HandshakeTimeout }, 100*time.Millisecond)},
-	{"BRIDGE_MESSAGE_RATE", "message-rate", "20", "messages per second a client may send on one connection (WebSocket close 1008 / HTTP 429 beyond)", intTo(func(c *Config) *int { return &c.MessageRate }, 1, 1_000_000)},
-	{"BRIDGE_MESSAGE_BURST", "message-burst", "50", "messages a client may send at once before BRIDGE_MESSAGE_RATE applies", intTo(func(c *Config) *int { return &c.MessageBurst }, 1, 1_000_000)},
+	{"BRIDGE_BODY_TIMEOUT", "body-timeout", "10s", "time a client has to send a request's body once its headers arrived (408, or the connection closed)", durTo(func(c *Config) *time.Duration { return &c.BodyTimeout }, 100*time.Millisecond)},
+	{"BRIDGE_MESSAGE_RATE", "message-rate", "20", "messages per second a client may send on one connection: on a WebSocket every frame counts, fragments, pings and pongs too (close 1008 / HTTP 429 beyond)", intTo(func(c *Config) *int { return &c.MessageRate }, 1, 1_000_000)},
+	{"BRIDGE_MESSAGE_BURST", "message-burst", "50", "messages (WebSocket: frames) a client may send at once before BRIDGE_MESSAGE_RATE applies", intTo(func(c *Config) *int { return &c.MessageBurst }, 1, 1_000_000)},
+	{"BRIDGE_USER_RATE", "user-rate", "10", "costly requests per second one user may make on this instance: polls with a cursor, connections resuming from a cursor, sends (HTTP 429 beyond)", intTo(func(c *Config) *int { return &c.UserRate }, 1, 1_000_000)},
+	{"BRIDGE_USER_BURST", "user-burst", "40", "costly requests a user may make at once before BRIDGE_USER_RATE applies", intTo(func(c *Config) *int { return &c.UserBurst }, 1, 1_000_000)},
+	{"BRIDGE_BYTE_RATE", "byte-rate", "262144", "payload bytes per second a client may send on one WebSocket, every frame's (close 1008 beyond; burst twice BRIDGE_MAX_MESSAGE_BYTES)", intTo(func(c *Config) *int { return &c.ByteRate }, 1024, 1<<30)},
 	{"BRIDGE_MAX_CONNS_PER_USER", "max-conns-per-user", "32", "connections one user may hold on this instance (503 beyond)", intTo(func(c *Config) *int { return &c.MaxConnsPerUser }, 1, 1_000_000)},
 	{"BRIDGE_MAX_CONNS", "max-conns", "50000", "connections this instance holds (503 beyond)", intTo(func(c *Config) *int { return &c.MaxConns }, 1, 10_000_000)},
 	{"BRIDGE_MAX_CONNECTION_AGE", "max-connection-age", "55m", "WebSockets and SSE streams end themselves (with a reconnect hint) before this age", durTo(func(c *Config) *time.Duration { return &c.MaxConnectionAge }, time.Second)},
@@ -170,6 +185,19 @@ var settings = []setting{
 			return nil
 		}
 		return errors.New("want broker, broadcast or off")
+	}},
+	{"BRIDGE_INBOUND_KEYS", "inbound-keys", "", "routing keys clients may send with, comma separated, * for any but those of BRIDGE_BINDINGS (unset: inbound with BRIDGE_INBOUND=broadcast, * with broker)", func(c *Config, v string) error {
+		c.InboundKeys = nil
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k == "" {
+				continue
+			}
+			if len(k) > 255 {
+				return fmt.Errorf("%.20q… is longer than 255 bytes, AMQP's limit for a routing key", k)
+			}
+			c.InboundKeys = append(c.InboundKeys, k)
+		}
+		return nil
 	}},
 	{"BRIDGE_DEAD_LETTER_EXCHANGE", "dead-letter-exchange", "", "x-dead-letter-exchange of the queues we declare", func(c *Config, v string) error { c.DeadLetterExchange = v; return nil }},
 	{"BRIDGE_SINGLE_ACTIVE_CONSUMER", "single-active-consumer", "false", "declare queues with x-single-active-consumer: one instance consumes each queue at a time, so each user's messages keep publish order across instances", func(c *Config, v string) (err error) {
@@ -310,7 +338,59 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (*Con
 	if !c.Dev && c.JWTSecret == "" && c.JWTPublicKeyFile == "" && c.JWTJWKSURL == "" {
 		return nil, errors.New("no client auth configured: set BRIDGE_JWT_SECRET, BRIDGE_JWT_PUBLIC_KEY_FILE or BRIDGE_JWT_JWKS_URL, or run with -dev (BRIDGE_DEV=1)")
 	}
+	if err := checkDev(c, getenv); err != nil {
+		return nil, err
+	}
+	if err := settleInboundKeys(c); err != nil {
+		return nil, err
+	}
+	portGiven := getenv("PORT") != "" || vals["PORT"] != nil && *vals["PORT"] != ""
+	if c.ListenPort != "" && portGiven && c.ListenPort != strconv.Itoa(c.Port) {
+		return nil, fmt.Errorf("BRIDGE_LISTEN: its port %s contradicts PORT %d: give the port in one of them", c.ListenPort, c.Port)
+	}
 	return c, nil
+}
+
+// listenAddr is where the server listens: BRIDGE_LISTEN's host (unset: every
+// interface, or loopback only in dev mode, so a laptop's dev server is not open to its
+// network by accident) and BRIDGE_LISTEN's port, else PORT.
+func (c *Config) listenAddr() string {
+	host := c.ListenHost
+	if !c.ListenSet && c.Dev {
+		host = "127.0.0.1"
+	}
+	port := c.ListenPort
+	if port == "" {
+		port = strconv.Itoa(c.Port)
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// parseListen reads BRIDGE_LISTEN: a host (name or IP, IPv6 with or without brackets)
+// or host:port; ":8080" is every interface on 8080.
+func parseListen(c *Config, v string) error {
+	c.ListenHost, c.ListenPort, c.ListenSet = "", "", v != ""
+	if v == "" {
+		return nil
+	}
+	if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(v, "["), "]")); ip != nil {
+		c.ListenHost = ip.String()
+		return nil
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		if strings.ContainsAny(v, ":[] /") {
+			return fmt.Errorf("%q is not a host or host:port like 0.0.0.0:8080", v)
+		}
+		c.ListenHost = v // a host name
+		return nil
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not 0..65535", port)
+	}
+	c.ListenHost, c.ListenPort = host, strconv.Itoa(n)
+	return nil
 }
 
 // resolve applies flag, then environment, then default to every setting.

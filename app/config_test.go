@@ -201,3 +201,47 @@ func TestGivenInstanceIDGetsSuffix(t *testing.T) {
 		t.Errorf("a glob in BRIDGE_REDIS_PREFIX: got %v, want an error naming it", err)
 	}
 }
+
+// TestListenAddr: where the server listens, from BRIDGE_LISTEN, PORT and dev mode.
+func TestListenAddr(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     []string
+		want    string
+		wantErr string
+	}{
+		{"production, default", nil, []string{"BRIDGE_JWT_SECRET", "0123456789abcdef"}, ":8080", ""},
+		{"production, PORT", nil, []string{"BRIDGE_JWT_SECRET", "0123456789abcdef", "PORT", "9000"}, ":9000", ""},
+		{"dev: loopback", nil, []string{"BRIDGE_DEV", "1"}, "127.0.0.1:8080", ""},
+		{"dev: loopback on PORT", nil, []string{"BRIDGE_DEV", "1", "PORT", "9000"}, "127.0.0.1:9000", ""},
+		{"dev: a host, PORT's port", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "0.0.0.0", "PORT", "9000"}, "0.0.0.0:9000", ""},
+		{"dev: host:port", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "0.0.0.0:8081"}, "0.0.0.0:8081", ""},
+		{"dev: every interface", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", ":8081"}, ":8081", ""},
+		{"IPv6 host", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "::1"}, "[::1]:8080", ""},
+		{"IPv6 host in brackets", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "[::1]"}, "[::1]:8080", ""},
+		{"IPv6 host:port", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "[::1]:8081"}, "[::1]:8081", ""},
+		{"a host name", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "localhost"}, "localhost:8080", ""},
+		{"same port twice", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "0.0.0.0:9000", "PORT", "9000"}, "0.0.0.0:9000", ""},
+		{"flag", []string{"-listen", "0.0.0.0:8082"}, []string{"BRIDGE_DEV", "1"}, "0.0.0.0:8082", ""},
+		{"two ports", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "0.0.0.0:9001", "PORT", "9000"}, "", "BRIDGE_LISTEN: its port 9001 contradicts PORT 9000"},
+		{"two ports, by flag", []string{"-port", "9000"}, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "0.0.0.0:9001"}, "", "BRIDGE_LISTEN"},
+		{"a bad port", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "0.0.0.0:http"}, "", "BRIDGE_LISTEN: "},
+		{"a port too big", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "0.0.0.0:70000"}, "", "BRIDGE_LISTEN: "},
+		{"not an address", nil, []string{"BRIDGE_DEV", "1", "BRIDGE_LISTEN", "http://0.0.0.0"}, "", "BRIDGE_LISTEN: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.args, envOf(tc.env...), io.Discard)
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case c.listenAddr() != tc.want:
+				t.Errorf("listenAddr() = %q, want %q", c.listenAddr(), tc.want)
+			}
+		})
+	}
+}

@@ -93,7 +93,9 @@ func TestSendFlood429(t *testing.T) {
 // 503 and Retry-After while the bystander keeps receiving; a poll that answers frees
 // its slot, and one that answers at once takes none.
 func TestStreamsPerUser(t *testing.T) {
-	ls := newLimitServer(t, nil) // BRIDGE_MAX_CONNS_PER_USER=5
+	// BRIDGE_MAX_CONNS_PER_USER=5; the budget of costly requests out of the way: polls
+	// with a cursor draw from it before they would wait (TestPollHammerGets429).
+	ls := newLimitServer(t, map[string]string{"BRIDGE_USER_BURST": "1000"})
 	cursor := poll(t, ls.Server, q("user", "a")).Cursor
 	for range 4 {
 		apptest.OpenSSE(t, ls.URL+"/sse?user=a", nil)

@@ -202,8 +202,17 @@ func TestConnectionsPerUser(t *testing.T) {
 // TestConnectionsPerInstance: BRIDGE_MAX_CONNS counts every user together.
 func TestConnectionsPerInstance(t *testing.T) {
 	ls := newLimitServer(t, map[string]string{"BRIDGE_MAX_CONNS": "3"})
-	apptest.DialWS(t, ls.WSURL("/ws/yxd/c"), "", nil)
-	apptest.DialWS(t, ls.WSURL("/ws/yxd/d"), "", nil)
+	// The test's own HTTP requests count too while the server still runs them: a
+	// WebSocket may have to wait for the last one to be over.
+	for _, u := range []string{"c", "d"} {
+		apptest.Eventually(t, 5*time.Second, "upgraded as "+u, func() bool {
+			c, _, err := websocket.DefaultDialer.Dial(ls.WSURL("/ws/yxd/"+u), nil)
+			if err == nil {
+				t.Cleanup(func() { c.Close() })
+			}
+			return err == nil
+		})
+	}
 	resp := dialResponse(t, ls.WSURL("/ws/yxd/e"), nil)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "5" {
 		t.Errorf("fourth connection: got %d Retry-After %q, want 503 with Retry-After 5", resp.StatusCode, resp.Header.Get("Retry-After"))

@@ -12,9 +12,8 @@ import (
 )
 
 // newMetrics exposes the counters the parts already keep; nothing is counted twice.
-func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, be *backend, more ...prometheus.Collector) http.Handler {
+func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, be *backend, gate *connGate, dev bool, more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(more...)
 	reg.MustRegister(more...)
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -22,6 +21,12 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, be *backend, mo
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_connections", Help: "Client connections held by this instance."},
 			func() float64 { return float64(hub.Count()) }),
 		byTransport(hub, "ws"), byTransport(hub, "sse"), byTransport(hub, "poll"),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_tcp_connections", Help: "TCP connections open to this instance, counted against BRIDGE_MAX_CONNS: streams, requests, idle keep-alives and connections yet to send a request."},
+			func() float64 { return float64(gate.count()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_tcp_connections_evicted_total", Help: "Connections closed at BRIDGE_MAX_CONNS to make room for a new one, because they waited longest for their client (no request yet, idle, or a body not arrived)."},
+			func() float64 { return float64(gate.evicted.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_tcp_connections_refused_total", Help: "Connections refused with 503 at BRIDGE_MAX_CONNS because every connection held was busy or a live stream."},
+			func() float64 { return float64(gate.refused.Load()) }),
 		r.DispatchSeconds,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_sent_total", Help: "Messages queued to client connections."},
 			func() float64 { return float64(hub.Stats.Delivered.Load()) }),
@@ -50,6 +55,13 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, be *backend, mo
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_catch_up_drops_total", Help: "Connections told to reconnect because a gap could not be filled from the history."},
 			func() float64 { return float64(hub.Stats.CatchUpDrops.Load()) }),
 		relayDropped(be, "malformed", 0), relayDropped(be, "foreign", 1),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_dev_mode", Help: "1 when this instance runs in dev mode: clients are not authenticated."},
+			func() float64 {
+				if dev {
+					return 1
+				}
+				return 0
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_broker_up", Help: "1 while the broker connection is up."},
 			func() float64 {
 				if b.Ready() {

@@ -40,7 +40,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("instance", cfg.InstanceID)
 	if cfg.Dev {
-		log.Warn("DEV MODE: clients are NOT authenticated (user id from the path or ?user=) and any Origin is accepted unless BRIDGE_ALLOWED_ORIGINS is set; never run this in production")
+		log.Warn("DEV MODE: clients are NOT authenticated (user id from the path or ?user=) and any Origin is accepted unless BRIDGE_ALLOWED_ORIGINS is set; listening on loopback only unless BRIDGE_LISTEN says otherwise; never run this in production")
 	}
 	if cfg.PprofAddr != "" {
 		pprofCtx, stopPprof := context.WithCancel(ctx)
@@ -82,15 +82,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	var draining atomic.Bool
 	ready := readiness(ctx, &draining, b, be, lc)
+	gate := newConnGate(connCap(cfg.MaxConns, log))
 	srv := handlers.NewServer(handlers.Deps{
 		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Dispatcher: be.disp, Publisher: brokerPublisher{b},
 		Idempotency: be.idem,
-		Inbound:     cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
-		Limits:  limitsOf(cfg),
-		Metrics: newMetrics(hub, consumer, b, be, ob.collectors()...),
+		Inbound:     cfg.Inbound, InboundKeys: cfg.InboundKeys, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
+		Limits:     limitsOf(cfg),
+		Metrics:    newMetrics(hub, consumer, b, be, gate, cfg.Dev, ob.collectors()...),
+		MetricsKey: cfg.MetricsKey,
+		Hijacking:  gate.hijacking,
 	})
 
-	httpSrv, serveErr, err := startHTTP(cfg, srv, stdout, log)
+	httpSrv, serveErr, err := startHTTP(ctx, cfg, gate, srv, stdout, log)
 	if err != nil {
 		return err
 	}
@@ -166,25 +169,31 @@ func readiness(ctx context.Context, draining *atomic.Bool, b broker.Broker, be *
 	}
 }
 
-// startHTTP listens on cfg.Port (0: any free port) and serves h; the listening port is
-// logged and printed on stdout, where tests and scripts read it. serveErr receives
-// why the server stopped serving, unless it was shut down.
-func startHTTP(cfg *Config, h http.Handler, stdout io.Writer, log *slog.Logger) (*http.Server, <-chan error, error) {
-	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", cfg.Port))
+// startHTTP listens on cfg's address (port 0: any free port) and serves h; the
+// listening port is logged and printed on stdout, where tests and scripts read it.
+// serveErr receives why the server stopped serving, unless it was shut down.
+//
+// Every connection is bounded in time until it is a live stream: its headers within
+// BRIDGE_HANDSHAKE_TIMEOUT (ReadHeaderTimeout, also once a keep-alive connection sends
+// the next request's first byte), a request's body within BRIDGE_BODY_TIMEOUT
+// (guardBodies), idle keep-alive within idleTimeout; and it counts against
+// BRIDGE_MAX_CONNS from accept (connGate).
+func startHTTP(ctx context.Context, cfg *Config, gate *connGate, h http.Handler, stdout io.Writer, log *slog.Logger) (*http.Server, <-chan error, error) {
+	ln, err := listen(ctx, cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("PORT: %w", err)
+		return nil, nil, err
 	}
-	fresh := newFreshConns()
 	httpSrv := &http.Server{
-		// ReadHeaderTimeout stops a client that opens a connection and trickles headers.
-		Handler: h, ReadHeaderTimeout: cfg.HandshakeTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes, IdleTimeout: idleTimeout,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug), ConnState: fresh.track,
+		Handler: gate.guardBodies(h, cfg.BodyTimeout), ReadHeaderTimeout: cfg.HandshakeTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes, IdleTimeout: idleTimeout,
+		ErrorLog:  slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState: gate.track, ConnContext: gate.connContext,
 	}
-	httpSrv.RegisterOnShutdown(fresh.closeAll)
+	httpSrv.RegisterOnShutdown(gate.closeFresh)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
+	go func() { serveErr <- httpSrv.Serve(gate.listener(ln)) }()
 	port := ln.Addr().(*net.TCPAddr).Port
-	log.Info("listening", "port", port, "broker", brokerName(cfg), "shared", sharedName(cfg), "inbound", cfg.Inbound)
+	log.Info("listening", "addr", ln.Addr().String(), "broker", brokerName(cfg), "shared", sharedName(cfg), "inbound", cfg.Inbound, "max_conns", gate.max)
 	fmt.Fprintf(stdout, "pushbridge listening on :%d\n", port)
 	return httpSrv, serveErr, nil
 }

@@ -18,7 +18,7 @@ const (
 	otherSecret  = "other-secret-0123456789abcdef"
 	testAudience = "pushbridge-test"
 	testIssuer   = "https://issuer.test"
-	testAPIKey   = "test-api-key-0123456789"
+	testAPIKey   = "test-api-key-0123456789abcdef"
 )
 
 // claims are a valid client token's claims for user.

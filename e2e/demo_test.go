@@ -40,6 +40,7 @@ func bodyFor(user, text string) string {
 func TestDemoPageInBrowser(t *testing.T) {
 	env, tp := serverEnv(t)
 	env["BRIDGE_INBOUND"] = "broadcast" // the demo's chat: what a page sends reaches every page
+	env["BRIDGE_INBOUND_KEYS"] = "inbound,chat"
 	s := apptest.Start(t, env)
 	browser := newBrowser(t)
 

@@ -87,8 +87,16 @@ func (b *lockedBuffer) String() string {
 // port. It is stopped with SIGTERM (and its drain waited for) when the test ends.
 func startProc(t *testing.T, name string, env map[string]string) *proc {
 	t.Helper()
+	return startProcUnder(t, name, env)
+}
+
+// startProcUnder is startProc with the binary run by a wrapper command, such as
+// prlimit (the wrapper must exec the binary, so signals reach it).
+func startProcUnder(t *testing.T, name string, env map[string]string, wrapper ...string) *proc {
+	t.Helper()
 	p := &proc{Name: name, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(binary, "serve")
+	argv := append(append([]string{}, wrapper...), binary, "serve")
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "PORT=0"}
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)

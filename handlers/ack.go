@@ -22,6 +22,9 @@ const maxAckBodyBytes = 64 << 10
 // WebSocket client sends them in an ack frame. Same admission and rate as /api/send.
 func handleAck(auth *Auth, rates *userRates, hub *presence.Hub) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := requireJSON(c.Request()); err != nil { // no simple-request CSRF, as /api/send
+			return err
+		}
 		user, err := auth.Admit(c.Request(), "")
 		if err != nil {
 			return err

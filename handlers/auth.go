@@ -156,9 +156,24 @@ func (a *Auth) CheckOrigin(r *http.Request) bool {
 			return true
 		}
 		u, err := url.Parse(origin)
-		return err == nil && strings.EqualFold(u.Host, r.Host)
+		return err == nil && strings.EqualFold(u.Host, r.Host) && strings.EqualFold(u.Scheme, requestScheme(r))
 	}
 	return false
+}
+
+// requestScheme is the scheme the browser used to reach us: https when we terminate
+// TLS, else what the proxy in front says it terminated (X-Forwarded-Proto, which Fly.io
+// and Cloud Run set; a page cannot set it on a WebSocket, an EventSource or a simple
+// request), else http. Comparing it keeps a page served over plain http — one a
+// network attacker can write — from being "the same origin" as the https site.
+func requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if p, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ","); p != "" {
+		return strings.ToLower(strings.TrimSpace(p))
+	}
+	return "http"
 }
 
 // wildcardOnly says whether origin is allowed only by a "*" in AllowedOrigins, not by

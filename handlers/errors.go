@@ -40,7 +40,7 @@ func statusOf(err error) *Error {
 	case errors.Is(err, presence.ErrBadCursor):
 		// A receipt naming something that is no message id.
 		return &Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}
-	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved):
+	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved), errors.Is(err, errInboundKey):
 		return &Error{Status: http.StatusForbidden, Msg: err.Error()}
 	case errors.Is(err, idempotency.ErrMismatch):
 		return &Error{Status: http.StatusUnprocessableEntity, Msg: err.Error()}

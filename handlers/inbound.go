@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/pushbridge/pushbridge/presence"
 )
@@ -14,6 +15,7 @@ const defaultInboundKey = "inbound"
 var (
 	errInboundOff      = errors.New("sending is turned off on this server (BRIDGE_INBOUND=off)")
 	errInboundReserved = errors.New("that routing key is consumed by this gateway itself, so clients may not publish to it")
+	errInboundKey      = errors.New("clients may not send with that routing key (BRIDGE_INBOUND_KEYS)")
 )
 
 // inbound carries what a client sends, as BRIDGE_INBOUND says.
@@ -25,12 +27,20 @@ type inbound struct {
 	// with one would come back to us and be delivered as if a backend had sent it: to
 	// anyone it names, or to everyone.
 	reserved map[string]bool
+	allowed  map[string]bool // BRIDGE_INBOUND_KEYS; nil: any key but the reserved ones
+	budget   *userRates      // every send draws one from its user's budget (newUserBudget)
 }
 
-func newInbound(mode string, pub Publisher, disp presence.Dispatcher, consumedKeys []string) *inbound {
-	in := &inbound{mode: mode, pub: pub, disp: disp, reserved: make(map[string]bool)}
+func newInbound(mode string, keys []string, pub Publisher, disp presence.Dispatcher, consumedKeys []string, budget *userRates) *inbound {
+	in := &inbound{mode: mode, pub: pub, disp: disp, reserved: make(map[string]bool), budget: budget}
 	for _, k := range consumedKeys {
 		in.reserved[k] = true
+	}
+	if !slices.Contains(keys, "*") {
+		in.allowed = make(map[string]bool)
+		for _, k := range keys {
+			in.allowed[k] = true
+		}
 	}
 	return in
 }
@@ -41,11 +51,20 @@ func (in *inbound) send(ctx context.Context, user, routingKey string, data []byt
 	if routingKey == "" {
 		routingKey = defaultInboundKey
 	}
+	if in.mode == "off" {
+		return errInboundOff
+	}
+	switch {
+	case in.reserved[routingKey]:
+		return fmt.Errorf("%w: %q", errInboundReserved, routingKey)
+	case in.allowed != nil && !in.allowed[routingKey]:
+		return fmt.Errorf("%w: %q", errInboundKey, routingKey)
+	}
+	if err := in.budget.allow(user); err != nil {
+		return err
+	}
 	switch in.mode {
 	case "broker":
-		if in.reserved[routingKey] {
-			return fmt.Errorf("%w: %q", errInboundReserved, routingKey)
-		}
 		_, err := in.pub.Publish(ctx, Publishing{RoutingKey: routingKey, Body: data, UserID: user})
 		return err
 	case "broadcast":

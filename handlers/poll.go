@@ -29,11 +29,12 @@ const maxPollMessages = 500
 func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		topics, err := rule.query(r)
+		user, err := dr.auth.Admit(r, "")
 		if err != nil {
 			return err
 		}
-		user, err := dr.auth.Admit(r, "")
+		// After admission: the rule's refusal names the keys this gateway consumes.
+		topics, err := rule.query(r)
 		if err != nil {
 			return err
 		}
@@ -45,6 +46,9 @@ func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 			return err
 		}
 		cursor := c.QueryParam("cursor")
+		if err := dr.resuming(user, cursor); err != nil {
+			return err
+		}
 		ctx := context.WithoutCancel(r.Context())
 		// First a plain read: a poll that has something to answer (or must not wait)
 		// answers from it, registering nothing — one history read instead of a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -76,6 +77,10 @@ func decodeJSON(r *http.Request, max int, v any) error {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "body is too large"}
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return &Error{Status: http.StatusRequestTimeout, Msg: "the body did not arrive within BRIDGE_BODY_TIMEOUT"}
 		}
 		if errors.Is(err, io.EOF) {
 			return &Error{Status: http.StatusBadRequest, Msg: "empty body: send a JSON object"}

@@ -21,6 +21,9 @@ type Limits struct {
 
 	MessageRate      int           // inbound messages per second per connection (per user on HTTP); 0: unlimited
 	MessageBurst     int           // inbound messages at once before MessageRate applies
+	ByteRate         int           // inbound payload bytes per second per WebSocket, burst 2×MaxMessageBytes; 0: unlimited
+	UserRate         int           // costly requests per second per user on this instance (see newUserBudget); 0: unlimited
+	UserBurst        int           // costly requests at once before UserRate applies
 	MaxConns         int           // connections on this instance, every transport; 0: unlimited
 	MaxConnsPerUser  int           // connections of one user on this instance; 0: unlimited
 	MaxQueryBytes    int           // longest query string; 0: unlimited
@@ -38,13 +41,20 @@ type Deps struct {
 	// Idempotency remembers /api/publish's answers by Idempotency-Key (in Redis when
 	// the instances share one); nil: in this process's memory.
 	Idempotency idempotency.Store
-	Inbound     string // broker | broadcast | off
+	Inbound     string   // broker | broadcast | off
+	InboundKeys []string // routing keys clients may send with; "*": any but ConsumedKeys
 	Auth        *Auth
 	Limits      Limits
 	Ready       func() error // nil when this instance should get traffic
 	Draining    func() bool  // true once the instance drains: new connections are refused; nil: never
 	Metrics     http.Handler
+	MetricsKey  string // bearer key of /metrics; empty: open
 	Log         *slog.Logger
+
+	// Hijacking is told that a request's connection is about to be taken over as a
+	// WebSocket, which its HTTP server then no longer reports on; ended is called once,
+	// when that WebSocket has ended or the upgrade failed. nil: nobody is told.
+	Hijacking func(r *http.Request) (ended func())
 
 	// ConsumedKeys are the routing keys our own queues are bound with; clients may not
 	// publish to them (see inbound).
@@ -56,14 +66,15 @@ func NewServer(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log.Error)
-	in := newInbound(d.Inbound, d.Publisher, d.Dispatcher, d.ConsumedKeys)
-	dr := newDoor(d)
-	topics := newTopicRule(d.Inbound, d.ConsumedKeys)
+	budget := newUserBudget(d.Limits)
+	in := newInbound(d.Inbound, d.InboundKeys, d.Publisher, d.Dispatcher, d.ConsumedKeys, budget)
+	dr := newDoor(d, budget)
+	topics := newTopicRule(d.Inbound, d.InboundKeys, d.ConsumedKeys)
 	e.Use(limitQuery(d.Limits.MaxQueryBytes))
 
 	e.GET("/healthz", handleHealth())
-	e.GET("/readyz", handleReady(d.Ready))
-	e.GET("/metrics", echo.WrapHandler(d.Metrics))
+	e.GET("/readyz", handleReady(d.Ready, d.Auth.Dev))
+	e.GET("/metrics", echo.WrapHandler(d.Metrics), requireMetricsKey(d.MetricsKey))
 
 	e.GET("/ws", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, false))
 	e.GET("/ws/yxd/:userId", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, true))

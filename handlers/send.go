@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"mime"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -20,6 +21,12 @@ type sendRequest struct {
 // BRIDGE_INBOUND like a WebSocket client's send frame.
 func handleSend(auth *Auth, rates *userRates, in *inbound, maxBytes int) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		// JSON only: a page may POST text/plain, form data or multipart to any site
+		// without a preflight, carrying the user's cookie; application/json needs a
+		// preflight, which the origin rules answer.
+		if err := requireJSON(c.Request()); err != nil {
+			return err
+		}
 		user, err := auth.Admit(c.Request(), "")
 		if err != nil {
 			return err
@@ -42,4 +49,13 @@ func handleSend(auth *Auth, rates *userRates, in *inbound, maxBytes int) echo.Ha
 		}
 		return c.JSON(http.StatusAccepted, map[string]string{"status": "sent"})
 	}
+}
+
+// requireJSON refuses a body that is not declared application/json with 415.
+func requireJSON(r *http.Request) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != echo.MIMEApplicationJSON {
+		return &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the body as Content-Type: application/json"}
+	}
+	return nil
 }

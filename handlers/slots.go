@@ -73,12 +73,15 @@ type door struct {
 	maxUser  int                // BRIDGE_MAX_CONNS_PER_USER; 0: unlimited
 	draining func() bool        // nil: never
 	hub      *presence.Hub
+	hijack   func(r *http.Request) (ended func()) // Deps.Hijacking; nil: nobody is told
+	budget   *userRates                           // what a costly request of a user draws from (newUserBudget)
 }
 
-func newDoor(d Deps) *door {
+func newDoor(d Deps, budget *userRates) *door {
 	return &door{
 		auth: d.Auth, slots: newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser), dir: d.Directory,
-		maxUser: d.Limits.MaxConnsPerUser, draining: d.Draining, hub: d.Hub,
+		maxUser: d.Limits.MaxConnsPerUser, draining: d.Draining, hub: d.Hub, hijack: d.Hijacking,
+		budget: budget,
 	}
 }
 
@@ -106,6 +109,27 @@ func (dr *door) reserve(ctx context.Context, user string) (release func(), err e
 	}
 	return release, nil
 }
+
+// resuming draws one from user's budget when the connection resumes from a cursor:
+// its replay reads the history before anything else.
+func (dr *door) resuming(user, cursor string) error {
+	if cursor == "" {
+		return nil
+	}
+	return dr.budget.allow(user)
+}
+
+// hijacking tells Deps.Hijacking that r's connection becomes a WebSocket; the returned
+// func says it ended.
+func (dr *door) hijacking(r *http.Request) (ended func()) {
+	if dr.hijack == nil {
+		return func() {}
+	}
+	return dr.hijack(r)
+}
+
+// both returns a func that calls a, then b.
+func both(a, b func()) func() { return func() { a(); b() } }
 
 // userConnsEverywhere holds a user to BRIDGE_MAX_CONNS_PER_USER across instances, by
 // the directory's count of the user's connections on every live instance. The slots

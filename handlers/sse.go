@@ -20,15 +20,16 @@ import (
 func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		topics, err := rule.query(r)
-		if err != nil {
-			return err
-		}
 		user, release, err := dr.admit(r, "")
 		if err != nil {
 			return err
 		}
 		defer release()
+		// After admission: the rule's refusal names the keys this gateway consumes.
+		topics, err := rule.query(r)
+		if err != nil {
+			return err
+		}
 		v1 := false
 		switch p := c.QueryParam("protocol"); p {
 		case "":
@@ -40,6 +41,9 @@ func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog
 		cursor := r.Header.Get("Last-Event-ID")
 		if cursor == "" {
 			cursor = c.QueryParam("lastEventId")
+		}
+		if err := dr.resuming(user, cursor); err != nil {
+			return err
 		}
 
 		w := c.Response()

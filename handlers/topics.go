@@ -17,15 +17,20 @@ const maxTopics = 32
 // and a subscription narrows a connection to the messages with those keys — so it
 // can never reveal anything the connection would not have received anyway. Allowed
 // are the keys that can reach a client: those of our bindings (BRIDGE_BINDINGS) and,
-// with BRIDGE_INBOUND=broadcast, any key clients send with; a key nothing is
-// published with is refused, so that a typo is an error, not a silent connection.
+// with BRIDGE_INBOUND=broadcast, the keys clients may send with (BRIDGE_INBOUND_KEYS);
+// a key nothing is published with is refused, so that a typo is an error, not a silent
+// connection.
 type topicRule struct {
 	any     bool
 	allowed []string // sorted
 }
 
-func newTopicRule(inbound string, consumedKeys []string) *topicRule {
-	r := &topicRule{any: inbound == "broadcast", allowed: slices.Clone(consumedKeys)}
+func newTopicRule(inbound string, inboundKeys, consumedKeys []string) *topicRule {
+	r := &topicRule{allowed: slices.Clone(consumedKeys)}
+	if inbound == "broadcast" {
+		r.any = slices.Contains(inboundKeys, "*")
+		r.allowed = append(r.allowed, inboundKeys...)
+	}
 	slices.Sort(r.allowed)
 	return r
 }

@@ -21,9 +21,10 @@ const handshakeTimeout = 10 * time.Second
 // sendTimeout bounds how long one client frame may take to hand off (broker confirm).
 const sendTimeout = 10 * time.Second
 
-// readBufferSize is each connection's read buffer: enough for a frame header and a
-// control frame (125 bytes) in one read.
-const readBufferSize = 512
+// readBufferSize is the read buffer gorilla keeps for each connection. It reads
+// nothing once the handshake is done (transport.WS reads the frames), so the least it
+// takes: otherwise it would keep net/http's 4 KiB one for the connection's life.
+const readBufferSize = 128
 
 // writeBuffers are shared by every connection and held only while writing, so an idle
 // connection holds no write buffer.
@@ -37,10 +38,7 @@ func handleWS(dr *door, rule *topicRule, in *inbound, lim Limits, instance strin
 		CheckOrigin:      dr.auth.CheckOrigin,
 		WriteBufferPool:  &writeBuffers,
 		WriteBufferSize:  4096,
-		// Clients send little, so a small read buffer: gorilla would otherwise keep
-		// net/http's 4 KiB one for the connection's life. A larger frame is read
-		// through it in several reads.
-		ReadBufferSize: readBufferSize,
+		ReadBufferSize:   readBufferSize,
 	}
 	if compat {
 		up.Subprotocols = nil
@@ -50,14 +48,20 @@ func handleWS(dr *door, rule *topicRule, in *inbound, lim Limits, instance strin
 		if compat {
 			pathUser = c.Param("userId")
 		}
-		topics, err := rule.query(c.Request())
-		if err != nil {
-			return err
-		}
 		user, release, err := dr.admit(c.Request(), pathUser)
 		if err != nil {
 			return err
 		}
+		// After admission: the rule's refusal names the keys this gateway consumes.
+		topics, err := rule.query(c.Request())
+		if err == nil {
+			err = dr.resuming(user, c.QueryParam("since"))
+		}
+		if err != nil {
+			release()
+			return err
+		}
+		release = both(release, dr.hijacking(c.Request()))
 		// context.WithoutCancel: the connection outlives the request's handler.
 		ctx := context.WithoutCancel(c.Request().Context())
 		ws, sub, detach := openWS(ctx, dr, up, c, user, topics, lim, instance, log)
@@ -107,14 +111,12 @@ func openWS(ctx context.Context, dr *door, up websocket.Upgrader, c echo.Context
 	return ws, sub, detach
 }
 
-// readWS hands the client's frames, as the flood guard allows them, to the inbound
-// rules, until the connection ends. Pings count against the same rate.
-func readWS(ctx context.Context, hub *presence.Hub, in *inbound, rule *topicRule, ws *transport.WS, sub *presence.Subscribed, allow func() bool) {
-	ws.GuardPings(allow)
+// readWS hands the client's messages to the inbound rules until the connection ends;
+// every frame they come in (and every ping, pong and continuation) is charged to the
+// flood guard first.
+func readWS(ctx context.Context, hub *presence.Hub, in *inbound, rule *topicRule, ws *transport.WS, sub *presence.Subscribed, charge func(payload int) bool) {
+	ws.Guard(charge)
 	_ = ws.Serve(func(typ int, data []byte) {
-		if !allow() {
-			return
-		}
 		if err := onClientFrame(ctx, hub, in, rule, ws, sub, data); err != nil {
 			ws.SendError(statusOf(err).Msg)
 		}

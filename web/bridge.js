@@ -386,13 +386,23 @@ const OPEN = {
         let ans;
         try {
           const res = await fetch(url, { signal: ctrl.signal, cache: "no-store", credentials: opts.withCredentials ? "include" : "same-origin" });
-          if (!res.ok) throw new Error(await errorText(res));
-          ans = await res.json();
+          if (res.status === 429 && !first) {
+            // Over the user's budget of polls (BRIDGE_USER_RATE): poll again when told,
+            // from the same cursor, without leaving the transport.
+            ans = { retryAfterMs: 1000 * (parseInt(res.headers.get("Retry-After"), 10) || 1) };
+          } else {
+            if (!res.ok) throw new Error(await errorText(res));
+            ans = await res.json();
+          }
         } catch (e) {
           if (!ctrl.signal.aborted || lost) h.end(lost ? "poll lost" : `poll failed: ${e.message}`);
           return;
         } finally {
           clearTimeout(timeout);
+        }
+        if (ans.retryAfterMs) {
+          await new Promise((r) => setTimeout(r, ans.retryAfterMs));
+          continue;
         }
         if (first) h.open();
         if (ans.reset) h.frame({ type: "reset", reason: ans.reason });

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -180,6 +181,15 @@ func (b *benchPoll) poll() ([]json.RawMessage, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusTooManyRequests { // over the user's budget: poll again when told
+		secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		select {
+		case <-time.After(time.Duration(max(secs, 1)) * time.Second):
+			return nil, nil
+		case <-b.ctx.Done():
+			return nil, b.ctx.Err()
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("poll answered %s", resp.Status)
 	}

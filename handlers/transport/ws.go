@@ -29,14 +29,15 @@ const CloseServiceRestart = 1012
 // WSOptions are the limits of one WebSocket connection. Zero values mean the defaults
 // named beside each field.
 type WSOptions struct {
-	V1            bool            // bridge.v1 JSON frames; false: raw mode (bodies verbatim)
-	Instance      string          // this instance's id, for the welcome frame
-	QueueLen      int             // queued messages before the client counts as slow (defaultQueueLen)
-	QueueBytes    int             // queued bytes before the client counts as slow (defaultQueueBytes)
-	PingPeriod    time.Duration   // how often we ping; the client must answer within two (25s)
-	MaxFrameBytes int64           // largest frame the client may send; larger closes with 1009 (64 KiB)
-	MaxAge        time.Duration   // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never
-	Stats         *presence.Stats // where overflows are counted; may be nil
+	V1             bool            // bridge.v1 JSON frames; false: raw mode (bodies verbatim)
+	Instance       string          // this instance's id, for the welcome frame
+	QueueLen       int             // queued messages before the client counts as slow (defaultQueueLen)
+	QueueBytes     int             // queued bytes before the client counts as slow (defaultQueueBytes)
+	PingPeriod     time.Duration   // how often we ping; the client must answer within two (25s)
+	MaxFrameBytes  int64           // largest message the client may send; larger closes with 1009 (64 KiB)
+	MessageTimeout time.Duration   // a message must be whole this long after its first frame, else close 1008 (PingPeriod)
+	MaxAge         time.Duration   // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never
+	Stats          *presence.Stats // where overflows are counted; may be nil
 }
 
 func (o *WSOptions) defaults() {
@@ -45,6 +46,9 @@ func (o *WSOptions) defaults() {
 	}
 	if o.MaxFrameBytes <= 0 {
 		o.MaxFrameBytes = 64 << 10
+	}
+	if o.MessageTimeout <= 0 {
+		o.MessageTimeout = o.PingPeriod
 	}
 }
 
@@ -62,9 +66,9 @@ type WS struct {
 	ping  *time.Timer
 	age   *time.Timer // ends the connection at its maximum age
 
-	writer    func()        // c.writeLoop, made once: a go statement with a method value would allocate each time
-	pingGuard func() bool   // see GuardPings; nil: every ping is answered
-	done      chan struct{} // closed when Serve returns
+	writer func()                 // c.writeLoop, made once: a go statement with a method value would allocate each time
+	guard  func(payload int) bool // see Guard; nil: every frame is taken
+	done   chan struct{}          // closed when Serve returns
 
 	refused atomic.Bool // CloseWith was called: what the client sends is discarded
 
@@ -211,9 +215,8 @@ var errClosed = errors.New("connection closed by us")
 //
 // Writing past gorilla is safe because:
 //   - This goroutine is the only writer of frames: even pongs are queued here (see
-//     Serve). gorilla itself writes from the reader goroutine only as the connection
-//     ends: its close handler answers a client's close, and a protocol error or a frame
-//     over the read limit closes with WriteControl.
+//     onPing). Besides it only the reader writes, and only as the connection ends: it
+//     answers a client's close frame with ours, through gorilla's WriteControl.
 //   - Such a frame never lands inside one of ours. net.Buffers.WriteTo on a
 //     *net.TCPConn is one (*poll.FD).Writev (net/writev_unix.go), which holds the fd's
 //     write lock across all its writev calls, IOV_MAX (1024) chunking and EAGAIN waits
@@ -338,23 +341,6 @@ func errClosedAfterGrace(c *WS) error {
 	return errClosed
 }
 
-// onPing answers the client's ping through the writer: gorilla's default handler would
-// write the pong from the reader goroutine (see write). Only the latest ping is
-// answered when several arrive before the writer runs, as RFC 6455 §5.5.3 allows, so
-// pings never pile up in the queue.
-func (c *WS) onPing(data string) error {
-	if c.pingGuard != nil && !c.pingGuard() {
-		return nil // over the rate: no pong, and the guard is closing the connection
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.closing {
-		c.pong = serverFrame(websocket.PongMessage, []byte(data))
-		c.kickLocked()
-	}
-	return nil
-}
-
 func (c *WS) onPingTimer() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -364,50 +350,6 @@ func (c *WS) onPingTimer() {
 	c.pingDue = true
 	c.kickLocked()
 	c.ping.Reset(c.opts.PingPeriod)
-}
-
-// Serve reads frames until the connection ends, handing each data frame to onFrame
-// (on this goroutine, so one client's frames are handled in order). It returns the
-// read error that ended it.
-func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
-	defer func() {
-		c.mu.Lock()
-		c.closing = true
-		c.queue.drop()
-		if c.ping != nil {
-			c.ping.Stop()
-		}
-		if c.age != nil {
-			c.age.Stop()
-		}
-		c.mu.Unlock()
-		close(c.done)
-		c.conn.Close()
-	}()
-	pongWait := 2 * c.opts.PingPeriod
-	c.conn.SetReadLimit(c.opts.MaxFrameBytes)
-	_ = c.conn.SetReadDeadline(time.Now().Add(pongWait))
-	c.conn.SetPongHandler(func(string) error {
-		return c.conn.SetReadDeadline(time.Now().Add(pongWait))
-	})
-	c.conn.SetPingHandler(c.onPing)
-	c.mu.Lock()
-	c.ping = time.AfterFunc(c.opts.PingPeriod, c.onPingTimer)
-	if c.opts.MaxAge > 0 {
-		c.age = time.AfterFunc(jitterDown(c.opts.MaxAge), c.expire)
-	}
-	c.mu.Unlock()
-	for {
-		typ, data, err := c.conn.ReadMessage()
-		if err != nil {
-			return err
-		}
-		_ = c.conn.SetReadDeadline(time.Now().Add(pongWait))
-		if c.refused.Load() {
-			continue // read on only to see the client's close frame
-		}
-		onFrame(typ, data)
-	}
 }
 
 // Close cuts the connection at once.
@@ -456,9 +398,3 @@ func (c *WS) Drain(ctx context.Context, after time.Duration) {
 		c.conn.Close()
 	}
 }
-
-// GuardPings makes the client's pings count against allow, as its messages do: a
-// ping within the rate gets its pong, one beyond it does not (allow closes the
-// connection). Without it a client could keep our writer busy with pongs at any
-// rate. Call it before Serve.
-func (c *WS) GuardPings(allow func() bool) { c.pingGuard = allow }
