@@ -24,10 +24,12 @@ const (
 	redisStopTimeout = 10 * time.Second
 )
 
-// redisReady is what redis-server logs once it accepts connections (7.0 ends the line
-// there, 7.2 adds the transports): the port and, in cluster mode, the bus port are
-// bound by then, so a connection reaches this process and not another one's.
-const redisReady = "Ready to accept connections"
+// redisReady is in what redis-server logs once it accepts connections ("Ready to
+// accept connections" on TCP, "The server is now ready to accept connections at
+// <socket>" on a unix socket; compared in lower case): the port and, in cluster mode,
+// the bus port are bound by then, so a connection reaches this process and not
+// another one's.
+const redisReady = "ready to accept connections"
 
 // errRedisBind says redis-server exited before it was ready, most likely because its
 // port (or cluster bus port) was taken: the caller picks others and tries again.
@@ -77,7 +79,7 @@ func (p *redisProc) start() error {
 		signalled := false
 		for sc.Scan() {
 			log.Write(append(sc.Bytes(), '\n'))
-			if !signalled && strings.Contains(sc.Text(), redisReady) {
+			if !signalled && strings.Contains(strings.ToLower(sc.Text()), redisReady) {
 				signalled = true
 				close(ready)
 			}
