@@ -11,7 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushbridge/pushbridge/app/apptest"
-	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // tableUser is the user whose tokens the table test presents.
@@ -164,7 +164,7 @@ func TestTokenSources(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := apptest.DialWS(t, s.WSURL("/ws"+tc.query), handlers.SubprotocolV1, tc.h)
+			c := apptest.DialWS(t, s.WSURL("/ws"+tc.query), transport.SubprotocolV1, tc.h)
 			var welcome struct{ Type, User string }
 			if err := json.Unmarshal(c.Next(t, 5*time.Second).Data, &welcome); err != nil {
 				t.Fatal(err)

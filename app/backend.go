@@ -10,8 +10,8 @@ import (
 
 // backend is the state the instances share: the live instances, the directory of
 // connections, the history, and the relay and dispatcher between instances. Without
-// REDIS_URL every part is in memory and this process is the only instance; the router
-// runs the same code either way.
+// REDIS_URL every part is in memory and this process is the only instance; the hub and
+// the consumer run the same code either way.
 type backend struct {
 	instances presence.Instances
 	dir       presence.Directory
@@ -63,21 +63,4 @@ func memoryBackend(instance string, h *presence.MemoryHistory, presenceTTL time.
 		disp:      presence.NewMemoryDispatcher(h, dir, bus),
 		close:     func() {},
 	}
-}
-
-// StartLocal wires a Router of one instance with every part in memory, on history h,
-// and runs its relay until ctx ends. It returns once the relay listens. For tests
-// that drive the routes without a whole server.
-func StartLocal(ctx context.Context, instance string, hub *presence.Hub, h *presence.MemoryHistory, maxBytes int, log *slog.Logger) (*Router, presence.Directory) {
-	be := memoryBackend(instance, h, time.Minute)
-	r := NewRouter(RouterDeps{
-		Instance: instance, Hub: hub, History: be.history, Directory: be.dir, Dispatcher: be.disp,
-		MaxBytes: maxBytes, Log: log,
-	})
-	go func() { _ = r.Run(ctx, be.relay) }()
-	select {
-	case <-r.Listening():
-	case <-ctx.Done():
-	}
-	return r, be.dir
 }

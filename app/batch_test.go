@@ -17,10 +17,10 @@ import (
 	"github.com/pushbridge/pushbridge/presence"
 )
 
-// batchRouter is one instance's Router, on the in-memory backend or on the real
-// Redis (rds set), with a connection of user "1" attached.
+// batchRouter is one instance's Consumer, on the in-memory backend or on the real
+// Redis (rds set), with a connection of user "1" attached to its hub.
 type batchRouter struct {
-	r    *app.Router
+	r    *app.Consumer
 	conn *bodyConn
 	rds  *apptest.Redis
 }
@@ -28,25 +28,27 @@ type batchRouter struct {
 func newBatchRouter(t *testing.T, redis bool) *batchRouter {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	hub, log := presence.NewHub(), slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	br := &batchRouter{conn: &bodyConn{user: "1"}}
+	var hub *presence.Hub
 	if !redis {
-		br.r, _ = app.StartLocal(ctx, "A", hub, presence.NewMemoryHistory(100, time.Hour), 1<<16, log)
+		var disp presence.Dispatcher
+		hub, disp = apptest.LocalHub(t, "A", 100)
+		br.r = app.NewConsumer(app.ConsumerConfig{Dispatcher: disp, MaxBytes: 1 << 16, Log: log})
 	} else {
 		br.rds = apptest.NewRedis(t)
 		ro := presence.RedisOptions{Prefix: br.rds.Prefix, Instance: "A"}
 		if err := presence.NewRedisInstances(br.rds.Client, ro).Beat(ctx, presence.Instance{ID: "A", Started: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		br.r = app.NewRouter(app.RouterDeps{
-			Instance: "A", Hub: hub, History: presence.NewRedisHistory(br.rds.Client, ro),
-			Directory: presence.NewRedisDirectory(br.rds.Client, ro), Dispatcher: presence.NewRedisDispatcher(br.rds.Client, ro),
-			MaxBytes: 1 << 16, Log: log,
+		hub = presence.NewHub(presence.HubConfig{
+			Instance: "A", History: presence.NewRedisHistory(br.rds.Client, ro), Directory: presence.NewRedisDirectory(br.rds.Client, ro), Log: log,
 		})
-		go func() { _ = br.r.Run(ctx, presence.NewRedisRelay(br.rds.Client, ro, log)) }()
-		<-br.r.Listening()
+		br.r = app.NewConsumer(app.ConsumerConfig{Dispatcher: presence.NewRedisDispatcher(br.rds.Client, ro), MaxBytes: 1 << 16, Log: log})
+		go func() { _ = hub.Listen(ctx, presence.NewRedisRelay(br.rds.Client, ro, log)) }()
+		<-hub.Listening()
 	}
-	if err := br.r.Attach(ctx, br.conn, "", 0, func(*presence.Replay) {}); err != nil {
+	if err := hub.Attach(ctx, br.conn, "", 0); err != nil {
 		t.Fatal(err)
 	}
 	return br
@@ -64,6 +66,7 @@ func (c *bodyConn) User() string                         { return c.user }
 func (c *bodyConn) Transport() string                    { return "test" }
 func (c *bodyConn) Since() time.Time                     { return time.Time{} }
 func (c *bodyConn) Drain(context.Context, time.Duration) {}
+func (c *bodyConn) Replay(*presence.Replay)              {}
 func (c *bodyConn) Send(m *presence.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

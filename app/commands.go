@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +17,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/pushbridge/pushbridge/app/broker"
-	"github.com/pushbridge/pushbridge/handlers"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -68,7 +68,7 @@ func publish(ctx context.Context, args []string, getenv func(string) string, std
 	user := fs.String("user", "", "recipient, sent as header x-user-id (empty: as the body says)")
 	data := fs.String("data", "", "message body; - reads standard input")
 	amqpURL := fs.String("amqp-url", getenv("AMQP_URL"), "publish through RabbitMQ; env AMQP_URL")
-	exchange := fs.String("exchange", or(getenv("BRIDGE_EXCHANGE"), "exchange_test"), "exchange; env BRIDGE_EXCHANGE")
+	exchange := fs.String("exchange", cmp.Or(getenv("BRIDGE_EXCHANGE"), "exchange_test"), "exchange; env BRIDGE_EXCHANGE")
 	api := fs.String("api", "", "publish through a running server instead, e.g. http://localhost:8080")
 	apiKey := fs.String("api-key", getenv("BRIDGE_API_KEY"), "API key for -api; env BRIDGE_API_KEY")
 	if err := fs.Parse(args); err != nil {
@@ -92,7 +92,7 @@ func publish(ctx context.Context, args []string, getenv func(string) string, std
 	if *amqpURL == "" {
 		return errors.New("publish: set -amqp-url (AMQP_URL) or -api")
 	}
-	p := broker.Publishing{RoutingKey: *key, Body: body, MessageID: handlers.NewID()}
+	p := broker.Publishing{RoutingKey: *key, Body: body, MessageID: broker.NewID()}
 	if *user != "" {
 		p.Headers = map[string]any{HeaderUserID: *user}
 	}
@@ -129,11 +129,4 @@ func publishHTTP(ctx context.Context, base, apiKey, key, user string, body []byt
 	}
 	fmt.Fprintln(stdout, string(bytes.TrimSpace(out)))
 	return nil
-}
-
-func or(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -23,7 +24,7 @@ func inspect(ctx context.Context, args []string, getenv func(string) string, std
 	fs := flag.NewFlagSet("pushbridge inspect", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("redis-url", getenv("REDIS_URL"), "Redis the instances share; env REDIS_URL")
-	prefix := fs.String("redis-prefix", or(getenv("BRIDGE_REDIS_PREFIX"), presence.DefaultPrefix), "key prefix; env BRIDGE_REDIS_PREFIX")
+	prefix := fs.String("redis-prefix", cmp.Or(getenv("BRIDGE_REDIS_PREFIX"), presence.DefaultPrefix), "key prefix; env BRIDGE_REDIS_PREFIX")
 	user := fs.String("user", "", "also show this user's connections")
 	hist := fs.Int("history", 0, "also show the user's N most recent messages (broadcasts included; without -user, broadcasts only)")
 	if err := fs.Parse(args); err != nil {

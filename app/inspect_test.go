@@ -9,7 +9,7 @@ import (
 
 	"github.com/pushbridge/pushbridge/app"
 	"github.com/pushbridge/pushbridge/app/apptest"
-	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // TestInspect: pushbridge inspect reads the live instance, a user's connection and
@@ -19,7 +19,7 @@ func TestInspect(t *testing.T) {
 	env := rd.Env
 	env["BRIDGE_DEV"], env["BRIDGE_API_KEY"], env["BRIDGE_BINDINGS"] = "1", "k", "queue_contract=contract"
 	s := apptest.Start(t, env)
-	ws := apptest.DialWS(t, s.WSURL("/ws?user=insp1"), handlers.SubprotocolV1, nil)
+	ws := apptest.DialWS(t, s.WSURL("/ws?user=insp1"), transport.SubprotocolV1, nil)
 	var welcome struct{ Instance string }
 	if err := json.Unmarshal(ws.Next(t, 5*time.Second).Data, &welcome); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,7 @@ type shared struct {
 // relay, and returns once the relay listens: from then on a message dispatched
 // anywhere reaches this instance's connections, so it may take deliveries and clients.
 // Both goroutines outlive ctx (a drain still delivers); leave and stop end them.
-func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hub, r *Router, log *slog.Logger) (*shared, error) {
+func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hub, log *slog.Logger) (*shared, error) {
 	started := time.Now()
 	// lastOK is when the last beat that succeeded began: the keys it set live at least
 	// BRIDGE_PRESENCE_TTL from then. Only the heartbeat goroutine uses it after the
@@ -52,7 +53,7 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 			// users went only to the history: catch every connection up from it.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PresenceTTL)
 			defer cancel()
-			r.CatchUp(rctx, "presence lapsed (a late heartbeat)")
+			hub.CatchUp(rctx, "presence lapsed (a late heartbeat)")
 		}
 		return nil
 	}
@@ -67,15 +68,15 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 		presence.Heartbeat(bctx, cfg.PresenceTTL, beat, func(err error) { log.Warn("heartbeat failed", "err", err) })
 	})
 	relayDone := make(chan error, 1)
-	s.wg.Go(func() { relayDone <- r.Run(rctx, be.relay) })
+	s.wg.Go(func() { relayDone <- hub.Listen(rctx, be.relay) })
 	t := time.NewTimer(relayStartTimeout)
 	defer t.Stop()
 	select {
-	case <-r.Listening():
+	case <-hub.Listening():
 		return s, nil
 	case err := <-relayDone:
 		s.stop()
-		return nil, fmt.Errorf("relay: %w", cmpOr(err, errors.New("stopped before it listened")))
+		return nil, fmt.Errorf("relay: %w", cmp.Or(err, errors.New("stopped before it listened")))
 	case <-t.C:
 		s.stop()
 		return nil, fmt.Errorf("relay: not subscribed within %s", relayStartTimeout)
@@ -114,11 +115,4 @@ func (s *shared) stop() {
 		s.relay()
 		s.wg.Wait()
 	})
-}
-
-func cmpOr(err, otherwise error) error {
-	if err != nil {
-		return err
-	}
-	return otherwise
 }

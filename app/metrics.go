@@ -12,7 +12,7 @@ import (
 )
 
 // newMetrics exposes the counters the parts already keep; nothing is counted twice.
-func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
+func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -36,7 +36,7 @@ func newMetrics(hub *presence.Hub, r *Router, b broker.Broker) http.Handler {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_deliveries_duplicate_total", Help: "Redeliveries of an already dispatched message (same AMQP message id), acked without a second dispatch."},
 			func() float64 { return float64(r.Duplicates.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_relay_resyncs_total", Help: "Times every connection was caught up from the history: the relay subscribed again, or this instance was out of presence."},
-			func() float64 { return float64(r.Resyncs.Load()) }),
+			func() float64 { return float64(hub.Stats.Resyncs.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_messages_caught_up_total", Help: "Messages a connection got from the history after a gap in the relay."},
 			func() float64 { return float64(hub.Stats.CaughtUp.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_catch_up_drops_total", Help: "Connections told to reconnect because a gap could not be filled from the history."},

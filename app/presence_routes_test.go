@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pushbridge/pushbridge/app/apptest"
-	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 type instancesAnswer struct {
@@ -50,7 +50,7 @@ func TestPresenceRoutes(t *testing.T) {
 			env := envOf(t)
 			env["BRIDGE_DEV"], env["BRIDGE_API_KEY"], env["BRIDGE_PRESENCE_TTL"] = "1", key, "1s"
 			s := apptest.Start(t, env)
-			ws := apptest.DialWS(t, s.WSURL("/ws?user=pr1"), handlers.SubprotocolV1, nil)
+			ws := apptest.DialWS(t, s.WSURL("/ws?user=pr1"), transport.SubprotocolV1, nil)
 			var welcome struct{ Instance string }
 			if err := json.Unmarshal(ws.Next(t, 5*time.Second).Data, &welcome); err != nil {
 				t.Fatal(err)

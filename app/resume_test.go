@@ -20,12 +20,12 @@ type reader struct {
 	register bool        // holds a connection between messages (poll does not)
 }
 
-type transport struct {
+type clientKind struct {
 	name string
 	open func(t *testing.T, s *apptest.Server, user, cursor string) *reader
 }
 
-var transports = []transport{
+var transports = []clientKind{
 	{"ws bridge.v1 ?since=", openWSv1},
 	{"ws raw ?since=", openWSRaw},
 	{"sse Last-Event-ID", func(t *testing.T, s *apptest.Server, user, cursor string) *reader {

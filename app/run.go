@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+
+	"github.com/pushbridge/pushbridge/app/bench"
 )
 
 // Run runs the pushbridge command with args (args[0] is the program name).
@@ -27,7 +29,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "inspect":
 		err = inspect(ctx, rest, getenv, stdout, stderr)
 	case "bench":
-		err = bench(ctx, rest, getenv, stdout, stderr)
+		err = bench.Run(ctx, rest, getenv, stdout, stderr, Run)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return nil

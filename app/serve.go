@@ -54,19 +54,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer be.close()
-	hub := presence.NewHub()
-	router := NewRouter(RouterDeps{
-		Instance: cfg.InstanceID, Hub: hub, History: be.history, Directory: be.dir, Dispatcher: be.disp,
-		MaxBytes: cfg.MaxMessageBytes, Log: log,
-	})
-	lc, err := startShared(ctx, cfg, be, hub, router, log)
+	hub := presence.NewHub(presence.HubConfig{Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log})
+	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Log: log})
+	lc, err := startShared(ctx, cfg, be, hub, log)
 	if err != nil {
 		return err
 	}
 	defer lc.stop()
 
 	b := newBroker(cfg, log)
-	if err := b.Start(ctx, router.Handle); err != nil {
+	if err := b.Start(ctx, consumer.Handle); err != nil {
 		return err
 	}
 	defer b.Close()
@@ -74,10 +71,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var draining atomic.Bool
 	ready := readiness(ctx, &draining, b, be)
 	srv := handlers.NewServer(handlers.Deps{
-		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Publisher: b, Router: router,
+		Instance: cfg.InstanceID, Hub: hub, Directory: be.dir, Instances: be.instances, Dispatcher: be.disp, Publisher: brokerPublisher{b},
 		Inbound: cfg.Inbound, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:  limitsOf(cfg),
-		Metrics: newMetrics(hub, router, b),
+		Metrics: newMetrics(hub, consumer, b),
 	})
 
 	httpSrv, serveErr, err := startHTTP(cfg, srv, stdout, log)

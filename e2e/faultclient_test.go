@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushbridge/pushbridge/app/apptest"
 	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // How a fault test's client behaves: bridge.js's rules, with a shorter backoff cap so
@@ -144,7 +145,7 @@ func (r *resumer) ws(ctx context.Context, base, cursor string, open func()) erro
 	}
 	u, _ := url.Parse(base)
 	u.Scheme, u.Path, u.RawQuery = "ws", "/ws", q.Encode()
-	d := websocket.Dialer{HandshakeTimeout: clientOpenTimeout, Subprotocols: []string{handlers.SubprotocolV1}}
+	d := websocket.Dialer{HandshakeTimeout: clientOpenTimeout, Subprotocols: []string{transport.SubprotocolV1}}
 	conn, _, err := d.DialContext(ctx, u.String(), nil)
 	if err != nil {
 		return fmt.Errorf("ws dial: %w", err)
@@ -170,7 +171,7 @@ func (r *resumer) ws(ctx context.Context, base, cursor string, open func()) erro
 }
 
 func (r *resumer) sse(ctx context.Context, base, cursor string, open func()) error {
-	q := url.Values{"user": {r.user}, "protocol": {handlers.SubprotocolV1}}
+	q := url.Values{"user": {r.user}, "protocol": {transport.SubprotocolV1}}
 	if cursor != "" {
 		q.Set("lastEventId", cursor)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/pushbridge/pushbridge/app/apptest"
-	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // The shape and timing of a fault run.
@@ -320,7 +320,7 @@ func (f *fleet) url(i int) string {
 // instanceID asks p its instance id (the per-start id of its welcome).
 func instanceID(t *testing.T, p *proc) string {
 	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{handlers.SubprotocolV1}}
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{transport.SubprotocolV1}}
 	conn, _, err := d.Dial(p.wsURL("/ws?user=probe-"+url.QueryEscape(p.Name)), nil)
 	if err != nil {
 		t.Fatalf("probe %s: %v", p.Name, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -48,7 +49,7 @@ func frameSummary(binary bool, b []byte) string {
 // connection on a length not in its shortest encoding), reads the frames of the
 // vectored writer whole, text and binary, at each side of the length encodings.
 func TestBrowserParsesWSFrames(t *testing.T) {
-	hub := presence.NewHub()
+	conns := make(chan *transport.WS, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/ws" {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -59,9 +60,8 @@ func TestBrowserParsesWSFrames(t *testing.T) {
 		if err != nil {
 			return
 		}
-		ws := presence.NewWS(conn, "b", presence.WSOptions{})
-		hub.Add(ws)
-		defer hub.Remove(ws)
+		ws := transport.NewWS(conn, "b", transport.WSOptions{})
+		conns <- ws
 		_ = ws.Serve(func(int, []byte) {})
 	}))
 	t.Cleanup(srv.Close)
@@ -69,15 +69,16 @@ func TestBrowserParsesWSFrames(t *testing.T) {
 	tab := newTab(t, newBrowser(t))
 	navigate(t, tab, srv.URL)
 	waitFor(t, tab, "socket open", `document.title === "open"`)
+	ws := <-conns
 
 	var want []string
 	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 60 << 10} {
 		text := []byte(strings.Repeat("abcdefgh", n/8+1)[:n])
-		hub.Deliver(&presence.Message{UserID: "b", Body: text})
+		ws.Send(&presence.Message{UserID: "b", Body: text})
 		want = append(want, frameSummary(false, text))
 		if n > 0 {
 			bin := append(bytes.Repeat([]byte{0xfe, 0x01}, n/2+1)[:n-1], 0xff) // not UTF-8: a binary frame
-			hub.Deliver(&presence.Message{UserID: "b", Body: bin})
+			ws.Send(&presence.Message{UserID: "b", Body: bin})
 			want = append(want, frameSummary(true, bin))
 		}
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/pushbridge/pushbridge/handlers"
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // tab is one browser tab of a user: a bridge.v1 WebSocket that records every message
@@ -60,7 +60,7 @@ func (tb *tab) connect(p *proc) error {
 		q.Set("since", tb.last)
 	}
 	tb.mu.Unlock()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{handlers.SubprotocolV1}}
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{transport.SubprotocolV1}}
 	conn, _, err := d.Dial(p.wsURL("/ws?"+q.Encode()), nil)
 	if err != nil {
 		return fmt.Errorf("tab %s on %s: %w", tb.user, p.Name, err)

@@ -6,7 +6,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pushbridge/pushbridge/app/broker"
+	"github.com/pushbridge/pushbridge/handlers/transport"
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // Error is an error with the HTTP status it answers with.
@@ -21,14 +22,20 @@ func (e *Error) Error() string { return e.Msg }
 // statusOf decides, in this one place, the HTTP answer to every error a handler returns.
 func statusOf(err error) *Error {
 	var he *Error
+	var re *transport.RuleError
 	var ee *echo.HTTPError
 	switch {
 	case errors.As(err, &he):
 		return he
-	case errors.Is(err, broker.ErrUnroutable):
+	case errors.As(err, &re):
+		return &Error{Status: ruleStatus[re.Kind], Msg: re.Msg}
+	case errors.Is(err, ErrUnroutable):
 		return &Error{Status: http.StatusNotFound, Msg: "unroutable: " + err.Error()}
-	case errors.Is(err, broker.ErrUnavailable):
+	case errors.Is(err, ErrBrokerDown):
 		return &Error{Status: http.StatusServiceUnavailable, Msg: err.Error(), RetryAfter: "5"}
+	case errors.Is(err, presence.ErrUnavailable):
+		// Redis failed while a connection registered or replayed: nothing is lost.
+		return &Error{Status: http.StatusServiceUnavailable, Msg: "presence is unavailable: connect again", RetryAfter: "2"}
 	case errors.Is(err, errInboundOff), errors.Is(err, errInboundReserved):
 		return &Error{Status: http.StatusForbidden, Msg: err.Error()}
 	case errors.As(err, &ee):
@@ -39,6 +46,13 @@ func statusOf(err error) *Error {
 		return &Error{Status: ee.Code, Msg: msg}
 	}
 	return &Error{Status: http.StatusInternalServerError, Msg: "internal error"}
+}
+
+// ruleStatus answers each kind of broken rule of what a client or backend sends.
+var ruleStatus = map[transport.Violation]int{
+	transport.Unprocessable: http.StatusUnprocessableEntity,
+	transport.Malformed:     http.StatusBadRequest,
+	transport.TooLarge:      http.StatusRequestEntityTooLarge,
 }
 
 // errorHandler renders every error as {"error": "..."} with its status.

@@ -14,30 +14,6 @@ import (
 // only expired ones, so no input the fuzzer can make may ever be let in.
 const fuzzSecret = "fuzz-secret-0123456789abcdef"
 
-// FuzzClientFrame: whatever a bridge.v1 client sends, the decoder neither panics nor
-// lets through a frame the rest of the server cannot handle.
-func FuzzClientFrame(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fr, err := decodeClientFrame(data)
-		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) || (e.Status != http.StatusBadRequest && e.Status != http.StatusUnprocessableEntity) {
-				t.Fatalf("error %v is not a 400 or 422", err)
-			}
-			return
-		}
-		switch fr.Type {
-		case frameSend:
-			if len(fr.Body) == 0 || len(fr.RoutingKey) > maxRoutingKeyBytes {
-				t.Fatalf("send frame passed with body %q, routing key of %d bytes", fr.Body, len(fr.RoutingKey))
-			}
-		case frameSubscribe:
-		default:
-			t.Fatalf("frame of unknown type %q passed", fr.Type)
-		}
-	})
-}
-
 // FuzzTokenFrom: token extraction and verification take any header, query, cookie and
 // origin without panicking; garbage is a 401, never a user; a dev-mode id is always a
 // usable one; an origin passes only when it is the allowed one.

@@ -2,12 +2,9 @@ package handlers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
-	"github.com/pushbridge/pushbridge/app/broker"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -21,9 +18,9 @@ var (
 
 // inbound carries what a client sends, as BRIDGE_INBOUND says.
 type inbound struct {
-	mode   string
-	pub    Publisher
-	router Router
+	mode string
+	pub  Publisher
+	disp presence.Dispatcher
 	// reserved are the routing keys of our own bindings. A client message published
 	// with one would come back to us and be delivered as if a backend had sent it: to
 	// anyone it names, or to everyone.
@@ -31,7 +28,7 @@ type inbound struct {
 }
 
 func newInbound(d Deps) *inbound {
-	in := &inbound{mode: d.Inbound, pub: d.Publisher, router: d.Router, reserved: make(map[string]bool)}
+	in := &inbound{mode: d.Inbound, pub: d.Publisher, disp: d.Dispatcher, reserved: make(map[string]bool)}
 	for _, k := range d.ConsumedKeys {
 		in.reserved[k] = true
 	}
@@ -49,23 +46,15 @@ func (in *inbound) send(ctx context.Context, user, routingKey string, data []byt
 		if in.reserved[routingKey] {
 			return fmt.Errorf("%w: %q", errInboundReserved, routingKey)
 		}
-		return in.pub.Publish(ctx, broker.Publishing{
-			RoutingKey: routingKey,
-			Body:       data,
-			MessageID:  NewID(),
-			Headers:    map[string]any{"x-user-id": user},
-		})
+		_, err := in.pub.Publish(ctx, Publishing{RoutingKey: routingKey, Body: data, UserID: user})
+		return err
 	case "broadcast":
 		body := make([]byte, 0, len(user)+3+len(data))
 		body = append(append(append(body, user...), " : "...), data...)
-		return in.router.Route(ctx, &presence.Message{RoutingKey: routingKey, Body: body})
+		if _, err := in.disp.Dispatch(ctx, &presence.Message{RoutingKey: routingKey, Body: body}, ""); err != nil {
+			return fmt.Errorf("dispatch: %w", err)
+		}
+		return nil
 	}
 	return errInboundOff
-}
-
-// NewID returns a random id for a published message.
-func NewID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

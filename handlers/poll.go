@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"slices"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -19,14 +19,6 @@ const PollWait = 25 * time.Second
 
 // maxPollMessages bounds one poll answer; the client polls again at once for the rest.
 const maxPollMessages = 500
-
-// pollTail is the poll answer after its messages.
-type pollTail struct {
-	Cursor    string              `json:"cursor"` // where the next poll starts
-	Reset     bool                `json:"reset"`  // messages after the given cursor were missed for good
-	Reason    string              `json:"reason,omitempty"`
-	Reconnect *presence.Reconnect `json:"reconnect,omitempty"` // this instance drains: poll again after after_ms
-}
 
 // handlePoll serves GET /poll?cursor=: the messages after the cursor, at once when
 // there are some, else the first ones that arrive within ?wait= (at most PollWait).
@@ -57,7 +49,7 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		// First a plain read: a poll that has something to answer (or must not wait)
 		// answers from it, registering nothing — one history read instead of a
 		// directory write, the reads, and a directory delete.
-		rp, err := d.Router.Replay(ctx, user, cursor, maxPollMessages)
+		rp, err := d.Hub.Replay(ctx, user, cursor, maxPollMessages)
 		if err != nil {
 			return err
 		}
@@ -71,12 +63,13 @@ func handlePoll(d Deps) echo.HandlerFunc {
 			return err
 		}
 		defer release()
-		p := presence.NewPoll(user, maxPollMessages)
+		p := transport.NewPoll(user, maxPollMessages, topics)
 		defer p.Close()
-		detach, err := attach(ctx, d, presence.Subscribe(p, topics), cursor, maxPollMessages, func(x *presence.Replay) { rp = x })
+		detach, err := attach(ctx, d, p, cursor, maxPollMessages)
 		if err != nil {
 			return err
 		}
+		rp = p.Replayed()
 		if pollMustWait(cursor, wait, rp, topics) {
 			t := time.NewTimer(wait)
 			select {
@@ -88,9 +81,9 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		}
 		detach()
 		live, drained, after := p.Take()
-		var reconnect *presence.Reconnect
+		var reconnect *transport.Reconnect
 		if drained {
-			reconnect = &presence.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
+			reconnect = &transport.Reconnect{Type: "reconnect", Reason: "draining", AfterMS: after.Milliseconds()}
 		}
 		return writePoll(c, cursor, rp, live, topics, reconnect)
 	}
@@ -106,14 +99,14 @@ func pollMustWait(cursor string, wait time.Duration, rp *presence.Replay, topics
 // writePoll answers a poll: the replayed messages, then (unless the replay stopped at
 // its limit: what came live is after a gap, and the next poll reads it) the live ones,
 // through the subscription; and the cursor after all of them, the ones left out too.
-func writePoll(c echo.Context, cursor string, rp *presence.Replay, live []*presence.Message, topics *presence.Topics, reconnect *presence.Reconnect) error {
+func writePoll(c echo.Context, cursor string, rp *presence.Replay, live []*presence.Message, topics *presence.Topics, reconnect *transport.Reconnect) error {
 	all := rp.Messages
 	if !rp.More {
 		all = append(all, live[:min(len(live), maxPollMessages-len(all))]...)
 	}
-	tail := pollTail{Cursor: pollCursor(cursor, all, rp), Reset: rp.Reset != "", Reason: rp.Reset, Reconnect: reconnect}
+	tail := transport.PollTail{Cursor: pollCursor(cursor, all, rp), Reset: rp.Reset != "", Reason: rp.Reset, Reconnect: reconnect}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, pollAnswer(topics.Filter(all), tail))
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, transport.PollAnswer(topics.Filter(all), tail))
 }
 
 // pollCursor is where the next poll starts: after the last message given, else where
@@ -126,23 +119,6 @@ func pollCursor(cursor string, msgs []*presence.Message, rp *presence.Replay) st
 		return cursor
 	}
 	return rp.Head
-}
-
-// pollAnswer writes the messages as their shared bridge.v1 frames, encoded once for
-// every transport, then the tail.
-func pollAnswer(msgs []*presence.Message, tail pollTail) []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"messages":[`)
-	for i, m := range msgs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.Write(m.V1JSON())
-	}
-	b.WriteString("],")
-	t := mustJSON(tail)
-	b.Write(t[1:]) // the tail object without its opening brace
-	return b.Bytes()
 }
 
 // pollWait reads ?wait=: a duration ("2s") or whole seconds, at most PollWait.

@@ -8,13 +8,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pushbridge/pushbridge/app/broker"
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // publishRequest is the body of POST /api/publish.
 type publishRequest struct {
 	RoutingKey string          `json:"routingKey"`
-	UserID     string          `json:"userId"` // sent as header x-user-id; empty: as the data says
+	UserID     string          `json:"userId"` // the recipient (header x-user-id); empty: as the data says
 	Data       json.RawMessage `json:"data"`   // the message body: JSON, or a string sent as its text
 }
 
@@ -25,26 +25,18 @@ func handlePublish(pub Publisher, maxBytes int) echo.HandlerFunc {
 		if err := decodeJSON(c.Request(), maxBytes+4096, &req); err != nil {
 			return err
 		}
-		switch {
-		case req.RoutingKey == "":
+		if req.RoutingKey == "" {
 			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is required"}
-		case len(req.RoutingKey) > 255:
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is longer than 255 bytes"}
-		case len(req.Data) == 0 || string(req.Data) == "null":
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "data is required"}
 		}
-		body := bodyOf(req.Data)
-		if len(body) > maxBytes {
-			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "data is over BRIDGE_MAX_MESSAGE_BYTES"}
-		}
-		p := broker.Publishing{RoutingKey: req.RoutingKey, Body: body, MessageID: NewID()}
-		if req.UserID != "" {
-			p.Headers = map[string]any{"x-user-id": req.UserID}
-		}
-		if err := pub.Publish(c.Request().Context(), p); err != nil {
+		body, err := transport.MessageBody(req.RoutingKey, req.Data, maxBytes)
+		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusAccepted, map[string]string{"id": p.MessageID, "routingKey": p.RoutingKey})
+		id, err := pub.Publish(c.Request().Context(), Publishing{RoutingKey: req.RoutingKey, Body: body, UserID: req.UserID})
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusAccepted, map[string]string{"id": id, "routingKey": req.RoutingKey})
 	}
 }
 

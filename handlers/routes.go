@@ -2,35 +2,14 @@
 package handlers
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pushbridge/pushbridge/app/broker"
 	"github.com/pushbridge/pushbridge/presence"
 )
-
-// Publisher publishes to the broker (broker.Broker satisfies it).
-type Publisher interface {
-	Publish(ctx context.Context, p broker.Publishing) error
-}
-
-// Router records and delivers a message (app.Router satisfies it).
-type Router interface {
-	Route(ctx context.Context, m *presence.Message) error
-	// Attach registers c in the hub and the directory and hands load what c's user
-	// missed after cursor (at most limit messages; 0: all), so that nothing falls
-	// between the replay and live delivery.
-	Attach(ctx context.Context, c presence.Conn, cursor string, limit int, load func(*presence.Replay)) error
-	// Detach undoes Attach.
-	Detach(ctx context.Context, c presence.Conn)
-	// Replay reads what user's connections should read after cursor (at most limit
-	// messages), registering nothing.
-	Replay(ctx context.Context, user, cursor string, limit int) (*presence.Replay, error)
-}
 
 // Limits are the per-connection limits of every transport.
 type Limits struct {
@@ -49,19 +28,19 @@ type Limits struct {
 
 // Deps is what the routes need.
 type Deps struct {
-	Instance  string
-	Hub       *presence.Hub
-	Directory presence.Directory
-	Instances presence.Instances // the live instances, for GET /api/instances
-	Publisher Publisher
-	Router    Router
-	Inbound   string // broker | broadcast | off
-	Auth      *Auth
-	Limits    Limits
-	Ready     func() error // nil when this instance should get traffic
-	Draining  func() bool  // true once the instance drains: new connections are refused; nil: never
-	Metrics   http.Handler
-	Log       *slog.Logger
+	Instance   string
+	Hub        *presence.Hub // where connections attach, replay and detach
+	Directory  presence.Directory
+	Instances  presence.Instances  // the live instances, for GET /api/instances
+	Dispatcher presence.Dispatcher // what BRIDGE_INBOUND=broadcast hands a client's message to
+	Publisher  Publisher
+	Inbound    string // broker | broadcast | off
+	Auth       *Auth
+	Limits     Limits
+	Ready      func() error // nil when this instance should get traffic
+	Draining   func() bool  // true once the instance drains: new connections are refused; nil: never
+	Metrics    http.Handler
+	Log        *slog.Logger
 
 	// ConsumedKeys are the routing keys our own queues are bound with; clients may not
 	// publish to them (see inbound).
@@ -103,4 +82,16 @@ func NewServer(d Deps) *echo.Echo {
 	e.GET("/api/presence", handlePresence(d.Instances, d.Directory), d.Auth.RequireAPIKey)
 	e.GET("/api/presence/:userId", handleUserPresence(d.Directory), d.Auth.RequireAPIKey)
 	return e
+}
+
+// limitQuery answers 414 to a query string over max bytes, before any handler parses it.
+func limitQuery(max int) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if max > 0 && len(c.Request().URL.RawQuery) > max {
+				return &Error{Status: http.StatusRequestURITooLong, Msg: "query string is over BRIDGE_MAX_QUERY_BYTES"}
+			}
+			return next(c)
+		}
+	}
 }

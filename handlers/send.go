@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // sendRequest is the body of POST /api/send.
@@ -29,15 +31,9 @@ func handleSend(d Deps, in *inbound) echo.HandlerFunc {
 		if err := decodeJSON(c.Request(), d.Limits.MaxMessageBytes+4096, &req); err != nil {
 			return err
 		}
-		switch {
-		case len(req.RoutingKey) > 255:
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "routingKey is longer than 255 bytes"}
-		case len(req.Data) == 0 || string(req.Data) == "null":
-			return &Error{Status: http.StatusUnprocessableEntity, Msg: "data is required"}
-		}
-		body := bodyOf(req.Data)
-		if len(body) > d.Limits.MaxMessageBytes {
-			return &Error{Status: http.StatusRequestEntityTooLarge, Msg: "data is over BRIDGE_MAX_MESSAGE_BYTES"}
+		body, err := transport.MessageBody(req.RoutingKey, req.Data, d.Limits.MaxMessageBytes)
+		if err != nil {
+			return err
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), sendTimeout)
 		defer cancel()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -30,10 +31,10 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		v1 := false
 		switch p := c.QueryParam("protocol"); p {
 		case "":
-		case SubprotocolV1:
+		case transport.SubprotocolV1:
 			v1 = true
 		default:
-			return &Error{Status: http.StatusBadRequest, Msg: "protocol must be " + SubprotocolV1 + " or absent"}
+			return &Error{Status: http.StatusBadRequest, Msg: "protocol must be " + transport.SubprotocolV1 + " or absent"}
 		}
 		cursor := r.Header.Get("Last-Event-ID")
 		if cursor == "" {
@@ -41,17 +42,16 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		}
 
 		w := c.Response()
-		conn := presence.NewSSE(w, user, presence.SSEOptions{
+		conn := transport.NewSSE(w, user, transport.SSEOptions{
 			V1:        v1,
+			Instance:  d.Instance,
 			QueueLen:  d.Limits.SendQueue,
 			Heartbeat: d.Limits.Heartbeat,
 			MaxAge:    d.Limits.MaxAge,
 			Stats:     &d.Hub.Stats,
 		})
 		ctx := context.WithoutCancel(r.Context())
-		detach, err := attach(ctx, d, presence.Subscribe(conn, topics), cursor, 0, func(rp *presence.Replay) {
-			conn.Replay(sseControl(d, user, cursor, rp), topics.Filter(rp.Messages), rp.Head)
-		})
+		detach, err := attach(ctx, d, presence.Subscribe(conn, topics), cursor, 0)
 		if err != nil {
 			return err
 		}
@@ -68,18 +68,4 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		}
 		return nil
 	}
-}
-
-// sseControl is what a stream hears before its replay: a welcome event and, when the
-// replay is incomplete, a reset event. Neither carries an id: the stream's position is
-// set by the messages and by the id-only event after the replay (see SSE.Replay).
-func sseControl(d Deps, user, cursor string, rp *presence.Replay) [][]byte {
-	out := [][]byte{presence.EncodeJSONEvent("welcome", "", welcomeFrame{
-		Type: "welcome", User: user, Instance: d.Instance, Cursor: rp.Head,
-		Resumed: cursor != "" && rp.Reset == "",
-	})}
-	if rp.Reset != "" {
-		out = append(out, presence.EncodeJSONEvent("reset", "", presence.NewResetFrame(rp.Reset)))
-	}
-	return out
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushbridge/pushbridge/app"
 	"github.com/pushbridge/pushbridge/app/apptest"
 	"github.com/pushbridge/pushbridge/handlers"
 	"github.com/pushbridge/pushbridge/presence"
@@ -19,13 +18,13 @@ import (
 // that lasts longer; the stream sets its own deadline before each write and lives on.
 func TestSSEOutlivesWriteTimeout(t *testing.T) {
 	const writeTimeout = 300 * time.Millisecond
-	addr, router := serve(t, writeTimeout, nil)
+	addr, disp := serve(t, writeTimeout, nil)
 	c := apptest.OpenSSE(t, "http://"+addr+"/sse?user=w", nil)
 	start := time.Now()
 	for time.Since(start) < 4*writeTimeout { // heartbeats keep coming past the timeout
 		c.Next(t, 5*time.Second)
 	}
-	if err := router.Route(context.Background(), &presence.Message{UserID: "w", RoutingKey: "k", Body: []byte("still here")}); err != nil {
+	if _, err := disp.Dispatch(context.Background(), &presence.Message{UserID: "w", RoutingKey: "k", Body: []byte("still here")}, ""); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -37,16 +36,14 @@ func TestSSEOutlivesWriteTimeout(t *testing.T) {
 }
 
 // serve runs the routes on an http.Server with the given WriteTimeout, as app.serve
-// does but with the knobs a test needs, and returns its address and router.
-func serve(t *testing.T, writeTimeout time.Duration, draining func() bool) (string, *app.Router) {
+// does but with the knobs a test needs, and returns its address and the dispatcher
+// that reaches its connections.
+func serve(t *testing.T, writeTimeout time.Duration, draining func() bool) (string, presence.Dispatcher) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := presence.NewHub()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	router, dir := app.StartLocal(ctx, "test", hub, presence.NewMemoryHistory(100, time.Hour), 1<<16, log)
+	hub, disp := apptest.LocalHub(t, "test", 100)
 	srv := handlers.NewServer(handlers.Deps{
-		Instance: "test", Hub: hub, Directory: dir, Router: router,
+		Instance: "test", Hub: hub, Dispatcher: disp,
 		Inbound: "off", Auth: &handlers.Auth{Dev: true}, Ready: func() error { return nil }, Draining: draining,
 		Metrics: http.NotFoundHandler(), Log: log,
 		Limits: handlers.Limits{MaxMessageBytes: 1 << 16, SendQueue: 16, Heartbeat: 50 * time.Millisecond},
@@ -58,7 +55,7 @@ func serve(t *testing.T, writeTimeout time.Duration, draining func() bool) (stri
 	hs := &http.Server{Handler: srv, WriteTimeout: writeTimeout}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { hs.Close() })
-	return ln.Addr().String(), router
+	return ln.Addr().String(), disp
 }
 
 // TestRefusedWhileDraining: once the instance drains, new streams and polls are sent

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pushbridge/pushbridge/handlers/transport"
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -36,7 +37,7 @@ func (r *topicRule) parse(keys []string) (*presence.Topics, error) {
 	}
 	for _, k := range keys {
 		switch {
-		case k == "" || len(k) > maxRoutingKeyBytes:
+		case k == "" || len(k) > transport.MaxRoutingKeyBytes:
 			return nil, &Error{Status: http.StatusUnprocessableEntity, Msg: "a topic is a routing key of 1 to 255 bytes"}
 		case r.any:
 		case !slices.Contains(r.allowed, k):
@@ -54,10 +55,4 @@ func (r *topicRule) query(req *http.Request) (*presence.Topics, error) {
 		return nil, nil
 	}
 	return r.parse(strings.Split(v, ","))
-}
-
-// subscribedFrame answers a subscribe frame with the subscription now in force.
-type subscribedFrame struct {
-	Type   string   `json:"type"`
-	Topics []string `json:"topics"` // empty: everything
 }

@@ -121,16 +121,11 @@ func (d *RedisDirectory) queueUser(ctx context.Context, p redis.Pipeliner, s *di
 	p.HSet(ctx, d.keys.conns(d.instance), user, b)
 }
 
-// Refresh keeps this instance's connections alive for another TTL; call it with every
-// heartbeat. When Redis has lost them, or a write failed, it writes them again.
-func (d *RedisDirectory) Refresh(ctx context.Context) error {
-	_, err := d.RefreshLapsed(ctx)
-	return err
-}
-
-// RefreshLapsed is Refresh, also reporting whether this instance's entries were gone
-// from Redis (expired, or Redis lost them) when it came: until now, dispatchers did
-// not send this instance its users' messages, which only the history holds.
+// RefreshLapsed keeps this instance's connections alive for another TTL; call it with
+// every heartbeat. When Redis has lost them, or a write failed, it writes them again.
+// It reports whether this instance's entries were gone from Redis (expired, or Redis
+// lost them) when it came: until now, dispatchers did not send this instance its
+// users' messages, which only the history holds.
 func (d *RedisDirectory) RefreshLapsed(ctx context.Context) (lapsed bool, err error) {
 	kept, err := d.rdb.PExpire(ctx, d.keys.conns(d.instance), d.ttl).Result()
 	if err != nil {

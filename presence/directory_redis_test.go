@@ -29,7 +29,8 @@ func newRedisPair(t *testing.T, ttl time.Duration) *redisPair {
 			if err := p.reg.Beat(ctx, inst); err != nil {
 				return err
 			}
-			return d.Refresh(ctx)
+			_, err := d.RefreshLapsed(ctx)
+			return err
 		}
 		if err := beat(context.Background()); err != nil {
 			t.Fatal(err)
@@ -138,7 +139,7 @@ func TestRedisDirectoryRewrite(t *testing.T) {
 	}
 	wantLookup(t, d, "u2")
 
-	if err := d.Refresh(ctx); err != nil {
+	if _, err := d.RefreshLapsed(ctx); err != nil {
 		t.Fatal(err)
 	}
 	wantLookup(t, d, "u1", e1)

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -79,10 +80,6 @@ func messageIDs(m *Message) (id, prev uint64) {
 	return id, prev
 }
 
-// UseHistory makes the hub track where each connection stands, so it never sends a
-// message twice and repairs a gap from h. Call it before any connection is added.
-func (h *Hub) UseHistory(hist History) { h.history = hist }
-
 // Hold registers c while its replay is being read: messages for it wait until
 // Release. Hold it before the connection is in the directory, so no message sent
 // after that falls between the replay and the live stream.
@@ -110,7 +107,7 @@ func (h *Hub) Release(ctx context.Context, c Conn, last uint64) error {
 			need = true
 		}
 	}
-	if !need || h.history == nil {
+	if !need {
 		return nil
 	}
 	f.gap = true
@@ -121,9 +118,6 @@ func (h *Hub) Release(ctx context.Context, c Conn, last uint64) error {
 // have dropped messages (it subscribed again). A connection that cannot be caught up
 // now is tried again with its next message.
 func (h *Hub) Resync(ctx context.Context) error {
-	if h.history == nil {
-		return nil
-	}
 	h.mu.RLock()
 	all := make([]gapped, 0, h.countLocked())
 	for _, set := range h.users {
@@ -166,7 +160,7 @@ func (h *Hub) catchUpLocked(ctx context.Context, c Conn, f *feed) error {
 		if errors.Is(err, ErrBadCursor) || (err == nil && !complete) {
 			h.Stats.CatchUpDrops.Add(1)
 			drop(c)
-			return fmt.Errorf("catch up %s: %w", c.User(), cmpErr(err, errIncomplete))
+			return fmt.Errorf("catch up %s: %w", c.User(), cmp.Or(err, errIncomplete))
 		}
 		if err != nil {
 			return fmt.Errorf("catch up %s: %w", c.User(), err)
@@ -183,13 +177,6 @@ func (h *Hub) catchUpLocked(ctx context.Context, c Conn, f *feed) error {
 			return nil
 		}
 	}
-}
-
-func cmpErr(err, otherwise error) error {
-	if err != nil {
-		return err
-	}
-	return otherwise
 }
 
 // drop tells c to reconnect at once, without waiting for it to go.

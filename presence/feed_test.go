@@ -13,8 +13,7 @@ import (
 func TestHubRepairsGapsAndSkipsCopies(t *testing.T) {
 	ctx := context.Background()
 	h := NewMemoryHistory(100, time.Hour)
-	hub := NewHub()
-	hub.UseHistory(h)
+	hub := NewHub(HubConfig{Instance: "test", History: h, Directory: NewMemoryDirectory()})
 	start, _ := h.Head(ctx)
 	var ms []*Message
 	add := func() {

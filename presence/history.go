@@ -39,3 +39,31 @@ func ParseCursor(s string) (uint64, error) {
 
 // FormatCursor writes a cursor.
 func FormatCursor(seq uint64) string { return strconv.FormatUint(seq, 10) }
+
+// seqMessage is a message with its number in the history.
+type seqMessage struct {
+	seq uint64
+	m   *Message
+}
+
+func (e seqMessage) numbered() (uint64, *Message) { return e.seq, e.m }
+
+// mergeStreams interleaves two runs sorted by number, oldest first, up to limit: what
+// a user's connections read is the user's stream and the broadcasts' merged by id.
+func mergeStreams[E interface{ numbered() (uint64, *Message) }](a, b []E, limit int) []*Message {
+	out := make([]*Message, 0, min(limit, len(a)+len(b)))
+	for len(out) < limit && (len(a) > 0 || len(b) > 0) {
+		sa, ma := uint64(0), (*Message)(nil)
+		if len(a) > 0 {
+			sa, ma = a[0].numbered()
+		}
+		if len(b) > 0 {
+			if sb, mb := b[0].numbered(); ma == nil || sb < sa {
+				out, b = append(out, mb), b[1:]
+				continue
+			}
+		}
+		out, a = append(out, ma), a[1:]
+	}
+	return out
+}

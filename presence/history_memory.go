@@ -37,6 +37,8 @@ type memEntry struct {
 	m   *Message
 }
 
+func (e memEntry) numbered() (uint64, *Message) { return e.seq, e.m }
+
 // NewMemoryHistory keeps at most size messages per stream, for at most ttl.
 func NewMemoryHistory(size int, ttl time.Duration) *MemoryHistory {
 	base := uint64(time.Now().UnixMicro())
@@ -114,15 +116,7 @@ func (h *MemoryHistory) After(_ context.Context, user, cursor string, limit int)
 			b = es[lo:]
 		}
 	}
-	out := make([]*Message, 0, min(limit, len(a)+len(b)))
-	for len(out) < limit && (len(a) > 0 || len(b) > 0) {
-		if len(b) == 0 || (len(a) > 0 && a[0].seq < b[0].seq) {
-			out, a = append(out, a[0].m), a[1:]
-		} else {
-			out, b = append(out, b[0].m), b[1:]
-		}
-	}
-	return out, complete, nil
+	return mergeStreams(a, b, limit), complete, nil
 }
 
 func (h *MemoryHistory) Head(context.Context) (string, error) {

@@ -31,7 +31,7 @@ func (h *RedisHistory) Recent(ctx context.Context, user string, n int) ([]*Messa
 	if err != nil && err != redis.Nil {
 		return nil, fmt.Errorf("history recent: %w", err)
 	}
-	var all []seqMessage
+	var runs [2][]seqMessage // each oldest first
 	for i, cmd := range cmds {
 		owner := ""
 		if i == 1 {
@@ -44,24 +44,10 @@ func (h *RedisHistory) Recent(ctx context.Context, user string, n int) ([]*Messa
 			}
 			rk, _ := x.Values["routingKey"].(string)
 			body, _ := x.Values["body"].(string)
-			all = append(all, seqMessage{seq: seq, m: &Message{ID: FormatCursor(seq), UserID: owner, RoutingKey: rk, Body: []byte(body)}})
+			runs[i] = append(runs[i], seqMessage{seq: seq, m: &Message{ID: FormatCursor(seq), UserID: owner, RoutingKey: rk, Body: []byte(body)}})
 		}
+		slices.Reverse(runs[i]) // XREVRANGE reads newest first
 	}
-	slices.SortFunc(all, func(a, b seqMessage) int { return cmpUint(a.seq, b.seq) })
-	all = all[max(0, len(all)-n):]
-	out := make([]*Message, len(all))
-	for i, s := range all {
-		out[i] = s.m
-	}
-	return out, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	all := mergeStreams(runs[0], runs[1], len(runs[0])+len(runs[1]))
+	return all[max(0, len(all)-n):], nil
 }

@@ -179,7 +179,7 @@ func (h *RedisHistory) After(ctx context.Context, user, cursor string, limit int
 	if err != nil {
 		return nil, false, err
 	}
-	return mergeByID(mine, bcast, max(limit, 0)), complete, nil
+	return mergeStreams(mine, bcast, max(limit, 0)), complete, nil
 }
 
 func (h *RedisHistory) Head(ctx context.Context) (string, error) {
@@ -191,12 +191,6 @@ func (h *RedisHistory) Head(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("history head: %w", err)
 	}
 	return FormatCursor(n), nil
-}
-
-// seqMessage is a message with its number, for merging.
-type seqMessage struct {
-	seq uint64
-	m   *Message
 }
 
 // streamMessages decodes an XRANGE reply read inside a script.
@@ -230,17 +224,4 @@ func streamMessages(v any, user string) ([]seqMessage, error) {
 		out = append(out, seqMessage{seq: seq, m: m})
 	}
 	return out, nil
-}
-
-// mergeByID interleaves two runs sorted by number, oldest first, up to limit.
-func mergeByID(a, b []seqMessage, limit int) []*Message {
-	out := make([]*Message, 0, min(limit, len(a)+len(b)))
-	for len(out) < limit && (len(a) > 0 || len(b) > 0) {
-		if len(b) == 0 || (len(a) > 0 && a[0].seq < b[0].seq) {
-			out, a = append(out, a[0].m), a[1:]
-		} else {
-			out, b = append(out, b[0].m), b[1:]
-		}
-	}
-	return out
 }

@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,11 @@ type Conn interface {
 	// Send queues m without blocking. A connection whose queue is full closes itself
 	// (the client resumes from history) rather than slow down the sender.
 	Send(m *Message)
+	// Replay queues, ahead of anything sent later, what the connection hears when it
+	// attaches: its own greeting (welcome, and reset when rp.Reset says the replay is
+	// incomplete, as its wire has them) and rp.Messages. It runs while live messages
+	// for the connection wait (see Hub.Attach), so it must not block.
+	Replay(rp *Replay)
 	// Drain tells the client to come back after the given delay, then closes the
 	// connection (WebSocket close 1012). It returns once the connection is closed.
 	Drain(ctx context.Context, after time.Duration)
@@ -27,27 +33,48 @@ type Stats struct {
 	SlowDisconnect atomic.Int64 // connections closed because their queue overflowed
 	CaughtUp       atomic.Int64 // messages a connection got from the history after a gap
 	CatchUpDrops   atomic.Int64 // connections told to reconnect because a gap could not be filled
+	Resyncs        atomic.Int64 // times every connection was caught up (relay resubscribed, presence lapsed)
+}
+
+// HubConfig are the parts a Hub works with: in memory for one instance, in Redis for
+// many (app/backend.go chooses).
+type HubConfig struct {
+	Instance  string       // this instance's id, in the directory entries of its connections
+	History   History      // what a connection replays, and where gaps are repaired from
+	Directory Directory    // where connections are registered, so dispatches find this instance
+	Log       *slog.Logger // nil: slog.Default()
 }
 
 // Hub is the registry of this instance's connections, keyed by user. Sending never
-// blocks on a connection, so one lock guards the maps.
+// blocks on a connection, so one lock guards the maps. It tracks where each
+// connection stands in the history, so a connection never gets a message twice and a
+// gap is repaired (see feed).
 type Hub struct {
 	Stats Stats
+
+	instance string
+	history  History
+	dir      Directory
+	log      *slog.Logger
 
 	mu    sync.RWMutex
 	users map[string]map[Conn]*feed
 	kinds map[string]int // connections by transport; Count is their sum
 
-	history History // where gaps are repaired from (see UseHistory); nil: not tracked
+	listening     chan struct{} // closed once the relay first listens (see Listen)
+	listeningOnce sync.Once
 }
 
-// NewHub returns an empty hub.
-func NewHub() *Hub {
-	return &Hub{users: make(map[string]map[Conn]*feed), kinds: make(map[string]int)}
+// NewHub returns an empty hub working with the parts of c.
+func NewHub(c HubConfig) *Hub {
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return &Hub{
+		instance: c.Instance, history: c.History, dir: c.Directory, log: c.Log,
+		users: make(map[string]map[Conn]*feed), kinds: make(map[string]int), listening: make(chan struct{}),
+	}
 }
-
-// Add registers c; it is sent every message from now on.
-func (h *Hub) Add(c Conn) { h.add(c, false) }
 
 func (h *Hub) add(c Conn, held bool) *feed {
 	h.mu.Lock()
@@ -93,10 +120,8 @@ func (h *Hub) Deliver(m *Message) int {
 	n := 0
 	offer := func(c Conn, f *feed) {
 		n++
-		if h.history != nil && f.offer(c, m, id, prev) {
+		if f.offer(c, m, id, prev) {
 			gaps = append(gaps, gapped{c, f})
-		} else if h.history == nil {
-			c.Send(m)
 		}
 	}
 	if m.Broadcast() {
@@ -139,13 +164,6 @@ func (h *Hub) CountOf(transport string) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.kinds[transport]
-}
-
-// UserConns is the number of connections a user holds here.
-func (h *Hub) UserConns(user string) int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.users[user])
 }
 
 // Conns is a snapshot of every connection held.

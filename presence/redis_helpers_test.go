@@ -2,53 +2,23 @@ package presence
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pushbridge/pushbridge/presence/redistest"
 )
 
-// testRedisURL is the Redis the tests use: $TEST_REDIS_URL or the local one.
-func testRedisURL() string {
-	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
+// testRedisURL is the Redis the tests use.
+func testRedisURL() string { return redistest.URL() }
 
 // newTestRedis connects to the real Redis or fails the test with how to start it. It
 // returns options with a key prefix of this test's own; every key under it is
 // deleted when the test ends.
 func newTestRedis(t testing.TB) (*redis.Client, RedisOptions) {
 	t.Helper()
-	rdb, err := NewRedisClient(context.Background(), testRedisURL())
-	if err != nil {
-		t.Fatalf("Redis is not reachable: %v (start it with: redis-server --daemonize yes --save '' --appendonly no)", err)
-	}
-	var b [5]byte
-	_, _ = rand.Read(b[:])
-	prefix := "bridge:test_" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() {
-		defer rdb.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("cleanup: scan %s*: %v", prefix, err)
-		}
-		if len(keys) > 0 {
-			if err := rdb.Del(ctx, keys...).Err(); err != nil {
-				t.Errorf("cleanup: delete %d keys: %v", len(keys), err)
-			}
-		}
-	})
+	rdb, prefix := redistest.New(t, NewRedisClient)
 	return rdb, RedisOptions{Prefix: prefix}
 }
 

@@ -115,7 +115,7 @@ type cliFixture struct {
 	user    []*Message // user 42's, oldest first
 	bcast   *Message
 	head    string
-	relay   *RedisRelay
+	relay   relaySender
 }
 
 // newCLIFixture sets up two live instances and one that left, user 42 connected to
@@ -165,7 +165,7 @@ func newCLIFixture(t *testing.T, ctx context.Context, opts RedisOptions, rdb *re
 	}
 	o := opts
 	o.Instance = "pb-1a2b3c4d"
-	fx.relay = NewRedisRelay(rdb, o, nil)
+	fx.relay = redisSender{rdb, redisKeys(o.Prefix), o.Instance}
 	return fx
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -12,9 +11,8 @@ import (
 // Relay carries messages between instances: to the instance that holds a user's
 // connections, or to every instance for a broadcast.
 //
-// Routing goes through a Dispatcher, which publishes on the relay's channels in id
-// order; Send and Broadcast hand over a message from Go, in no order relative to
-// other senders.
+// Messages are put on it by a Dispatcher, which publishes on the relay's channels in
+// id order.
 //
 // It is a fast path, not a guarantee: a message sent while the receiver is not
 // listening (it is resubscribing, or gone) is lost to the live stream. The history is
@@ -24,12 +22,6 @@ import (
 // given; since dispatched messages arrive in ID order, one whose Prev is above that
 // cursor also reveals a gap.
 type Relay interface {
-	// Send hands m to instance. A message to an instance that is not listening is
-	// dropped without an error.
-	Send(ctx context.Context, instance string, m *Message) error
-	// Broadcast hands m to every other instance; the sender delivers its own copy.
-	// (A dispatched broadcast reaches every instance, the dispatching one included.)
-	Broadcast(ctx context.Context, m *Message) error
 	// Run hands to deliver, one at a time and in arrival order, each message sent to
 	// this instance or broadcast, until ctx ends. Call it once per instance. It calls subscribed each
 	// time it starts listening, first and after every reconnect, before the messages
@@ -51,28 +43,6 @@ const maxRelayHeader = 1 + 5*21
 // errBadRelay is returned for a payload that is not a relayed message.
 var errBadRelay = errors.New("malformed relay payload")
 
-// encodeRelay writes m compactly: a header line "\x01<id> <prev> <len from> <len user>
-// <len routing key>\n" (ids 0 when absent), then sender, user, routing key and body
-// back to back. Bodies may be binary; nothing is escaped. The header is text so the
-// dispatch script (Lua) can write it too.
-func encodeRelay(from string, m *Message) ([]byte, error) {
-	id, err := cursorOrZero(m.ID)
-	if err != nil {
-		return nil, fmt.Errorf("relay: message id: %w", err)
-	}
-	prev, err := cursorOrZero(m.Prev)
-	if err != nil {
-		return nil, fmt.Errorf("relay: message prev: %w", err)
-	}
-	b := make([]byte, 0, maxRelayHeader+len(from)+len(m.UserID)+len(m.RoutingKey)+len(m.Body))
-	b = append(b, relayVersion)
-	b = strconv.AppendUint(b, id, 10)
-	b = append(b, ' ')
-	b = strconv.AppendUint(b, prev, 10)
-	b = append(b, relayTail(from, m)...)
-	return append(b, m.Body...), nil
-}
-
 // relayTail is the part of the payload after the ids, up to the body: the rest of
 // the header line, then sender, user and routing key.
 func relayTail(from string, m *Message) []byte {
@@ -87,7 +57,11 @@ func relayTail(from string, m *Message) []byte {
 	return append(b, m.RoutingKey...)
 }
 
-// decodeRelay reads what encodeRelay wrote, and who sent it.
+// decodeRelay reads a relayed payload, as the dispatch script writes it: a header line
+// "\x01<id> <prev> <len from> <len user> <len routing key>\n" (ids 0 when absent),
+// then sender, user, routing key and body back to back. Bodies may be binary; nothing
+// is escaped. The header is text so the script (Lua) can write it. It returns who
+// sent the message.
 func decodeRelay(b []byte) (m *Message, from string, err error) {
 	if len(b) == 0 || b[0] != relayVersion {
 		return nil, "", errBadRelay

@@ -45,14 +45,6 @@ type MemoryRelay struct {
 	instance string
 }
 
-func (r *MemoryRelay) Send(ctx context.Context, instance string, m *Message) error {
-	return r.bus.send(ctx, instance, m)
-}
-
-func (r *MemoryRelay) Broadcast(ctx context.Context, m *Message) error {
-	return r.bus.broadcast(ctx, r.instance, m)
-}
-
 // send queues m to instance, if it listens.
 func (b *MemoryBus) send(ctx context.Context, instance string, m *Message) error {
 	b.mu.Lock()

@@ -48,25 +48,6 @@ func NewRedisRelay(rdb redis.UniversalClient, opts RedisOptions, log *slog.Logge
 	return &RedisRelay{rdb: rdb, keys: redisKeys(opts.Prefix), instance: opts.Instance, log: log, ping: relayPingEvery}
 }
 
-func (r *RedisRelay) Send(ctx context.Context, instance string, m *Message) error {
-	return r.publish(ctx, r.keys.relayInstance(instance), m)
-}
-
-func (r *RedisRelay) Broadcast(ctx context.Context, m *Message) error {
-	return r.publish(ctx, r.keys.relayBroadcast(), m)
-}
-
-func (r *RedisRelay) publish(ctx context.Context, channel string, m *Message) error {
-	b, err := encodeRelay(r.instance, m)
-	if err != nil {
-		return err
-	}
-	if err := r.rdb.Publish(ctx, channel, b).Err(); err != nil {
-		return fmt.Errorf("relay publish: %w", err)
-	}
-	return nil
-}
-
 // Run listens until ctx ends. Each subscription is a fresh connection; when it fails
 // it is replaced after a pause, and subscribed is called again once the new one is
 // confirmed on both channels.

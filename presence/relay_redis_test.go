@@ -26,7 +26,7 @@ func TestRedisRelayResubscribe(t *testing.T) {
 	t.Cleanup(func() { rcv.Close() })
 	oa, ob := opts, opts
 	oa.Instance, ob.Instance = "A", "B"
-	a, b := NewRedisRelay(rdb, oa, nil), NewRedisRelay(rcv, ob, nil)
+	a, b := redisSender{rdb, redisKeys(oa.Prefix), "A"}, NewRedisRelay(rcv, ob, nil)
 	pb := startRelay(t, b)
 
 	if err := a.Send(ctx, "B", &Message{ID: "1", UserID: "u"}); err != nil {
@@ -66,7 +66,7 @@ func TestRedisRelayGarbage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := NewRedisRelay(rdb, RedisOptions{Prefix: opts.Prefix, Instance: "A"}, nil).Send(ctx, "B", &Message{ID: "9"}); err != nil {
+	if err := (redisSender{rdb, keys, "A"}).Send(ctx, "B", &Message{ID: "9"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := pb.next(t); got.ID != "9" {
@@ -124,7 +124,7 @@ func TestRedisRelaySilentRedis(t *testing.T) {
 
 	px.swallowCurrent()
 	pb.waitSubscribed(t)
-	a := NewRedisRelay(rdb, RedisOptions{Prefix: opts.Prefix, Instance: "A"}, nil)
+	a := redisSender{rdb, redisKeys(opts.Prefix), "A"}
 	if err := a.Send(ctx, "B", &Message{ID: "5"}); err != nil {
 		t.Fatal(err)
 	}

@@ -3,24 +3,96 @@ package presence
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
-// relayImpls return, for each implementation, a maker of connected relays by instance.
-var relayImpls = map[string]func(t *testing.T) func(instance string) Relay{
-	"memory": func(*testing.T) func(string) Relay {
+// relayImpls return, for each implementation, a maker of connected relays by instance
+// and of senders on the same channels.
+var relayImpls = map[string]func(t *testing.T) (func(instance string) Relay, func(from string) relaySender){
+	"memory": func(*testing.T) (func(string) Relay, func(string) relaySender) {
 		bus := NewMemoryBus()
-		return func(id string) Relay { return bus.Relay(id) }
+		return func(id string) Relay { return bus.Relay(id) }, func(from string) relaySender { return memorySender{bus, from} }
 	},
-	"redis": func(t *testing.T) func(string) Relay {
+	"redis": func(t *testing.T) (func(string) Relay, func(string) relaySender) {
 		rdb, opts := newTestRedis(t)
 		return func(id string) Relay {
-			o := opts
-			o.Instance = id
-			return NewRedisRelay(rdb, o, nil)
-		}
+				o := opts
+				o.Instance = id
+				return NewRedisRelay(rdb, o, nil)
+			}, func(from string) relaySender {
+				return redisSender{rdb, redisKeys(opts.Prefix), from}
+			}
 	},
+}
+
+// relaySender puts messages on a relay's channels as a dispatcher does, in the order
+// of the calls: the tests' stand-in for a dispatching instance.
+type relaySender interface {
+	// Send hands m to instance; a message to an instance that is not listening is
+	// dropped without an error.
+	Send(ctx context.Context, instance string, m *Message) error
+	// Broadcast hands m to every instance but the sender.
+	Broadcast(ctx context.Context, m *Message) error
+}
+
+type memorySender struct {
+	bus  *MemoryBus
+	from string
+}
+
+func (s memorySender) Send(ctx context.Context, instance string, m *Message) error {
+	return s.bus.send(ctx, instance, m)
+}
+
+func (s memorySender) Broadcast(ctx context.Context, m *Message) error {
+	return s.bus.broadcast(ctx, s.from, m)
+}
+
+type redisSender struct {
+	rdb  redis.UniversalClient
+	keys redisKeys
+	from string
+}
+
+func (s redisSender) Send(ctx context.Context, instance string, m *Message) error {
+	return s.publish(ctx, s.keys.relayInstance(instance), m)
+}
+
+func (s redisSender) Broadcast(ctx context.Context, m *Message) error {
+	return s.publish(ctx, s.keys.relayBroadcast(), m)
+}
+
+func (s redisSender) publish(ctx context.Context, channel string, m *Message) error {
+	b, err := encodeRelay(s.from, m)
+	if err != nil {
+		return err
+	}
+	return s.rdb.Publish(ctx, channel, b).Err()
+}
+
+// encodeRelay writes m as the dispatch script does (see decodeRelay): the tests' way to
+// put a message on the relay's channels without a dispatcher.
+func encodeRelay(from string, m *Message) ([]byte, error) {
+	id, err := cursorOrZero(m.ID)
+	if err != nil {
+		return nil, fmt.Errorf("relay: message id: %w", err)
+	}
+	prev, err := cursorOrZero(m.Prev)
+	if err != nil {
+		return nil, fmt.Errorf("relay: message prev: %w", err)
+	}
+	b := make([]byte, 0, maxRelayHeader+len(from)+len(m.UserID)+len(m.RoutingKey)+len(m.Body))
+	b = append(b, relayVersion)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, prev, 10)
+	b = append(b, relayTail(from, m)...)
+	return append(b, m.Body...), nil
 }
 
 // relayProbe runs a relay and collects what it delivers.
@@ -86,9 +158,9 @@ func TestRelayContract(t *testing.T) {
 	for name, mk := range relayImpls {
 		t.Run(name, func(t *testing.T) {
 			ctx := testCtx(t)
-			relay := mk(t)
-			a, b, c := relay("A"), relay("B"), relay("C")
-			pa, pb, pc := startRelay(t, a), startRelay(t, b), startRelay(t, c)
+			relay, sender := mk(t)
+			pa, pb, pc := startRelay(t, relay("A")), startRelay(t, relay("B")), startRelay(t, relay("C"))
+			a, b, c := sender("A"), sender("B"), sender("C")
 
 			m := &Message{ID: "17", Prev: "12", UserID: "u", RoutingKey: "contract", Body: []byte{0, 0xff, 'x', '\n'}}
 			if err := a.Send(ctx, "B", m); err != nil {

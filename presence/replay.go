@@ -4,6 +4,7 @@ package presence
 // same step as the connection's registration in the hub, so every message is either in
 // the replay or delivered live — never both, never neither.
 type Replay struct {
+	From     string     // the cursor the client came back with; "" for a fresh start
 	Head     string     // newest cursor when the connection registered: where a fresh client starts
 	Messages []*Message // what came after the cursor, oldest first
 	Reset    string     // why the replay is incomplete (see the Reset* reasons); "" when whole
@@ -17,12 +18,6 @@ const (
 	ResetExpired   = "messages after the cursor have left the history window"
 )
 
-// ResetFrame is the bridge.v1 frame (and the data of the SSE "reset" event) telling a
-// client that messages were missed and could not be replayed.
-type ResetFrame struct {
-	Type   string `json:"type"` // "reset"
-	Reason string `json:"reason"`
-}
-
-// NewResetFrame says why a replay is incomplete.
-func NewResetFrame(reason string) ResetFrame { return ResetFrame{Type: "reset", Reason: reason} }
+// Resumed reports whether the client came back with a cursor and gets everything it
+// missed.
+func (r *Replay) Resumed() bool { return r.From != "" && r.Reset == "" }

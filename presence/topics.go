@@ -76,5 +76,17 @@ func (s *Subscribed) Send(m *Message) {
 	}
 }
 
+// Replay passes the replay on with only the messages the subscription wants.
+func (s *Subscribed) Replay(rp *Replay) {
+	t := s.topics.Load()
+	if t == nil {
+		s.Conn.Replay(rp)
+		return
+	}
+	only := *rp
+	only.Messages = t.Filter(rp.Messages)
+	s.Conn.Replay(&only)
+}
+
 // Set replaces the subscription; messages sent from now on follow it.
 func (s *Subscribed) Set(t *Topics) { s.topics.Store(t) }

@@ -32,21 +32,20 @@ func TestTopics(t *testing.T) {
 // TestSubscribedSendsWhatItWants: the wrapper filters what reaches the connection, and
 // a new subscription applies to the next message.
 func TestSubscribedSendsWhatItWants(t *testing.T) {
-	p := NewPoll("u", 10)
-	s := Subscribe(p, NewTopics([]string{"a"}))
+	c := &recConn{user: "u"}
+	s := Subscribe(c, NewTopics([]string{"a"}))
 	s.Send(&Message{ID: "1", RoutingKey: "b"})
 	s.Send(&Message{ID: "2", RoutingKey: "a"})
 	s.Set(nil)
 	s.Send(&Message{ID: "3", RoutingKey: "b"})
-	got, _, _ := p.Take()
 	var ids []string
-	for _, m := range got {
+	for _, m := range c.got {
 		ids = append(ids, m.ID)
 	}
 	if !slices.Equal(ids, []string{"2", "3"}) {
 		t.Errorf("sent %v, want 2 then 3", ids)
 	}
-	if s.User() != "u" || s.Transport() != "poll" {
+	if s.User() != "u" || s.Transport() != "test" {
 		t.Errorf("the wrapper must pass the connection's identity through")
 	}
 }

@@ -5,6 +5,8 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,6 +37,13 @@ type Publishing struct {
 	Body       []byte
 	MessageID  string
 	Headers    map[string]any
+}
+
+// NewID returns a random id for a published message (its AMQP message-id).
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Delivery is one consumed message.

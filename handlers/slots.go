@@ -8,10 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
-	"github.com/labstack/echo/v4"
-	"golang.org/x/time/rate"
-
 	"github.com/pushbridge/pushbridge/presence"
 )
 
@@ -19,11 +15,6 @@ import (
 // user: long enough that a reconnect loop does not hammer us, short enough that a
 // client whose other tab just closed is soon back.
 const connRetryAfter = 5 * time.Second
-
-// Reasons sent in close frames; each stays under the 123 bytes a close frame allows.
-const (
-	reasonRate = "message rate limit exceeded"
-)
 
 // connSlots counts the connections of every transport on this instance, in total and
 // per user, so that a limit is enforced before a connection is upgraded or a stream
@@ -75,39 +66,6 @@ func tooManyConns(msg string) *Error {
 		RetryAfter: strconv.Itoa(int(connRetryAfter / time.Second))}
 }
 
-// newFrameLimiter is the token bucket of one connection's inbound messages.
-func (l Limits) newFrameLimiter() *rate.Limiter {
-	if l.MessageRate <= 0 {
-		return rate.NewLimiter(rate.Inf, 0)
-	}
-	return rate.NewLimiter(rate.Limit(l.MessageRate), max(l.MessageBurst, 1))
-}
-
-// floodGuard returns the check a WebSocket's reader makes before handling a frame:
-// within the rate it says yes; beyond it the connection is closed with 1008.
-func floodGuard(l Limits, ws *presence.WS) (allow func() bool) {
-	lim := l.newFrameLimiter()
-	return func() bool {
-		if lim.Allow() {
-			return true
-		}
-		ws.CloseWith(websocket.ClosePolicyViolation, reasonRate)
-		return false
-	}
-}
-
-// limitQuery answers 414 to a query string over max bytes, before any handler parses it.
-func limitQuery(max int) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if max > 0 && len(c.Request().URL.RawQuery) > max {
-				return &Error{Status: http.StatusRequestURITooLong, Msg: "query string is over BRIDGE_MAX_QUERY_BYTES"}
-			}
-			return next(c)
-		}
-	}
-}
-
 // admitConn is the door of every connection route: the origin and the identity
 // (Auth.Admit), then a connection slot of the user's, released by the caller when
 // the connection ends.
@@ -150,3 +108,19 @@ func userConnsEverywhere(ctx context.Context, d Deps, user string) error {
 	}
 	return tooManyConns(fmt.Sprintf("this user holds %d connections across instances (BRIDGE_MAX_CONNS_PER_USER)", len(es)))
 }
+
+// attach registers conn on this instance and in the directory and queues its replay
+// from cursor (see presence.Hub.Attach). detach undoes both.
+func attach(ctx context.Context, d Deps, conn presence.Conn, cursor string, limit int) (detach func(), err error) {
+	// A connection that arrives after the hub drained would never be told to go, and an
+	// open SSE response or poll would hold up the HTTP server's Shutdown.
+	if d.Draining != nil && d.Draining() {
+		return nil, errDraining
+	}
+	if err := d.Hub.Attach(ctx, conn, cursor, limit); err != nil {
+		return nil, err
+	}
+	return func() { d.Hub.Detach(ctx, conn) }, nil
+}
+
+var errDraining = &Error{Status: http.StatusServiceUnavailable, Msg: "this instance is shutting down: connect again", RetryAfter: "1"}

@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // Payload lengths at each side of the header's length encodings: 7 bits up to 125,
@@ -41,14 +43,14 @@ func TestServerFrameHeader(t *testing.T) {
 // Frames written by the vectored writer, many to a batch, read back by a gorilla client
 // in order: text and binary (a raw body that is not UTF-8), across the length encodings.
 func TestWSVectoredFramesRaw(t *testing.T) {
-	var msgs []*Message
+	var msgs []*presence.Message
 	for _, n := range frameBoundaries[1:] { // bodies of exactly n bytes
 		text := append(bytes.Repeat([]byte("é"), n/2), bytes.Repeat([]byte("a"), n%2)...)
 		bin := append(bytes.Repeat([]byte("a"), n-1), 0xff)
-		msgs = append(msgs, &Message{UserID: "u", Body: text}, &Message{UserID: "u", Body: bin})
+		msgs = append(msgs, &presence.Message{UserID: "u", Body: text}, &presence.Message{UserID: "u", Body: bin})
 	}
-	msgs = append(msgs, &Message{UserID: "u", Body: []byte{}}) // empty: a text frame of no bytes
-	hub := NewHub()
+	msgs = append(msgs, &presence.Message{UserID: "u", Body: []byte{}}) // empty: a text frame of no bytes
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u")
 	onlyConn(t, hub)
@@ -73,8 +75,8 @@ func TestWSVectoredFramesRaw(t *testing.T) {
 // bridge.v1 frames whose JSON is exactly each boundary length, and our own text frames
 // queued among them.
 func TestWSVectoredFramesV1(t *testing.T) {
-	overhead := len((&Message{ID: "1-0", RoutingKey: "k"}).V1JSON()) // the body is a JSON string, "" when empty
-	hub := NewHub()
+	overhead := len(V1JSON(&presence.Message{ID: "1-0", RoutingKey: "k"})) // the body is a JSON string, "" when empty
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{V1: true})
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
@@ -83,13 +85,13 @@ func TestWSVectoredFramesV1(t *testing.T) {
 		if n < overhead {
 			continue
 		}
-		m := &Message{ID: "1-0", UserID: "u", RoutingKey: "k", Body: bytes.Repeat([]byte("z"), n-overhead)}
-		if got := len(m.V1JSON()); got != n {
+		m := &presence.Message{ID: "1-0", UserID: "u", RoutingKey: "k", Body: bytes.Repeat([]byte("z"), n-overhead)}
+		if got := len(V1JSON(m)); got != n {
 			t.Fatalf("test setup: JSON of %d bytes, want %d", got, n)
 		}
 		hub.Deliver(m)
-		want = append(want, m.V1JSON())
-		ws.SendJSON(errorFrame{Type: "error", Error: strconv.Itoa(n)})
+		want = append(want, V1JSON(m))
+		ws.SendError(strconv.Itoa(n))
 		want = append(want, []byte(`{"type":"error","error":"`+strconv.Itoa(n)+`"}`))
 	}
 	for i, w := range want {
@@ -103,16 +105,11 @@ func TestWSVectoredFramesV1(t *testing.T) {
 	}
 }
 
-type errorFrame struct {
-	Type  string `json:"type"`
-	Error string `json:"error"`
-}
-
 // A client pinging as fast as it can while messages and our own frames flow: every
 // frame arrives whole and in order, and its latest ping is answered.
 func TestWSFramesIntactWhilePinged(t *testing.T) {
 	const total = 3000
-	hub := NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{QueueLen: total}) // delivered faster than read: never cut as slow
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
@@ -149,10 +146,10 @@ func TestWSFramesIntactWhilePinged(t *testing.T) {
 	body := func(i int) []byte { return fmt.Appendf(nil, "message %d %s", i, bytes.Repeat([]byte("x"), i%300)) }
 	for i := range total {
 		if i%10 == 0 { // one of our own frames: a JSON string
-			ws.SendJSON(string(body(i)))
+			ws.sendJSON(string(body(i)))
 			continue
 		}
-		hub.Deliver(&Message{UserID: "u", Body: body(i)})
+		hub.Deliver(&presence.Message{UserID: "u", Body: body(i)})
 	}
 	for i := range total {
 		var data []byte
@@ -185,20 +182,20 @@ func TestWSFramesIntactWhilePinged(t *testing.T) {
 // ping from it does not cut it sooner: were the pong written by gorilla from the
 // reader, its WriteControl would reset our blocked writev's deadline to its own second.
 func TestWSStalledWriteCutAfterWriteWaitEvenWhenPinged(t *testing.T) {
-	hub := NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u") // never reads
 	ws := onlyConn(t, hub)
-	m := &Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)}
-	msgs := make([]*Message, 64) // far more than the socket buffers hold: the writer blocks in writev
+	m := &presence.Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)}
+	msgs := make([]*presence.Message, 64) // far more than the socket buffers hold: the writer blocks in writev
 	for i := range msgs {
 		msgs[i] = m
 	}
-	ws.Replay(nil, msgs) // queued at once, so the writer takes them in one batch; not held to the queue limits
+	ws.Replay(&presence.Replay{Messages: msgs}) // queued at once, so the writer takes them in one batch; not held to the queue limits
 	eventually(t, 5*time.Second, "the writer holding the whole queue", func() bool {
 		ws.mu.Lock()
 		defer ws.mu.Unlock()
-		return len(ws.queue) == 0 && ws.writing
+		return ws.queue.len() == 0 && ws.writing
 	})
 	start := time.Now()
 	if err := c.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second)); err != nil {

@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"bytes"
@@ -7,18 +7,20 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // A client that reads nothing is cut once the bytes queued for it pass QueueBytes,
 // even while the number of queued messages is far below QueueLen.
 func TestWSCutsAClientByQueuedBytes(t *testing.T) {
-	hub := NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{QueueLen: 1 << 20, QueueBytes: 2 << 20, Stats: &hub.Stats})
 	dialUser(t, srv, "u") // never read
 	ws := onlyConn(t, hub)
 
-	m := &Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)} // one encoding, queued many times
-	const maxPushes = 64                                               // 64 MiB: far more than the kernel buffers and the queue hold together
+	m := &presence.Message{UserID: "u", Body: bytes.Repeat([]byte("x"), 1<<20)} // one encoding, queued many times
+	const maxPushes = 64                                                        // 64 MiB: far more than the kernel buffers and the queue hold together
 	for i := 0; hub.Stats.SlowDisconnect.Load() == 0; i++ {
 		if i == maxPushes {
 			t.Fatalf("not cut after %d MiB queued to a client that reads nothing", maxPushes)
@@ -28,8 +30,8 @@ func TestWSCutsAClientByQueuedBytes(t *testing.T) {
 	eventually(t, 5*time.Second, "the cut client unregistered", func() bool { return hub.Count() == 0 })
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if len(ws.queue) != 0 || ws.queued != 0 {
-		t.Errorf("queue still holds %d messages, %d bytes after the cut", len(ws.queue), ws.queued)
+	if ws.queue.len() != 0 || ws.queue.bytes != 0 {
+		t.Errorf("queue still holds %d messages, %d bytes after the cut", ws.queue.len(), ws.queue.bytes)
 	}
 }
 
@@ -37,12 +39,12 @@ func TestWSCutsAClientByQueuedBytes(t *testing.T) {
 // is closed after two periods without a pong.
 func TestWSPingPong(t *testing.T) {
 	const period = 50 * time.Millisecond
-	hub := NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{PingPeriod: period})
 
 	dialUser(t, srv, "silent") // reads nothing, so never answers a ping
-	eventually(t, 5*time.Second, "silent registered", func() bool { return hub.UserConns("silent") == 1 })
-	eventually(t, 5*time.Second, "the silent client closed by its read deadline", func() bool { return hub.UserConns("silent") == 0 })
+	eventually(t, 5*time.Second, "silent registered", func() bool { return userConns(hub, "silent") == 1 })
+	eventually(t, 5*time.Second, "the silent client closed by its read deadline", func() bool { return userConns(hub, "silent") == 0 })
 
 	live := dialUser(t, srv, "live")
 	var pings atomic.Int32
@@ -59,14 +61,14 @@ func TestWSPingPong(t *testing.T) {
 	}()
 	// Ten pings answered span five times the two-period deadline.
 	eventually(t, 10*time.Second, "ten pings", func() bool { return pings.Load() >= 10 })
-	if hub.UserConns("live") != 1 {
+	if userConns(hub, "live") != 1 {
 		t.Fatal("a client answering every ping was closed")
 	}
 }
 
 // The writer goroutine exists only while there is something to write.
 func TestWSWriterStopsWhenIdle(t *testing.T) {
-	hub := NewHub()
+	hub := newTestHub()
 	srv := wsServer(t, hub, WSOptions{})
 	c := dialUser(t, srv, "u")
 	ws := onlyConn(t, hub)
@@ -77,7 +79,7 @@ func TestWSWriterStopsWhenIdle(t *testing.T) {
 	}
 	for round := range 3 {
 		for i := range 100 {
-			hub.Deliver(&Message{UserID: "u", Body: []byte{byte('a' + i%26)}})
+			hub.Deliver(&presence.Message{UserID: "u", Body: []byte{byte('a' + i%26)}})
 		}
 		for range 100 {
 			if _, _, err := c.ReadMessage(); err != nil {

@@ -1,43 +1,14 @@
-package app
+package presence
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/pushbridge/pushbridge/presence"
 )
 
-// recConn is a Conn that records what it is sent.
-type recConn struct {
-	user string
-	mu   sync.Mutex
-	got  []*presence.Message
-	wake chan struct{} // signalled after each Send; made by waitFor's caller or lazily
-}
-
-func (c *recConn) User() string                         { return c.user }
-func (c *recConn) Transport() string                    { return "test" }
-func (c *recConn) Since() time.Time                     { return time.Time{} }
-func (c *recConn) Drain(context.Context, time.Duration) {}
-func (c *recConn) Send(m *presence.Message) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.got = append(c.got, m)
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-func newRecConn(user string) *recConn { return &recConn{user: user, wake: make(chan struct{}, 1)} }
-
 // waitFor waits until c holds n messages: live ones arrive through the relay's
-// goroutine, after Route has returned.
+// goroutine, after Dispatch has returned.
 func (c *recConn) waitFor(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
@@ -56,24 +27,15 @@ func (c *recConn) waitFor(t *testing.T, n int) {
 	}
 }
 
-func newTestRouter(t *testing.T, size int) (*Router, *presence.Hub, *presence.MemoryHistory) {
-	hub := presence.NewHub()
-	h := presence.NewMemoryHistory(size, time.Hour)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	r, _ := StartLocal(ctx, "test", hub, h, 1<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return r, hub, h
-}
-
 // route sends n messages, cycling through user "u", another user and broadcast, and
 // returns those that "u" should read.
-func route(t *testing.T, r *Router, n int) []*presence.Message {
+func route(t *testing.T, d Dispatcher, n int) []*Message {
 	t.Helper()
-	var forU []*presence.Message
+	var forU []*Message
 	for i := range n {
-		m := &presence.Message{UserID: []string{"u", "other", ""}[i%3], RoutingKey: "k", Body: []byte(strconv.Itoa(i))}
-		if err := r.Route(context.Background(), m); err != nil {
-			t.Errorf("route: %v", err) // not Fatal: this may run on another goroutine
+		m := &Message{UserID: []string{"u", "other", ""}[i%3], RoutingKey: "k", Body: []byte(strconv.Itoa(i))}
+		if _, err := d.Dispatch(context.Background(), m, ""); err != nil {
+			t.Errorf("dispatch: %v", err) // not Fatal: this may run on another goroutine
 			return forU
 		}
 		if m.UserID != "other" {
@@ -87,21 +49,17 @@ func route(t *testing.T, r *Router, n int) []*presence.Message {
 // the replay holds and what arrives live must together be every message after the
 // cursor, in order, once each — across several history pages.
 func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
-	r, _, h := newTestRouter(t, 100_000)
+	hub, h, d := newTestHub(t, 100_000)
 	cursor, _ := h.Head(context.Background())
-	want := route(t, r, 3*replayPage+7) // more than one page before the attach
+	want := route(t, d, 3*replayPage+7) // more than one page before the attach
 
-	done := make(chan []*presence.Message)
-	go func() { done <- route(t, r, 3000) }()
+	done := make(chan []*Message)
+	go func() { done <- route(t, d, 3000) }()
 	c := newRecConn("u")
-	var rp *presence.Replay
-	err := r.Attach(context.Background(), c, cursor, 0, func(x *presence.Replay) {
-		rp = x
-		c.got = append(c.got, x.Messages...)
-	})
-	if err != nil {
+	if err := hub.Attach(context.Background(), c, cursor, 0); err != nil {
 		t.Fatalf("attach: %v", err)
 	}
+	rp := c.rp
 	want = append(want, <-done...)
 	if rp.Reset != "" || rp.More {
 		t.Fatalf("replay reset %q more %v, want a whole replay", rp.Reset, rp.More)
@@ -120,9 +78,9 @@ func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
 }
 
 func TestAttachCursors(t *testing.T) {
-	r, _, h := newTestRouter(t, 5)
+	hub, h, d := newTestHub(t, 5)
 	start, _ := h.Head(context.Background())
-	forU := route(t, r, 30) // 20 for u and broadcast, of which the window keeps 5 of each
+	forU := route(t, d, 30) // 20 for u and broadcast, of which the window keeps 5 of each
 	head, _ := h.Head(context.Background())
 	last := forU[len(forU)-1]
 	unknown := strconv.FormatUint(mustCursor(t, head)+1000, 10)
@@ -138,17 +96,17 @@ func TestAttachCursors(t *testing.T) {
 		{"newest", last.ID, 0, "", 0, false},
 		{"inside the window", forU[len(forU)-3].ID, 0, "", 2, false},
 		{"limit", forU[len(forU)-9].ID, 3, "", 3, true},
-		{"expired", start, 0, presence.ResetExpired, 10, false},
-		{"malformed", "x1", 0, presence.ResetMalformed, 10, false},
-		{"unknown", unknown, 0, presence.ResetUnknown, 10, false},
+		{"expired", start, 0, ResetExpired, 10, false},
+		{"malformed", "x1", 0, ResetMalformed, 10, false},
+		{"unknown", unknown, 0, ResetUnknown, 10, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &recConn{user: "u"}
-			var rp *presence.Replay
-			if err := r.Attach(context.Background(), c, tc.cursor, tc.limit, func(x *presence.Replay) { rp = x }); err != nil {
+			if err := hub.Attach(context.Background(), c, tc.cursor, tc.limit); err != nil {
 				t.Fatalf("attach: %v", err)
 			}
+			rp := c.rp
 			if rp.Reset != tc.reset || len(rp.Messages) != tc.n || rp.More != tc.more {
 				t.Fatalf("got reset %q, %d messages, more %v; want %q, %d, %v", rp.Reset, len(rp.Messages), rp.More, tc.reset, tc.n, tc.more)
 			}
@@ -160,13 +118,4 @@ func TestAttachCursors(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustCursor(t *testing.T, s string) uint64 {
-	t.Helper()
-	n, err := presence.ParseCursor(s)
-	if err != nil {
-		t.Fatalf("cursor %q: %v", s, err)
-	}
-	return n
 }

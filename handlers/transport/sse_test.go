@@ -1,10 +1,12 @@
-package presence
+package transport
 
 import (
 	"context"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 func TestEncodeEvent(t *testing.T) {
@@ -46,19 +48,19 @@ func (w *stuckWriter) Write(b []byte) (int, error) {
 // the stream and count a slow disconnect; the replay is not held to the limit.
 func TestSSESlowClientIsCut(t *testing.T) {
 	w := &stuckWriter{header: http.Header{}, release: make(chan struct{}), wrote: make(chan struct{}, 1)}
-	var st Stats
+	var st presence.Stats
 	c := NewSSE(w, "u", SSEOptions{QueueLen: 2, Stats: &st})
-	c.Replay(nil, []*Message{{ID: "1", Body: []byte("a")}, {ID: "2", Body: []byte("b")}, {ID: "3", Body: []byte("c")}}, "3")
+	c.Replay(&presence.Replay{Head: "3", Messages: []*presence.Message{{ID: "1", Body: []byte("a")}, {ID: "2", Body: []byte("b")}, {ID: "3", Body: []byte("c")}}})
 	served := make(chan error, 1)
 	go func() { served <- c.Serve(context.Background()) }()
 	<-w.wrote // the writer is stuck in its first write
 
-	c.Send(&Message{ID: "4", Body: []byte("d")})
-	c.Send(&Message{ID: "5", Body: []byte("e")})
+	c.Send(&presence.Message{ID: "4", Body: []byte("d")})
+	c.Send(&presence.Message{ID: "5", Body: []byte("e")})
 	if n := st.SlowDisconnect.Load(); n != 0 {
 		t.Fatalf("slow disconnects %d within the limit, want 0", n)
 	}
-	c.Send(&Message{ID: "6", Body: []byte("f")})
+	c.Send(&presence.Message{ID: "6", Body: []byte("f")})
 	if n := st.SlowDisconnect.Load(); n != 1 {
 		t.Fatalf("slow disconnects %d over the limit, want 1", n)
 	}

@@ -1,10 +1,12 @@
-package app
+package bench_test
 
 import (
 	"bytes"
 	"context"
 	"regexp"
 	"testing"
+
+	"github.com/pushbridge/pushbridge/app"
 )
 
 // TestBenchEachTransport: `pushbridge bench` against an in-process dev server, on each
@@ -15,7 +17,7 @@ func TestBenchEachTransport(t *testing.T) {
 			var out, errOut bytes.Buffer
 			args := []string{"pushbridge", "bench", "-transport", tr, "-conns", "20", "-users", "10",
 				"-rate", "400", "-duration", "1s", "-broadcast-every", "50"}
-			if err := Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+			if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
 				t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
 			}
 			m := regexp.MustCompile(`deliveries +(\d+) of (\d+) expected`).FindStringSubmatch(out.String())
@@ -35,7 +37,7 @@ func TestBenchEachTransport(t *testing.T) {
 func TestBenchRefusesAnUnknownTransport(t *testing.T) {
 	var out, errOut bytes.Buffer
 	args := []string{"pushbridge", "bench", "-transport", "carrier-pigeon"}
-	if err := Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err == nil ||
+	if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err == nil ||
 		!bytes.Contains([]byte(err.Error()), []byte("-transport must be ws, sse or poll")) {
 		t.Fatalf("bench answered %v", err)
 	}

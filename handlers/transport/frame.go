@@ -1,9 +1,12 @@
-package presence
+package transport
 
 import (
 	"encoding/binary"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // WebSocket frames as the server sends them (RFC 6455 §5.2): one final frame per
@@ -53,4 +56,41 @@ func serverFrame(op int, payload []byte) []byte {
 	putFrameHeader(b[:h], op, len(payload))
 	copy(b[h:], payload)
 	return b
+}
+
+// rawFrame is m's WebSocket frame in raw mode: the body verbatim, as text when it is
+// UTF-8 and as binary otherwise (a text frame must be UTF-8; browsers fail the
+// connection on one that is not).
+func rawFrame(m *presence.Message) []byte {
+	return m.Encoded(encWSRaw, func(m *presence.Message) []byte {
+		op := websocket.TextMessage
+		if !utf8.Valid(m.Body) {
+			op = websocket.BinaryMessage
+		}
+		return serverFrame(op, m.Body)
+	})
+}
+
+// v1Frame is m's bridge.v1 "message" frame, ready to write. One buffer holds header
+// and JSON: the JSON is encoded after room for the longest header, and the header is
+// put right before it.
+func v1Frame(m *presence.Message) []byte {
+	return m.Encoded(encWSV1, func(m *presence.Message) []byte {
+		b := encodeV1(m, maxFrameHeader)
+		n := len(b) - maxFrameHeader
+		start := maxFrameHeader - frameHeaderLen(n)
+		putFrameHeader(b[start:maxFrameHeader], websocket.TextMessage, n)
+		return b[start:len(b):len(b)]
+	})
+}
+
+// framePayload is the payload of an unmasked frame f, as putFrameHeader wrote it.
+func framePayload(f []byte) []byte {
+	switch f[1] {
+	case 126:
+		return f[4:]
+	case 127:
+		return f[maxFrameHeader:]
+	}
+	return f[2:]
 }

@@ -1,8 +1,7 @@
-package presence
+package transport
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"sync"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // Timeouts of a WebSocket connection.
@@ -28,22 +29,17 @@ const CloseServiceRestart = 1012
 // WSOptions are the limits of one WebSocket connection. Zero values mean the defaults
 // named beside each field.
 type WSOptions struct {
-	V1            bool          // bridge.v1 JSON frames; false: raw mode (bodies verbatim)
-	QueueLen      int           // queued messages before the client counts as slow (256)
-	QueueBytes    int           // queued bytes before the client counts as slow (4 MiB)
-	PingPeriod    time.Duration // how often we ping; the client must answer within two (25s)
-	MaxFrameBytes int64         // largest frame the client may send; larger closes with 1009 (64 KiB)
-	MaxAge        time.Duration // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never
-	Stats         *Stats        // where overflows are counted; may be nil
+	V1            bool            // bridge.v1 JSON frames; false: raw mode (bodies verbatim)
+	Instance      string          // this instance's id, for the welcome frame
+	QueueLen      int             // queued messages before the client counts as slow (defaultQueueLen)
+	QueueBytes    int             // queued bytes before the client counts as slow (defaultQueueBytes)
+	PingPeriod    time.Duration   // how often we ping; the client must answer within two (25s)
+	MaxFrameBytes int64           // largest frame the client may send; larger closes with 1009 (64 KiB)
+	MaxAge        time.Duration   // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never
+	Stats         *presence.Stats // where overflows are counted; may be nil
 }
 
 func (o *WSOptions) defaults() {
-	if o.QueueLen <= 0 {
-		o.QueueLen = 256
-	}
-	if o.QueueBytes <= 0 {
-		o.QueueBytes = 4 << 20
-	}
 	if o.PingPeriod <= 0 {
 		o.PingPeriod = 25 * time.Second
 	}
@@ -72,26 +68,17 @@ type WS struct {
 	refused atomic.Bool // CloseWith was called: what the client sends is discarded
 
 	mu      sync.Mutex
-	queue   []wsItem
-	queued  int    // bytes in queue
-	exempt  int    // replayed items at the front of queue, not counted against the limits
+	queue   sendQueue
 	writing bool   // a writer goroutine is running
 	pingDue bool   // our ping is due
 	pong    []byte // the frame answering the client's latest ping, nil when none is due
 	closing bool   // no more frames are accepted
 }
 
-type wsItem struct {
-	m         *Message // a message, whose frame is built once for every recipient, or:
-	frame     []byte   // a text frame of our own (welcome, reset, error, reconnect), or:
-	closeCode int      // a close frame, after which the socket is shut
-	reason    string   // the close frame's reason
-}
-
 // NewWS wraps an upgraded connection of user. Call Serve to run it.
 func NewWS(conn *websocket.Conn, user string, opts WSOptions) *WS {
 	opts.defaults()
-	return &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{})}
+	return &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes)}
 }
 
 func (c *WS) User() string      { return c.user }
@@ -100,27 +87,43 @@ func (c *WS) V1() bool          { return c.opts.V1 }
 func (c *WS) Since() time.Time  { return c.since }
 
 // Send queues m for the writer.
-func (c *WS) Send(m *Message) { c.push(wsItem{m: m}, m.Size()) }
+func (c *WS) Send(m *presence.Message) { c.push(item{m: m}, m.Size()) }
 
-// SendJSON queues one of our own bridge.v1 frames (welcome, error, reconnect). In raw
-// mode it is sent too: the client asked for nothing else, and errors must be visible.
-func (c *WS) SendJSON(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // our own frame types always marshal
-	}
-	c.push(wsItem{frame: serverFrame(websocket.TextMessage, b)}, len(b))
+// SendError queues an error frame saying what was wrong with what the client sent.
+// In raw mode it is sent too: errors must be visible.
+func (c *WS) SendError(msg string) { c.sendJSON(errorFrame{Type: "error", Error: msg}) }
+
+// SendSubscribed queues the answer to a subscribe frame: the subscription now in force
+// (empty: everything).
+func (c *WS) SendSubscribed(t *presence.Topics) {
+	c.sendJSON(subscribedFrame{Type: "subscribed", Topics: append([]string{}, t.Keys()...)})
 }
 
-func (c *WS) push(it wsItem, size int) {
+// sendJSON queues one of our own bridge.v1 frames (error, subscribed, reconnect).
+func (c *WS) sendJSON(v any) {
+	b := mustJSON(v)
+	c.push(item{frame: serverFrame(websocket.TextMessage, b)}, len(b))
+}
+
+// Refuse answers a client whose connection could not be attached (see
+// presence.Hub.Attach) with an error frame and close 1011, and closes it. Nothing was
+// queued, so no writer runs and the caller's goroutine may write.
+func (c *WS) Refuse(msg string) {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	_ = c.conn.WriteMessage(websocket.TextMessage, mustJSON(errorFrame{Type: "error", Error: msg}))
+	_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "try again"))
+	c.conn.Close()
+}
+
+func (c *WS) push(it item, size int) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.queue)-c.exempt >= c.opts.QueueLen || c.queued+size > c.opts.QueueBytes {
+	if !c.queue.push(it, size) {
 		c.closing = true
-		c.queue, c.queued, c.exempt = nil, 0, 0
+		c.queue.take()
 		c.mu.Unlock()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
@@ -128,30 +131,36 @@ func (c *WS) push(it wsItem, size int) {
 		c.conn.Close() // the reader fails and unregisters; the client resumes from history
 		return
 	}
-	c.queue = append(c.queue, it)
-	c.queued += size
 	c.kickLocked()
 	c.mu.Unlock()
 }
 
-// Replay queues frames of our own (welcome, reset) and then what the client missed,
-// ahead of anything sent later. It is not held to the queue limits, which are for live
-// traffic: it is bounded by the history window, and a client cut off during its replay
-// would only come back for the same replay again.
-func (c *WS) Replay(control [][]byte, msgs []*Message) {
+// Replay queues the greeting — the welcome (bridge.v1), and a reset when the replay
+// is incomplete — then what the client missed, ahead of anything sent later. A raw
+// socket that asked to resume gets the reset frame too, as it gets error frames: it
+// must not miss messages silently. None of it is held to the queue limits, which are
+// for live traffic: it is bounded by the history window, and a client cut off during
+// its replay would only come back for the same replay again.
+func (c *WS) Replay(rp *presence.Replay) {
+	var control [][]byte
+	if c.opts.V1 {
+		control = append(control, mustJSON(newWelcome(c.user, c.opts.Instance, rp)))
+	}
+	if rp.Reset != "" {
+		control = append(control, mustJSON(newReset(rp.Reset)))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return
 	}
 	for _, b := range control {
-		c.queue = append(c.queue, wsItem{frame: serverFrame(websocket.TextMessage, b)})
+		c.queue.pushExempt(item{frame: serverFrame(websocket.TextMessage, b)})
 	}
-	for _, m := range msgs {
-		c.queue = append(c.queue, wsItem{m: m})
+	for _, m := range rp.Messages {
+		c.queue.pushExempt(item{m: m})
 	}
-	c.exempt += len(control) + len(msgs)
-	if len(c.queue) > 0 {
+	if c.queue.len() > 0 {
 		c.kickLocked()
 	}
 }
@@ -168,19 +177,20 @@ func (c *WS) kickLocked() {
 func (c *WS) writeLoop() {
 	for {
 		c.mu.Lock()
-		batch, ping, pong := c.queue, c.pingDue, c.pong
-		if len(batch) == 0 && !ping && pong == nil {
+		ping, pong := c.pingDue, c.pong
+		if c.queue.len() == 0 && !ping && pong == nil {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
-		c.queue, c.queued, c.exempt, c.pingDue, c.pong = nil, 0, 0, false, nil
+		batch := c.queue.take()
+		c.pingDue, c.pong = false, nil
 		c.mu.Unlock()
 
 		if err := c.write(batch, ping, pong); err != nil {
 			c.mu.Lock()
 			c.closing, c.writing = true, false
-			c.queue, c.queued, c.exempt = nil, 0, 0
+			c.queue.take()
 			c.mu.Unlock()
 			c.conn.Close()
 			return
@@ -217,7 +227,7 @@ var errClosed = errors.New("connection closed by us")
 //     pinging while its socket is stalled would cut our write short.
 //   - Any error, a partial write included, may leave a frame cut off: writeLoop closes
 //     the socket, as it did when gorilla wrote.
-func (c *WS) write(batch []wsItem, ping bool, pong []byte) error {
+func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	deadline := time.Now().Add(writeWait)
 	_ = c.conn.SetWriteDeadline(deadline) // for the close frame, written by gorilla
 	nc := c.conn.NetConn()
@@ -231,9 +241,9 @@ func (c *WS) write(batch []wsItem, ping bool, pong []byte) error {
 	for _, it := range batch {
 		switch {
 		case it.m != nil && c.opts.V1:
-			bufs = append(bufs, it.m.V1Frame())
+			bufs = append(bufs, v1Frame(it.m))
 		case it.m != nil:
-			bufs = append(bufs, it.m.RawFrame())
+			bufs = append(bufs, rawFrame(it.m))
 		case it.frame != nil:
 			bufs = append(bufs, it.frame)
 		default:
@@ -299,7 +309,7 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
-		c.queue, c.queued, c.exempt = nil, 0, 0
+		c.queue.take()
 		if c.ping != nil {
 			c.ping.Stop()
 		}
@@ -353,9 +363,9 @@ func (c *WS) CloseWith(code int, reason string) {
 // only; none when nil) and a close frame with code, and accepts nothing after them.
 func (c *WS) closeAfterQueue(hint *Reconnect, code int, reason string) {
 	if hint != nil && c.opts.V1 {
-		c.SendJSON(*hint)
+		c.sendJSON(*hint)
 	}
-	c.push(wsItem{closeCode: code, reason: reason}, 0)
+	c.push(item{closeCode: code, reason: reason}, 0)
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
@@ -370,13 +380,6 @@ func (c *WS) expire() {
 		return // already closing for another reason
 	}
 	c.closeAfterQueue(&Reconnect{Type: "reconnect", Reason: "max connection age"}, websocket.CloseGoingAway, "max connection age")
-}
-
-// Reconnect is the bridge.v1 frame sent before a drain closes the connection.
-type Reconnect struct {
-	Type    string `json:"type"`
-	Reason  string `json:"reason"`
-	AfterMS int64  `json:"after_ms"`
 }
 
 // Drain sends a reconnect hint (bridge.v1 only) and close 1012, then waits until the

@@ -1,18 +1,19 @@
-package presence
+package transport
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
-var _ Conn = (*SSE)(nil)
+var _ presence.Conn = (*SSE)(nil)
 
 // Limits and hints of a Server-Sent Events stream.
 const (
@@ -31,21 +32,16 @@ var heartbeat = []byte(": heartbeat\n\n")
 // SSEOptions are the limits of one SSE stream. Zero values mean the defaults named
 // beside each field.
 type SSEOptions struct {
-	V1         bool          // data is the bridge.v1 message frame; false: the body verbatim
-	QueueLen   int           // queued messages before the client counts as slow (256)
-	QueueBytes int           // queued bytes before the client counts as slow (4 MiB)
-	Heartbeat  time.Duration // comment period (25s)
-	MaxAge     time.Duration // the stream ends itself, with a reconnect event, before this age; 0: never
-	Stats      *Stats        // where overflows are counted; may be nil
+	V1         bool            // data is the bridge.v1 message frame; false: the body verbatim
+	Instance   string          // this instance's id, for the welcome event
+	QueueLen   int             // queued messages before the client counts as slow (defaultQueueLen)
+	QueueBytes int             // queued bytes before the client counts as slow (defaultQueueBytes)
+	Heartbeat  time.Duration   // comment period (25s)
+	MaxAge     time.Duration   // the stream ends itself, with a reconnect event, before this age; 0: never
+	Stats      *presence.Stats // where overflows are counted; may be nil
 }
 
 func (o *SSEOptions) defaults() {
-	if o.QueueLen <= 0 {
-		o.QueueLen = 256
-	}
-	if o.QueueBytes <= 0 {
-		o.QueueBytes = 4 << 20
-	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 25 * time.Second
 	}
@@ -63,16 +59,9 @@ type SSE struct {
 	done  chan struct{} // closed when Serve returns
 
 	mu      sync.Mutex
-	queue   []sseItem
-	queued  int  // bytes in queue
-	exempt  int  // replayed items at the front of queue, not counted against the limits
+	queue   sendQueue
 	closing bool // no more is accepted
 	end     bool // Serve returns once what is queued is written
-}
-
-type sseItem struct {
-	m     *Message // a message event, or:
-	event []byte   // an event of our own, already encoded
 }
 
 // NewSSE makes a stream of user on w; the caller has sent the response headers' values
@@ -81,7 +70,7 @@ func NewSSE(w http.ResponseWriter, user string, opts SSEOptions) *SSE {
 	opts.defaults()
 	return &SSE{
 		w: w, rc: http.NewResponseController(w), user: user, since: time.Now(), opts: opts,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes),
 	}
 }
 
@@ -90,49 +79,50 @@ func (c *SSE) Transport() string { return "sse" }
 func (c *SSE) Since() time.Time  { return c.since }
 
 // Send queues m. A stream whose queue overflows ends; the client resumes from history.
-func (c *SSE) Send(m *Message) {
+func (c *SSE) Send(m *presence.Message) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return
 	}
-	if len(c.queue)-c.exempt >= c.opts.QueueLen || c.queued+m.Size() > c.opts.QueueBytes {
+	if !c.queue.push(item{m: m}, m.Size()) {
 		c.closing, c.end = true, true
-		c.queue, c.queued, c.exempt = nil, 0, 0
+		c.queue.take()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
 		}
 		c.signal()
 		return
 	}
-	c.queue = append(c.queue, sseItem{m: m})
-	c.queued += m.Size()
 	c.signal()
 }
 
-// Replay queues events of our own (welcome, reset) and what the client missed, ahead of
-// anything sent later, outside the queue limits (see WS.Replay for why). After them
-// comes an id-only event naming head, the newest id when the stream registered: it sets
-// a plain EventSource's Last-Event-ID without firing an event, so a client that got no
-// message yet still resumes from the right place.
-func (c *SSE) Replay(events [][]byte, msgs []*Message, head string) {
+// Replay queues the greeting — a welcome event and, when the replay is incomplete, a
+// reset event — and what the client missed, ahead of anything sent later, outside the
+// queue limits (see WS.Replay for why). Neither greeting carries an id: the stream's
+// position is set by the messages and, after them, by an id-only event naming
+// rp.Head, the newest id when the stream registered: it sets a plain EventSource's
+// Last-Event-ID without firing an event, so a client that got no message yet still
+// resumes from the right place.
+func (c *SSE) Replay(rp *presence.Replay) {
+	events := [][]byte{EncodeJSONEvent("welcome", "", newWelcome(c.user, c.opts.Instance, rp))}
+	if rp.Reset != "" {
+		events = append(events, EncodeJSONEvent("reset", "", newReset(rp.Reset)))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return
 	}
 	for _, e := range events {
-		c.queue = append(c.queue, sseItem{event: e})
+		c.queue.pushExempt(item{frame: e})
 	}
-	for _, m := range msgs {
-		c.queue = append(c.queue, sseItem{m: m})
+	for _, m := range rp.Messages {
+		c.queue.pushExempt(item{m: m})
 	}
-	n := len(events) + len(msgs)
-	if head != "" {
-		c.queue = append(c.queue, sseItem{event: []byte("id: " + head + "\n\n")})
-		n++
+	if rp.Head != "" {
+		c.queue.pushExempt(item{frame: []byte("id: " + rp.Head + "\n\n")})
 	}
-	c.exempt += n
 	c.signal()
 }
 
@@ -142,7 +132,7 @@ func (c *SSE) Replay(events [][]byte, msgs []*Message, head string) {
 func (c *SSE) Drain(ctx context.Context, after time.Duration) {
 	c.mu.Lock()
 	if !c.closing {
-		c.queue = append(c.queue, sseItem{event: reconnectEvent("draining", after)})
+		c.queue.pushExempt(item{frame: reconnectEvent("draining", after)})
 		c.closing, c.end = true, true
 		c.signal()
 	}
@@ -167,7 +157,7 @@ func (c *SSE) Serve(ctx context.Context) error {
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
-		c.queue, c.queued, c.exempt = nil, 0, 0
+		c.queue.take()
 		c.mu.Unlock()
 		close(c.done)
 	}()
@@ -192,7 +182,7 @@ func (c *SSE) Serve(ctx context.Context) error {
 			}
 		case <-age:
 			batch, _ := c.take()
-			batch = append(batch, sseItem{event: reconnectEvent("max connection age", 0)})
+			batch = append(batch, item{frame: reconnectEvent("max connection age", 0)})
 			return c.writeBatch(batch)
 		case <-c.wake:
 			batch, end := c.take()
@@ -204,27 +194,25 @@ func (c *SSE) Serve(ctx context.Context) error {
 }
 
 // take empties the queue.
-func (c *SSE) take() (batch []sseItem, end bool) {
+func (c *SSE) take() (batch []item, end bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	batch, end = c.queue, c.end
-	c.queue, c.queued, c.exempt = nil, 0, 0
-	return batch, end
+	return c.queue.take(), c.end
 }
 
 // writeBatch writes every item and flushes once. Each write has its own deadline, so
 // neither a stalled client nor the server's WriteTimeout (which would cut a long
 // stream) decides how long a stream lives.
-func (c *SSE) writeBatch(batch []sseItem) error {
+func (c *SSE) writeBatch(batch []item) error {
 	if len(batch) == 0 {
 		return nil
 	}
 	var buf bytes.Buffer
 	for _, it := range batch {
 		if it.m != nil {
-			buf.Write(it.m.SSEEvent(c.opts.V1))
+			buf.Write(sseEvent(it.m, c.opts.V1))
 		} else {
-			buf.Write(it.event)
+			buf.Write(it.frame)
 		}
 	}
 	return c.write(buf.Bytes())
@@ -250,27 +238,13 @@ func jitterDown(d time.Duration) time.Duration {
 	return d - rand.N(cut)
 }
 
-type sseOnce struct {
-	once sync.Once
-	b    []byte
-}
-
-// SSEEvent is m as one SSE event: its id, and as data either the body verbatim or,
+// sseEvent is m as one SSE event: its id, and as data either the body verbatim or,
 // with v1, its bridge.v1 frame. It is encoded once and shared by every stream.
-func (m *Message) SSEEvent(v1 bool) []byte {
-	i := 0
+func sseEvent(m *presence.Message, v1 bool) []byte {
 	if v1 {
-		i = 1
+		return m.Encoded(encSSEV1, func(m *presence.Message) []byte { return EncodeEvent("", m.ID, V1JSON(m)) })
 	}
-	s := &m.sse[i]
-	s.once.Do(func() {
-		data := m.Body
-		if v1 {
-			data = m.V1JSON()
-		}
-		s.b = EncodeEvent("", m.ID, data)
-	})
-	return s.b
+	return m.Encoded(encSSERaw, func(m *presence.Message) []byte { return EncodeEvent("", m.ID, m.Body) })
 }
 
 // EncodeEvent writes one SSE event. Data is split into one data: line per line, since
@@ -300,13 +274,7 @@ func EncodeEvent(event, id string, data []byte) []byte {
 }
 
 // EncodeJSONEvent writes an event of our own whose data is v as JSON.
-func EncodeJSONEvent(event, id string, v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // our own event types always marshal
-	}
-	return EncodeEvent(event, id, b)
-}
+func EncodeJSONEvent(event, id string, v any) []byte { return EncodeEvent(event, id, mustJSON(v)) }
 
 func reconnectEvent(reason string, after time.Duration) []byte {
 	// retry: spreads plain EventSource clients over the delay we chose, on top of the

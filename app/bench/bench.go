@@ -1,4 +1,7 @@
-package app
+// Package bench is the load generator behind `pushbridge bench`: it connects clients
+// on one transport, publishes at a rate, and reports deliveries/s, latency, loss and
+// duplicates.
+package bench
 
 import (
 	"context"
@@ -42,9 +45,13 @@ type benchBody struct {
 	Pad  string `json:"pad,omitempty"`
 }
 
-// bench is the load generator: it connects clients, publishes at a rate, and reports
+// Serve runs the gateway as `pushbridge serve` does (app.Run is one): the bench starts
+// one in this process when it is given no -url.
+type Serve func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+
+// Run is `pushbridge bench`: it connects clients, publishes at a rate, and reports
 // deliveries/s, latency percentiles, loss and duplicates.
-func bench(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, serve Serve) error {
 	var o benchOpts
 	fs := flag.NewFlagSet("pushbridge bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -75,7 +82,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 		return errors.New("bench: -transport must be ws, sse or poll")
 	}
 	if o.url == "" {
-		s, stop, err := benchServer(ctx, o, getenv)
+		s, stop, err := benchServer(ctx, o, getenv, serve)
 		if err != nil {
 			return err
 		}
@@ -86,7 +93,7 @@ func bench(ctx context.Context, args []string, getenv func(string) string, stdou
 }
 
 // benchServer starts a dev server in this process and returns its URL.
-func benchServer(ctx context.Context, o benchOpts, getenv func(string) string) (string, func(), error) {
+func benchServer(ctx context.Context, o benchOpts, getenv func(string) string, serve Serve) (string, func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
 	env := map[string]string{"PORT": "0", "BRIDGE_DEV": "1", "AMQP_URL": o.amqpURL, "BRIDGE_EXCHANGE": o.exchange,
@@ -94,7 +101,7 @@ func benchServer(ctx context.Context, o benchOpts, getenv func(string) string) (
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = Run(ctx, []string{"pushbridge", "serve"}, func(k string) string {
+		_ = serve(ctx, []string{"pushbridge", "serve"}, func(k string) string {
 			if v, ok := env[k]; ok {
 				return v
 			}

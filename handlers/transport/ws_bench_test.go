@@ -1,4 +1,4 @@
-package presence
+package transport
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // BenchmarkWSDeliver measures messages/s from Hub.Deliver to frames read by clients
@@ -15,7 +17,7 @@ func BenchmarkWSDeliver(b *testing.B) {
 	for _, v1 := range []bool{false, true} {
 		for _, conns := range []int{1, 50} {
 			b.Run(fmt.Sprintf("v1=%v/conns=%d", v1, conns), func(b *testing.B) {
-				hub := NewHub()
+				hub := newTestHub()
 				srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Stats: &hub.Stats})
 				clients := make([]*websocket.Conn, conns)
 				for i := range clients {
@@ -42,7 +44,7 @@ func BenchmarkWSDeliver(b *testing.B) {
 				}
 				b.ResetTimer()
 				for i := range b.N {
-					m := &Message{ID: fmt.Sprint(i + 1), UserID: fmt.Sprint(i % conns), RoutingKey: "contract", Body: body}
+					m := &presence.Message{ID: fmt.Sprint(i + 1), UserID: fmt.Sprint(i % conns), RoutingKey: "contract", Body: body}
 					hub.Deliver(m)
 				}
 				wg.Wait()

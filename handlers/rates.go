@@ -7,7 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
+
+	"github.com/pushbridge/pushbridge/handlers/transport"
 )
 
 // minSweep is the bucket count below which idle buckets are not swept: sweeping a
@@ -79,4 +82,30 @@ func (u *userRates) sweepLocked(now time.Time) {
 		}
 	}
 	u.nextSweep = max(minSweep, 2*len(u.buckets))
+}
+
+// Reasons sent in close frames; each stays under the 123 bytes a close frame allows.
+const (
+	reasonRate = "message rate limit exceeded"
+)
+
+// newFrameLimiter is the token bucket of one connection's inbound messages.
+func (l Limits) newFrameLimiter() *rate.Limiter {
+	if l.MessageRate <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(l.MessageRate), max(l.MessageBurst, 1))
+}
+
+// floodGuard returns the check a WebSocket's reader makes before handling a frame:
+// within the rate it says yes; beyond it the connection is closed with 1008.
+func floodGuard(l Limits, ws *transport.WS) (allow func() bool) {
+	lim := l.newFrameLimiter()
+	return func() bool {
+		if lim.Allow() {
+			return true
+		}
+		ws.CloseWith(websocket.ClosePolicyViolation, reasonRate)
+		return false
+	}
 }

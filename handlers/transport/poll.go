@@ -1,0 +1,139 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
+
+var _ presence.Conn = (*Poll)(nil)
+
+// Poll is one long-poll request waiting for messages: a Conn that lives as long as the
+// request. It keeps the first max messages sent to it that its subscription wants; the
+// client's next poll starts after the last one it was given, and the history holds
+// the rest. Its replay is kept whole (see Replayed): the answer's cursor moves past
+// the messages the subscription leaves out.
+type Poll struct {
+	user   string
+	since  time.Time
+	max    int
+	topics *presence.Topics
+	ready  chan struct{} // closed at the first message or at a drain
+	done   chan struct{} // closed once the answer is written
+
+	mu         sync.Mutex
+	replay     *presence.Replay
+	msgs       []*presence.Message
+	signaled   bool
+	drained    bool
+	drainAfter time.Duration
+}
+
+// NewPoll makes a waiting poll of user that keeps at most max messages of those topics
+// wants (nil: every message).
+func NewPoll(user string, max int, topics *presence.Topics) *Poll {
+	return &Poll{user: user, since: time.Now(), max: max, topics: topics, ready: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (p *Poll) User() string      { return p.user }
+func (p *Poll) Transport() string { return "poll" }
+func (p *Poll) Since() time.Time  { return p.since }
+
+// Send keeps m if the subscription wants it and there is room, and wakes the request.
+func (p *Poll) Send(m *presence.Message) {
+	if !p.topics.Wants(m) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.msgs) < p.max {
+		p.msgs = append(p.msgs, m)
+	}
+	p.signalLocked()
+}
+
+// Replay keeps rp, whole, for the answer (see Replayed).
+func (p *Poll) Replay(rp *presence.Replay) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.replay = rp
+}
+
+// Replayed is what the poll was given when it attached: every message after its
+// cursor, the ones its subscription leaves out too.
+func (p *Poll) Replayed() *presence.Replay {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.replay
+}
+
+// Drain makes the request answer now, with a hint to poll again after the delay, and
+// waits until it has answered or ctx ends.
+func (p *Poll) Drain(ctx context.Context, after time.Duration) {
+	p.mu.Lock()
+	p.drained, p.drainAfter = true, after
+	p.signalLocked()
+	p.mu.Unlock()
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+	}
+}
+
+func (p *Poll) signalLocked() {
+	if !p.signaled {
+		p.signaled = true
+		close(p.ready)
+	}
+}
+
+// Ready is closed when there is something to answer with.
+func (p *Poll) Ready() <-chan struct{} { return p.ready }
+
+// Take returns what was sent, and whether and when the client should come back
+// elsewhere because this instance drains.
+func (p *Poll) Take() (msgs []*presence.Message, drained bool, after time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	msgs, p.msgs = p.msgs, nil
+	return msgs, p.drained, p.drainAfter
+}
+
+// Close marks the answer written; a Drain waiting on it returns.
+func (p *Poll) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.done:
+	default:
+		close(p.done)
+	}
+}
+
+// PollTail is the poll answer after its messages.
+type PollTail struct {
+	Cursor    string     `json:"cursor"` // where the next poll starts
+	Reset     bool       `json:"reset"`  // messages after the given cursor were missed for good
+	Reason    string     `json:"reason,omitempty"`
+	Reconnect *Reconnect `json:"reconnect,omitempty"` // this instance drains: poll again after after_ms
+}
+
+// PollAnswer is a poll's answer, {"messages":[…],"cursor":…,"reset":…}: the messages
+// as their shared bridge.v1 frames, encoded once for every transport, then the tail.
+func PollAnswer(msgs []*presence.Message, tail PollTail) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"messages":[`)
+	for i, m := range msgs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(V1JSON(m))
+	}
+	b.WriteString("],")
+	t := mustJSON(tail)
+	b.Write(t[1:]) // the tail object without its opening brace
+	return b.Bytes()
+}

@@ -1,0 +1,69 @@
+package transport
+
+import "github.com/pushbridge/pushbridge/presence"
+
+// Limits of a connection's send queue, the same for WebSocket and SSE.
+const (
+	// defaultQueueLen is how many messages may wait for a client before it counts as
+	// slow and is cut (BRIDGE_SEND_QUEUE): enough for a burst, few enough that a stalled
+	// client is noticed while the history still holds what it missed.
+	defaultQueueLen = 256
+	// defaultQueueBytes bounds the bytes waiting for one client, so a few large
+	// messages cannot pin much memory on a connection that does not read.
+	defaultQueueBytes = 4 << 20
+)
+
+// item is one thing waiting to be written to a connection.
+type item struct {
+	m         *presence.Message // a message, whose bytes are built once for every recipient, or:
+	frame     []byte            // bytes of our own (WebSocket: a frame; SSE: an event), or:
+	closeCode int               // a WebSocket close frame, after which the socket is shut
+	reason    string            // the close frame's reason
+}
+
+// sendQueue is the bounded queue between the senders of a connection and its one
+// writer. Live traffic is held to the limits; a replay is not (see WS.Replay). The
+// connection's mutex guards it.
+type sendQueue struct {
+	maxLen, maxBytes int
+
+	items  []item
+	bytes  int // bytes of the items held to the limits
+	exempt int // items at the front not held to the limits (a replay, our greeting)
+}
+
+func newSendQueue(maxLen, maxBytes int) sendQueue {
+	if maxLen <= 0 {
+		maxLen = defaultQueueLen
+	}
+	if maxBytes <= 0 {
+		maxBytes = defaultQueueBytes
+	}
+	return sendQueue{maxLen: maxLen, maxBytes: maxBytes}
+}
+
+// push queues it, of size bytes, unless that passes a limit: then it reports false and
+// the client is too slow to keep.
+func (q *sendQueue) push(it item, size int) bool {
+	if len(q.items)-q.exempt >= q.maxLen || q.bytes+size > q.maxBytes {
+		return false
+	}
+	q.items = append(q.items, it)
+	q.bytes += size
+	return true
+}
+
+// pushExempt queues its outside the limits.
+func (q *sendQueue) pushExempt(its ...item) {
+	q.items = append(q.items, its...)
+	q.exempt += len(its)
+}
+
+// take empties the queue and returns what it held, oldest first.
+func (q *sendQueue) take() []item {
+	its := q.items
+	q.items, q.bytes, q.exempt = nil, 0, 0
+	return its
+}
+
+func (q *sendQueue) len() int { return len(q.items) }
