@@ -30,6 +30,8 @@ const benchGrace = 10 * time.Second
 type benchOpts struct {
 	url, amqpURL, exchange, key, apiKey string
 	transport                           string
+	redisURL                            string // for -redis-stats, and the in-process server
+	redisStats                          bool
 	conns, users, rate, size, sources   int
 	broadcastEvery                      int
 	duration                            time.Duration
@@ -69,8 +71,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.sources, "sources", 1, "spread connections over this many source addresses 127.0.0.2..")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to publish")
 	fs.DurationVar(&o.settle, "settle", 0, "before and after connecting, wait up to this long for the server's next GC (Go forces one every 2 minutes), and report its live heap per connection too (0: don't wait)")
+	fs.StringVar(&o.redisURL, "redis-url", getenv("REDIS_URL"), "the servers' Redis, for -redis-stats (and the in-process server's REDIS_URL)")
+	fs.BoolVar(&o.redisStats, "redis-stats", false, "print Redis commands and CPU per message: INFO commandstats and cpu of -redis-url around the run, less an idle interval of -duration measured first")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.redisStats && o.redisURL == "" {
+		return errors.New("bench: -redis-stats needs -redis-url or REDIS_URL")
 	}
 	if o.users <= 0 || o.users > o.conns {
 		o.users = o.conns
@@ -98,6 +105,9 @@ func benchServer(ctx context.Context, o benchOpts, getenv func(string) string, s
 	pr, pw := io.Pipe()
 	env := map[string]string{"PORT": "0", "BRIDGE_DEV": "1", "AMQP_URL": o.amqpURL, "BRIDGE_EXCHANGE": o.exchange,
 		"BRIDGE_SEND_QUEUE": "4096"}
+	if o.redisURL != "" {
+		env["REDIS_URL"] = o.redisURL
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -177,6 +187,14 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 		reportMemory(stdout, o, before, after)
 	}
 
+	var redis *redisRun
+	if o.redisStats {
+		if redis, err = startRedisStats(ctx, o, stdout); err != nil {
+			return err
+		}
+		defer redis.close()
+	}
+
 	pub, closePub, err := benchPublisher(o)
 	if err != nil {
 		return err
@@ -221,7 +239,17 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) error {
 		c.close()
 	}
 	wg.Wait()
-	return benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
+	var cost *RedisCost
+	if redis != nil {
+		if cost, err = redis.cost(ctx, sent); err != nil {
+			return err
+		}
+	}
+	err = benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
+	if cost != nil {
+		cost.Report(stdout)
+	}
+	return err
 }
 
 // take counts one delivered body: loss, duplicates and latency, per sender stream.

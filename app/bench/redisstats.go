@@ -203,3 +203,53 @@ func (c RedisCost) Report(w io.Writer) {
 	}
 	fmt.Fprintf(w, "redis calls   %s\n", strings.Join(parts, ", "))
 }
+
+// redisRun is -redis-stats in a bench: the meter, the idle interval measured before
+// the run, and the figures at the run's start.
+type redisRun struct {
+	m                  *RedisMeter
+	idle0, idle1, run0 RedisStats
+}
+
+// startRedisStats measures Redis idle for the run's length (heartbeats and whatever
+// else runs without messages: the background), then takes the run's first figures.
+func startRedisStats(ctx context.Context, o benchOpts, stdout io.Writer) (*redisRun, error) {
+	m, err := NewRedisMeter(o.redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("bench: -redis-url: %w", err)
+	}
+	r := &redisRun{m: m}
+	fmt.Fprintf(stdout, "measuring Redis idle for %s (the background) ...\n", o.duration)
+	if r.idle0, err = m.Read(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	idle := time.NewTimer(o.duration)
+	select {
+	case <-idle.C:
+	case <-ctx.Done():
+		idle.Stop()
+		m.Close()
+		return nil, ctx.Err()
+	}
+	if r.idle1, err = m.Read(ctx); err == nil {
+		r.run0, err = m.Read(ctx)
+	}
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// cost takes the run's last figures: the cost of messages, per message.
+func (r *redisRun) cost(ctx context.Context, messages int64) (*RedisCost, error) {
+	run1, err := r.m.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := Cost(r.idle0, r.idle1, r.run0, run1, messages)
+	return &c, nil
+}
+
+func (r *redisRun) close() { _ = r.m.Close() }

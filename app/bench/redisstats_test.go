@@ -3,10 +3,13 @@ package bench_test
 import (
 	"context"
 	"math"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pushbridge/pushbridge/app"
 	"github.com/pushbridge/pushbridge/app/apptest"
 	"github.com/pushbridge/pushbridge/app/bench"
 )
@@ -81,5 +84,35 @@ func TestCostSubtractsTheBackground(t *testing.T) {
 	}
 	if c.CPU != 600*time.Microsecond {
 		t.Errorf("CPU per message %s, want 600µs", c.CPU)
+	}
+}
+
+// TestBenchRedisStats: `pushbridge bench -redis-stats` against an in-process server on
+// a Redis of the test's own prints the Redis commands and CPU per message of the run;
+// without a Redis to read it refuses to start.
+func TestBenchRedisStats(t *testing.T) {
+	r := apptest.NewPrivateRedis(t)
+	var out, errOut strings.Builder
+	args := []string{"pushbridge", "bench", "-redis-stats", "-redis-url", r.URL, "-conns", "10", "-rate", "200", "-duration", "1s"}
+	if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
+	}
+	m := regexp.MustCompile(`redis +([0-9.]+) commands and (-?[0-9.]+) µs of Redis CPU per message \((\d+) messages`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no Redis figures in:\n%s", out.String())
+	}
+	if cmds, _ := strconv.ParseFloat(m[1], 64); cmds < 1 || m[3] == "0" {
+		t.Errorf("%s commands per message over %s messages: the run's Redis work was not seen:\n%s", m[1], m[3], out.String())
+	}
+	for _, want := range []string{"measuring Redis idle for 1s", "redis calls   ", "lost          0\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Log(out.String())
+
+	err := app.Run(context.Background(), []string{"pushbridge", "bench", "-redis-stats"}, func(string) string { return "" }, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "-redis-stats needs -redis-url or REDIS_URL") {
+		t.Errorf("-redis-stats without a Redis: %v", err)
 	}
 }
