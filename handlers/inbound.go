@@ -27,9 +27,9 @@ type inbound struct {
 	reserved map[string]bool
 }
 
-func newInbound(d Deps) *inbound {
-	in := &inbound{mode: d.Inbound, pub: d.Publisher, disp: d.Dispatcher, reserved: make(map[string]bool)}
-	for _, k := range d.ConsumedKeys {
+func newInbound(mode string, pub Publisher, disp presence.Dispatcher, consumedKeys []string) *inbound {
+	in := &inbound{mode: mode, pub: pub, disp: disp, reserved: make(map[string]bool)}
+	for _, k := range consumedKeys {
 		in.reserved[k] = true
 	}
 	return in

@@ -26,14 +26,14 @@ const maxPollMessages = 500
 // It keeps no state between polls, so any instance can answer any poll.
 //
 // The answer is {"messages":[<bridge.v1 message frames>],"cursor":…,"reset":…}.
-func handlePoll(d Deps) echo.HandlerFunc {
+func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		topics, err := d.topics.query(r)
+		topics, err := rule.query(r)
 		if err != nil {
 			return err
 		}
-		user, err := d.Auth.Admit(r, "")
+		user, err := dr.auth.Admit(r, "")
 		if err != nil {
 			return err
 		}
@@ -41,15 +41,15 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if d.Draining != nil && d.Draining() {
-			return errDraining
+		if err := dr.open(); err != nil {
+			return err
 		}
 		cursor := c.QueryParam("cursor")
 		ctx := context.WithoutCancel(r.Context())
 		// First a plain read: a poll that has something to answer (or must not wait)
 		// answers from it, registering nothing — one history read instead of a
 		// directory write, the reads, and a directory delete.
-		rp, err := d.Hub.Replay(ctx, user, cursor, maxPollMessages)
+		rp, err := dr.hub.Replay(ctx, user, cursor, maxPollMessages)
 		if err != nil {
 			return err
 		}
@@ -58,14 +58,14 @@ func handlePoll(d Deps) echo.HandlerFunc {
 		}
 		// Nothing yet: register, read again (what came in between is in this read),
 		// and wait for what comes live.
-		release, err := reserveConn(ctx, d, user)
+		release, err := dr.reserve(ctx, user)
 		if err != nil {
 			return err
 		}
 		defer release()
 		p := transport.NewPoll(user, maxPollMessages, topics)
 		defer p.Close()
-		detach, err := attach(ctx, d, p, cursor, maxPollMessages)
+		detach, err := dr.attach(ctx, p, cursor, maxPollMessages)
 		if err != nil {
 			return err
 		}

@@ -45,10 +45,6 @@ type Deps struct {
 	// ConsumedKeys are the routing keys our own queues are bound with; clients may not
 	// publish to them (see inbound).
 	ConsumedKeys []string
-
-	slots  *connSlots // connection accounting of every transport, made by NewServer
-	topics *topicRule // what a client may subscribe to, made by NewServer
-	rates  *userRates // inbound rate of HTTP routes, made by NewServer
 }
 
 // NewServer returns the HTTP handler with every route of Pushbridge.
@@ -56,21 +52,20 @@ func NewServer(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Log.Error)
-	in := newInbound(d)
-	d.slots = newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser)
-	d.rates = newUserRates(d.Limits)
-	d.topics = newTopicRule(d)
+	in := newInbound(d.Inbound, d.Publisher, d.Dispatcher, d.ConsumedKeys)
+	dr := newDoor(d)
+	topics := newTopicRule(d.Inbound, d.ConsumedKeys)
 	e.Use(limitQuery(d.Limits.MaxQueryBytes))
 
 	e.GET("/healthz", handleHealth())
 	e.GET("/readyz", handleReady(d.Ready))
 	e.GET("/metrics", echo.WrapHandler(d.Metrics))
 
-	e.GET("/ws", handleWS(d, in, false))
-	e.GET("/ws/yxd/:userId", handleWS(d, in, true))
-	e.GET("/sse", handleSSE(d), allowOrigin(d.Auth))
-	e.GET("/poll", handlePoll(d), allowOrigin(d.Auth))
-	e.POST("/api/send", handleSend(d, in), allowOrigin(d.Auth))
+	e.GET("/ws", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, false))
+	e.GET("/ws/yxd/:userId", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, true))
+	e.GET("/sse", handleSSE(dr, topics, d.Limits, d.Instance, d.Log), allowOrigin(d.Auth))
+	e.GET("/poll", handlePoll(dr, topics), allowOrigin(d.Auth))
+	e.POST("/api/send", handleSend(d.Auth, newUserRates(d.Limits), in, d.Limits.MaxMessageBytes), allowOrigin(d.Auth))
 	e.OPTIONS("/api/send", handlePreflight(), allowOrigin(d.Auth))
 
 	e.GET("/", handleAsset("index.html"))

@@ -18,20 +18,20 @@ type sendRequest struct {
 
 // handleSend serves POST /api/send: what an SSE or poll client sends, following
 // BRIDGE_INBOUND like a WebSocket client's send frame.
-func handleSend(d Deps, in *inbound) echo.HandlerFunc {
+func handleSend(auth *Auth, rates *userRates, in *inbound, maxBytes int) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		user, err := d.Auth.Admit(c.Request(), "")
+		user, err := auth.Admit(c.Request(), "")
 		if err != nil {
 			return err
 		}
-		if err := d.rates.allow(user); err != nil {
+		if err := rates.allow(user); err != nil {
 			return err
 		}
 		var req sendRequest
-		if err := decodeJSON(c.Request(), d.Limits.MaxMessageBytes+4096, &req); err != nil {
+		if err := decodeJSON(c.Request(), maxBytes+4096, &req); err != nil {
 			return err
 		}
-		body, err := transport.MessageBody(req.RoutingKey, req.Data, d.Limits.MaxMessageBytes)
+		body, err := transport.MessageBody(req.RoutingKey, req.Data, maxBytes)
 		if err != nil {
 			return err
 		}

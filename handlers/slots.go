@@ -35,9 +35,6 @@ func newConnSlots(maxTotal, maxUser int) *connSlots {
 // acquire takes a slot for one connection of user, or answers 503 with Retry-After.
 // The returned release gives it back; calling it more than once is harmless.
 func (s *connSlots) acquire(user string) (release func(), err error) {
-	if s == nil { // a Deps not made by NewServer: nothing is counted
-		return func() {}, nil
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -66,26 +63,44 @@ func tooManyConns(msg string) *Error {
 		RetryAfter: strconv.Itoa(int(connRetryAfter / time.Second))}
 }
 
-// admitConn is the door of every connection route: the origin and the identity
-// (Auth.Admit), then a connection slot of the user's, released by the caller when
-// the connection ends.
-func admitConn(d Deps, r *http.Request, pathUser string) (user string, release func(), err error) {
-	if user, err = d.Auth.Admit(r, pathUser); err != nil {
+// door is what every connection route lets a client in through and registers its
+// connection with: origin and identity, a connection slot here, the user's count
+// across instances, and the hub, closed once the instance drains.
+type door struct {
+	auth     *Auth
+	slots    *connSlots
+	dir      presence.Directory // counts a user's connections across instances; nil: not counted
+	maxUser  int                // BRIDGE_MAX_CONNS_PER_USER; 0: unlimited
+	draining func() bool        // nil: never
+	hub      *presence.Hub
+}
+
+func newDoor(d Deps) *door {
+	return &door{
+		auth: d.Auth, slots: newConnSlots(d.Limits.MaxConns, d.Limits.MaxConnsPerUser), dir: d.Directory,
+		maxUser: d.Limits.MaxConnsPerUser, draining: d.Draining, hub: d.Hub,
+	}
+}
+
+// admit checks the origin and the identity (Auth.Admit), then takes a connection slot
+// of the user's, released by the caller when the connection ends.
+func (dr *door) admit(r *http.Request, pathUser string) (user string, release func(), err error) {
+	if user, err = dr.auth.Admit(r, pathUser); err != nil {
 		return "", nil, err
 	}
-	if release, err = reserveConn(r.Context(), d, user); err != nil {
+	if release, err = dr.reserve(r.Context(), user); err != nil {
 		return "", nil, err
 	}
 	return user, release, nil
 }
 
-// reserveConn takes a connection slot of user's, here and (by the directory's count)
+// reserve takes a connection slot of user's, here and (by the directory's count)
 // across instances; the caller releases it when the connection ends.
-func reserveConn(ctx context.Context, d Deps, user string) (release func(), err error) {
-	if release, err = d.slots.acquire(user); err != nil {
+func (dr *door) reserve(ctx context.Context, user string) (release func(), err error) {
+	if release, err = dr.slots.acquire(user); err != nil {
 		return nil, err
 	}
-	if err = userConnsEverywhere(ctx, d, user); err != nil {
+	if err = dr.userConnsEverywhere(ctx, user); err != nil {
 		release()
 		return nil, err
 	}
@@ -98,29 +113,37 @@ func reserveConn(ctx context.Context, d Deps, user string) (release func(), err 
 // opened at the same moment on several instances may pass it together — a bound on
 // abuse, not an exact quota. If the directory cannot answer, the connection's own
 // registration fails next and says so.
-func userConnsEverywhere(ctx context.Context, d Deps, user string) error {
-	if d.Limits.MaxConnsPerUser <= 0 || d.Directory == nil {
+func (dr *door) userConnsEverywhere(ctx context.Context, user string) error {
+	if dr.maxUser <= 0 || dr.dir == nil {
 		return nil
 	}
-	es, err := d.Directory.Lookup(ctx, user)
-	if err != nil || len(es) < d.Limits.MaxConnsPerUser {
+	es, err := dr.dir.Lookup(ctx, user)
+	if err != nil || len(es) < dr.maxUser {
 		return nil
 	}
 	return tooManyConns(fmt.Sprintf("this user holds %d connections across instances (BRIDGE_MAX_CONNS_PER_USER)", len(es)))
 }
 
+// open refuses a connection while the instance drains: one that arrived after the
+// hub drained would never be told to go, and an open SSE response or poll would hold
+// up the HTTP server's Shutdown.
+func (dr *door) open() error {
+	if dr.draining != nil && dr.draining() {
+		return errDraining
+	}
+	return nil
+}
+
 // attach registers conn on this instance and in the directory and queues its replay
 // from cursor (see presence.Hub.Attach). detach undoes both.
-func attach(ctx context.Context, d Deps, conn presence.Conn, cursor string, limit int) (detach func(), err error) {
-	// A connection that arrives after the hub drained would never be told to go, and an
-	// open SSE response or poll would hold up the HTTP server's Shutdown.
-	if d.Draining != nil && d.Draining() {
-		return nil, errDraining
-	}
-	if err := d.Hub.Attach(ctx, conn, cursor, limit); err != nil {
+func (dr *door) attach(ctx context.Context, conn presence.Conn, cursor string, limit int) (detach func(), err error) {
+	if err := dr.open(); err != nil {
 		return nil, err
 	}
-	return func() { d.Hub.Detach(ctx, conn) }, nil
+	if err := dr.hub.Attach(ctx, conn, cursor, limit); err != nil {
+		return nil, err
+	}
+	return func() { dr.hub.Detach(ctx, conn) }, nil
 }
 
 var errDraining = &Error{Status: http.StatusServiceUnavailable, Msg: "this instance is shutting down: connect again", RetryAfter: "1"}

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -16,14 +17,14 @@ import (
 // with ?protocol=bridge.v1 the bridge.v1 message frame (what bridge.js uses, so it has
 // the routing key). The stream resumes after the Last-Event-ID header (sent by
 // EventSource when it reconnects by itself) or ?lastEventId=.
-func handleSSE(d Deps) echo.HandlerFunc {
+func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog.Logger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		topics, err := d.topics.query(r)
+		topics, err := rule.query(r)
 		if err != nil {
 			return err
 		}
-		user, release, err := admitConn(d, r, "")
+		user, release, err := dr.admit(r, "")
 		if err != nil {
 			return err
 		}
@@ -44,14 +45,14 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		w := c.Response()
 		conn := transport.NewSSE(w, user, transport.SSEOptions{
 			V1:        v1,
-			Instance:  d.Instance,
-			QueueLen:  d.Limits.SendQueue,
-			Heartbeat: d.Limits.Heartbeat,
-			MaxAge:    d.Limits.MaxAge,
-			Stats:     &d.Hub.Stats,
+			Instance:  instance,
+			QueueLen:  lim.SendQueue,
+			Heartbeat: lim.Heartbeat,
+			MaxAge:    lim.MaxAge,
+			Stats:     &dr.hub.Stats,
 		})
 		ctx := context.WithoutCancel(r.Context())
-		detach, err := attach(ctx, d, presence.Subscribe(conn, topics), cursor, 0)
+		detach, err := dr.attach(ctx, presence.Subscribe(conn, topics), cursor, 0)
 		if err != nil {
 			return err
 		}
@@ -64,7 +65,7 @@ func handleSSE(d Deps) echo.HandlerFunc {
 		h.Del("Content-Length")
 		w.WriteHeader(http.StatusOK)
 		if err := conn.Serve(r.Context()); err != nil && !errors.Is(err, context.Canceled) {
-			d.Log.Debug("sse stream ended", "user", user, "err", err)
+			log.Debug("sse stream ended", "user", user, "err", err)
 		}
 		return nil
 	}

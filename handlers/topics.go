@@ -24,8 +24,8 @@ type topicRule struct {
 	allowed []string // sorted
 }
 
-func newTopicRule(d Deps) *topicRule {
-	r := &topicRule{any: d.Inbound == "broadcast", allowed: slices.Clone(d.ConsumedKeys)}
+func newTopicRule(inbound string, consumedKeys []string) *topicRule {
+	r := &topicRule{any: inbound == "broadcast", allowed: slices.Clone(consumedKeys)}
 	slices.Sort(r.allowed)
 	return r
 }

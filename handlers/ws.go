@@ -3,6 +3,7 @@ package handlers
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -29,11 +30,11 @@ const readBufferSize = 512
 var writeBuffers sync.Pool
 
 // handleWS serves /ws and, with compat, /ws/yxd/:userId (always raw mode).
-func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
+func handleWS(dr *door, rule *topicRule, in *inbound, lim Limits, instance string, log *slog.Logger, compat bool) echo.HandlerFunc {
 	up := websocket.Upgrader{
-		HandshakeTimeout: cmp.Or(d.Limits.HandshakeTimeout, handshakeTimeout),
+		HandshakeTimeout: cmp.Or(lim.HandshakeTimeout, handshakeTimeout),
 		Subprotocols:     []string{transport.SubprotocolV1},
-		CheckOrigin:      d.Auth.CheckOrigin,
+		CheckOrigin:      dr.auth.CheckOrigin,
 		WriteBufferPool:  &writeBuffers,
 		WriteBufferSize:  4096,
 		// Clients send little, so a small read buffer: gorilla would otherwise keep
@@ -49,17 +50,17 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		if compat {
 			pathUser = c.Param("userId")
 		}
-		topics, err := d.topics.query(c.Request())
+		topics, err := rule.query(c.Request())
 		if err != nil {
 			return err
 		}
-		user, release, err := admitConn(d, c.Request(), pathUser)
+		user, release, err := dr.admit(c.Request(), pathUser)
 		if err != nil {
 			return err
 		}
 		// context.WithoutCancel: the connection outlives the request's handler.
 		ctx := context.WithoutCancel(c.Request().Context())
-		ws, sub, detach := openWS(ctx, d, up, c, user, topics)
+		ws, sub, detach := openWS(ctx, dr, up, c, user, topics, lim, instance, log)
 		if ws == nil {
 			release()
 			return nil // the client has been answered
@@ -72,7 +73,7 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 		go func() {
 			defer release()
 			defer detach()
-			readWS(ctx, in, d.topics, ws, sub, floodGuard(d.Limits, ws))
+			readWS(ctx, in, rule, ws, sub, floodGuard(lim, ws))
 		}()
 		return nil
 	}
@@ -81,7 +82,7 @@ func handleWS(d Deps, in *inbound, compat bool) echo.HandlerFunc {
 // openWS upgrades the request, registers the connection (with its subscription) and
 // queues its replay. It returns a nil WS when the client was refused (the upgrader or
 // openWS answered it).
-func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, user string, topics *presence.Topics) (*transport.WS, *presence.Subscribed, func()) {
+func openWS(ctx context.Context, dr *door, up websocket.Upgrader, c echo.Context, user string, topics *presence.Topics, lim Limits, instance string, log *slog.Logger) (*transport.WS, *presence.Subscribed, func()) {
 	conn, err := up.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
 		return nil, nil, nil // the upgrader has answered the client
@@ -89,17 +90,17 @@ func openWS(ctx context.Context, d Deps, up websocket.Upgrader, c echo.Context, 
 	v1 := conn.Subprotocol() == transport.SubprotocolV1
 	ws := transport.NewWS(conn, user, transport.WSOptions{
 		V1:            v1,
-		Instance:      d.Instance,
-		QueueLen:      d.Limits.SendQueue,
-		PingPeriod:    d.Limits.Heartbeat,
-		MaxFrameBytes: int64(d.Limits.MaxMessageBytes),
-		MaxAge:        d.Limits.MaxAge,
-		Stats:         &d.Hub.Stats,
+		Instance:      instance,
+		QueueLen:      lim.SendQueue,
+		PingPeriod:    lim.Heartbeat,
+		MaxFrameBytes: int64(lim.MaxMessageBytes),
+		MaxAge:        lim.MaxAge,
+		Stats:         &dr.hub.Stats,
 	})
 	sub := presence.Subscribe(ws, topics)
-	detach, err := attach(ctx, d, sub, c.QueryParam("since"), 0)
+	detach, err := dr.attach(ctx, sub, c.QueryParam("since"), 0)
 	if err != nil {
-		d.Log.Warn("attach", "user", user, "err", err)
+		log.Warn("attach", "user", user, "err", err)
 		ws.Refuse(statusOf(err).Msg)
 		return nil, nil, nil
 	}

@@ -1,6 +1,10 @@
 package transport
 
-import "github.com/pushbridge/pushbridge/presence"
+import (
+	"sync"
+
+	"github.com/pushbridge/pushbridge/presence"
+)
 
 // Limits of a connection's send queue, the same for WebSocket and SSE.
 const (
@@ -11,7 +15,15 @@ const (
 	// defaultQueueBytes bounds the bytes waiting for one client, so a few large
 	// messages cannot pin much memory on a connection that does not read.
 	defaultQueueBytes = 4 << 20
+	// maxPooledBatch bounds the capacity of a queue slice given back to the pool: the
+	// queue of a burst to a slow client must not stay that large for everyone.
+	maxPooledBatch = 1024
 )
+
+// batches recycles the slices queues hold their items in, across every connection. A
+// connection holds one only while something waits for it, so an idle connection
+// holds none, and once the pool is warm a delivery to a connection allocates nothing.
+var batches = sync.Pool{New: func() any { return new([]item) }}
 
 // item is one thing waiting to be written to a connection.
 type item struct {
@@ -28,8 +40,15 @@ type sendQueue struct {
 	maxLen, maxBytes int
 
 	items  []item
-	bytes  int // bytes of the items held to the limits
-	exempt int // items at the front not held to the limits (a replay, our greeting)
+	pooled *[]item // where items came from (batches); nil while the queue is empty
+	bytes  int     // bytes of the items held to the limits
+	exempt int     // items at the front not held to the limits (a replay, our greeting)
+}
+
+// batch is what a writer took from a queue; release gives its slice back once written.
+type batch struct {
+	items  []item
+	pooled *[]item
 }
 
 func newSendQueue(maxLen, maxBytes int) sendQueue {
@@ -48,22 +67,45 @@ func (q *sendQueue) push(it item, size int) bool {
 	if len(q.items)-q.exempt >= q.maxLen || q.bytes+size > q.maxBytes {
 		return false
 	}
-	q.items = append(q.items, it)
+	q.add(it)
 	q.bytes += size
 	return true
 }
 
 // pushExempt queues its outside the limits.
 func (q *sendQueue) pushExempt(its ...item) {
-	q.items = append(q.items, its...)
+	q.add(its...)
 	q.exempt += len(its)
 }
 
+func (q *sendQueue) add(its ...item) {
+	if q.pooled == nil {
+		q.pooled = batches.Get().(*[]item)
+		q.items = (*q.pooled)[:0]
+	}
+	q.items = append(q.items, its...)
+}
+
 // take empties the queue and returns what it held, oldest first.
-func (q *sendQueue) take() []item {
-	its := q.items
-	q.items, q.bytes, q.exempt = nil, 0, 0
-	return its
+func (q *sendQueue) take() batch {
+	b := batch{q.items, q.pooled}
+	q.items, q.pooled, q.bytes, q.exempt = nil, nil, 0, 0
+	return b
+}
+
+// drop empties the queue, throwing away what it held.
+func (q *sendQueue) drop() { q.take().release() }
+
+// release gives b's slice back to the pool, emptied so that it holds on to no message.
+func (b batch) release() {
+	if b.pooled == nil {
+		return
+	}
+	clear(b.items)
+	if cap(b.items) <= maxPooledBatch {
+		*b.pooled = b.items[:0]
+		batches.Put(b.pooled)
+	}
 }
 
 func (q *sendQueue) len() int { return len(q.items) }

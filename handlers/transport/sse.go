@@ -87,7 +87,7 @@ func (c *SSE) Send(m *presence.Message) {
 	}
 	if !c.queue.push(item{m: m}, m.Size()) {
 		c.closing, c.end = true, true
-		c.queue.take()
+		c.queue.drop()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
 		}
@@ -157,7 +157,7 @@ func (c *SSE) Serve(ctx context.Context) error {
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
-		c.queue.take()
+		c.queue.drop()
 		c.mu.Unlock()
 		close(c.done)
 	}()
@@ -181,12 +181,12 @@ func (c *SSE) Serve(ctx context.Context) error {
 				return err
 			}
 		case <-age:
-			batch, _ := c.take()
-			batch = append(batch, item{frame: reconnectEvent("max connection age", 0)})
-			return c.writeBatch(batch)
+			b, _ := c.take()
+			b.items = append(b.items, item{frame: reconnectEvent("max connection age", 0)})
+			return c.writeBatch(b)
 		case <-c.wake:
-			batch, end := c.take()
-			if err := c.writeBatch(batch); err != nil || end {
+			b, end := c.take()
+			if err := c.writeBatch(b); err != nil || end {
 				return err
 			}
 		}
@@ -194,21 +194,23 @@ func (c *SSE) Serve(ctx context.Context) error {
 }
 
 // take empties the queue.
-func (c *SSE) take() (batch []item, end bool) {
+func (c *SSE) take() (b batch, end bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.queue.take(), c.end
 }
 
-// writeBatch writes every item and flushes once. Each write has its own deadline, so
-// neither a stalled client nor the server's WriteTimeout (which would cut a long
-// stream) decides how long a stream lives.
-func (c *SSE) writeBatch(batch []item) error {
-	if len(batch) == 0 {
+// writeBatch writes every item of b, flushes once and releases b. Each write has its
+// own deadline, so neither a stalled client nor the server's WriteTimeout (which would
+// cut a long stream) decides how long a stream lives.
+func (c *SSE) writeBatch(b batch) error {
+	defer b.release()
+	if len(b.items) == 0 {
 		return nil
 	}
-	var buf bytes.Buffer
-	for _, it := range batch {
+	buf := sseBuffers.Get().(*bytes.Buffer)
+	defer putSSEBuffer(buf)
+	for _, it := range b.items {
 		if it.m != nil {
 			buf.Write(sseEvent(it.m, c.opts.V1))
 		} else {
@@ -216,6 +218,21 @@ func (c *SSE) writeBatch(batch []item) error {
 		}
 	}
 	return c.write(buf.Bytes())
+}
+
+// maxPooledSSEBuffer bounds a buffer given back to sseBuffers, so one large batch does
+// not keep its memory for good.
+const maxPooledSSEBuffer = 1 << 20
+
+// sseBuffers recycles the buffers streams write a batch through: a stream holds one
+// only while it writes.
+var sseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putSSEBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledSSEBuffer {
+		b.Reset()
+		sseBuffers.Put(b)
+	}
 }
 
 func (c *SSE) write(b []byte) error {

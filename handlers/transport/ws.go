@@ -62,6 +62,7 @@ type WS struct {
 	ping  *time.Timer
 	age   *time.Timer // ends the connection at its maximum age
 
+	writer    func()        // c.writeLoop, made once: a go statement with a method value would allocate each time
 	pingGuard func() bool   // see GuardPings; nil: every ping is answered
 	done      chan struct{} // closed when Serve returns
 
@@ -78,7 +79,9 @@ type WS struct {
 // NewWS wraps an upgraded connection of user. Call Serve to run it.
 func NewWS(conn *websocket.Conn, user string, opts WSOptions) *WS {
 	opts.defaults()
-	return &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes)}
+	c := &WS{conn: conn, user: user, since: time.Now(), opts: opts, done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes)}
+	c.writer = c.writeLoop
+	return c
 }
 
 func (c *WS) User() string      { return c.user }
@@ -123,7 +126,7 @@ func (c *WS) push(it item, size int) {
 	}
 	if !c.queue.push(it, size) {
 		c.closing = true
-		c.queue.take()
+		c.queue.drop()
 		c.mu.Unlock()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
@@ -169,7 +172,7 @@ func (c *WS) Replay(rp *presence.Replay) {
 func (c *WS) kickLocked() {
 	if !c.writing {
 		c.writing = true
-		go c.writeLoop()
+		go c.writer()
 	}
 }
 
@@ -183,14 +186,16 @@ func (c *WS) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		batch := c.queue.take()
+		b := c.queue.take()
 		c.pingDue, c.pong = false, nil
 		c.mu.Unlock()
 
-		if err := c.write(batch, ping, pong); err != nil {
+		err := c.write(b.items, ping, pong)
+		b.release()
+		if err != nil {
 			c.mu.Lock()
 			c.closing, c.writing = true, false
-			c.queue.take()
+			c.queue.drop()
 			c.mu.Unlock()
 			c.conn.Close()
 			return
@@ -234,7 +239,9 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	if err := nc.SetWriteDeadline(deadline); err != nil {
 		return err
 	}
-	bufs := make(net.Buffers, 0, len(batch)+2)
+	vec := vectors.Get().(*net.Buffers)
+	bufs := (*vec)[:0]
+	defer func() { putVector(vec, bufs) }()
 	if pong != nil {
 		bufs = append(bufs, pong)
 	}
@@ -247,7 +254,7 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 		case it.frame != nil:
 			bufs = append(bufs, it.frame)
 		default:
-			if _, err := bufs.WriteTo(nc); err != nil {
+			if err := flush(nc, vec, bufs); err != nil {
 				return err
 			}
 			// Through gorilla, which then refuses to write anything more (ErrCloseSent),
@@ -259,8 +266,30 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	if ping {
 		bufs = append(bufs, pingFrame)
 	}
-	// WriteTo only reslices bufs' elements as it goes, never the shared frames' bytes.
-	_, err := bufs.WriteTo(nc)
+	return flush(nc, vec, bufs)
+}
+
+// vectors recycles the writers' net.Buffers, as batches does the queues' slices: a
+// writer holds one only while it writes.
+var vectors = sync.Pool{New: func() any { return new(net.Buffers) }}
+
+// putVector gives bufs, the grown *vec, back to the pool, emptied so that it holds on
+// to no frame.
+func putVector(vec *net.Buffers, bufs net.Buffers) {
+	clear(bufs)
+	if cap(bufs) <= maxPooledBatch {
+		*vec = bufs[:0]
+		vectors.Put(vec)
+	}
+}
+
+// flush writes bufs in one vectored write. WriteTo consumes the slice it is called on
+// (it reslices bufs' elements as it goes, never the shared frames' bytes), so it is
+// called on vec, the pooled header, which is already on the heap where WriteTo needs
+// it; bufs keeps its elements for putVector to clear.
+func flush(nc net.Conn, vec *net.Buffers, bufs net.Buffers) error {
+	*vec = bufs
+	_, err := vec.WriteTo(nc)
 	return err
 }
 
@@ -309,7 +338,7 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
-		c.queue.take()
+		c.queue.drop()
 		if c.ping != nil {
 			c.ping.Stop()
 		}
