@@ -143,6 +143,26 @@ func (p *proc) kill(t *testing.T) {
 	<-p.exited
 }
 
+// term sends SIGTERM, waits for the drain (at most procStopTimeout, then kills it
+// and fails the test) and returns how long the process took to exit.
+func (p *proc) term(t *testing.T) time.Duration {
+	t.Helper()
+	var took time.Duration
+	p.once.Do(func() {
+		start := time.Now()
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+			took = time.Since(start)
+		case <-time.After(procStopTimeout):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+			t.Fatalf("%s did not stop within %s after SIGTERM:\n%s", p.Name, procStopTimeout, p.stderr.String())
+		}
+	})
+	return took
+}
+
 func (p *proc) stop(t *testing.T) {
 	p.once.Do(func() {
 		select {

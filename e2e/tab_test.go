@@ -40,6 +40,7 @@ type frame struct {
 	Resumed  bool            `json:"resumed"`
 	Cursor   string          `json:"cursor"`
 	Reason   string          `json:"reason"`
+	AfterMS  int64           `json:"after_ms"` // of a reconnect frame
 	Data     json.RawMessage `json:"data"`
 }
 

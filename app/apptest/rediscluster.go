@@ -23,9 +23,6 @@ const (
 	// clusterBusOffset is fixed by Redis: each node also listens on port+10000 for
 	// the cluster bus.
 	clusterBusOffset = 10000
-	// clusterPortAttempts bounds the retries with other ports when a bind fails
-	// (tests of several packages start clusters at the same time).
-	clusterPortAttempts = 20
 	// clusterNodeTimeout is how long a silent node is given before the others call it
 	// failed: short, so a test that kills a master sees the cluster react within
 	// seconds, yet well above a scheduling hiccup on shared CPUs.
@@ -50,7 +47,7 @@ type RedisCluster struct {
 func NewRedisCluster(t testing.TB) *RedisCluster {
 	t.Helper()
 	var errs []error
-	for range clusterPortAttempts {
+	for range redisPortAttempts {
 		c, err := tryCluster(t)
 		if err == nil {
 			return c
@@ -60,7 +57,7 @@ func NewRedisCluster(t testing.TB) *RedisCluster {
 		}
 		errs = append(errs, err)
 	}
-	t.Fatalf("redis cluster: no free ports after %d attempts; the last: %v", clusterPortAttempts, errs[len(errs)-1])
+	t.Fatalf("redis cluster: no free ports after %d attempts; the last: %v", redisPortAttempts, errs[len(errs)-1])
 	return nil
 }
 
@@ -199,4 +196,51 @@ func (c *RedisCluster) NodeOf(t testing.TB, key string) int {
 	}
 	t.Fatalf("no master of this cluster serves slot %d of %s", slot, key)
 	return -1
+}
+
+// node is a plain client on master i, for what is sent to one node (CONFIG, DBSIZE).
+func (c *RedisCluster) node(i int) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: c.Addrs[i], MaxRetries: -1})
+}
+
+// configAll runs CONFIG SET key value on every master.
+func (c *RedisCluster) configAll(t testing.TB, key, value string) {
+	t.Helper()
+	for i := range c.Addrs {
+		rdb := c.node(i)
+		ctx, cancel := context.WithTimeout(context.Background(), privateRedisOpTimeout)
+		err := rdb.ConfigSet(ctx, key, value).Err()
+		cancel()
+		rdb.Close()
+		if err != nil {
+			t.Fatalf("redis cluster node %s: CONFIG SET %s %s: %v", c.Addrs[i], key, value, err)
+		}
+	}
+}
+
+// RefuseWrites makes every master answer writes with OOM, as PrivateRedis.RefuseWrites.
+func (c *RedisCluster) RefuseWrites(t testing.TB) {
+	t.Helper()
+	c.configAll(t, "maxmemory-policy", "noeviction")
+	c.configAll(t, "maxmemory", "1")
+}
+
+// AllowWrites lifts RefuseWrites.
+func (c *RedisCluster) AllowWrites(t testing.TB) {
+	t.Helper()
+	c.configAll(t, "maxmemory", "0")
+}
+
+// DBSize is the number of keys master i holds.
+func (c *RedisCluster) DBSize(t testing.TB, i int) int64 {
+	t.Helper()
+	rdb := c.node(i)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), privateRedisOpTimeout)
+	defer cancel()
+	n, err := rdb.DBSize(ctx).Result()
+	if err != nil {
+		t.Fatalf("redis cluster node %s: DBSIZE: %v", c.Addrs[i], err)
+	}
+	return n
 }

@@ -2,8 +2,10 @@ package apptest
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"path/filepath"
+	"math/rand/v2"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -15,33 +17,45 @@ import (
 // the server is the test's own and idle apart from the servers under test.
 const privateRedisOpTimeout = 5 * time.Second
 
-// PrivateRedis is a redis-server of the test's own, without persistence, on a unix
-// socket in t.TempDir() (no port to pick, none another process can take first): the
-// Redis a fault test may pause, restart empty or make refuse writes without touching
-// the shared one. It is killed when the test ends.
+// PrivateRedis is a redis-server of the test's own, without persistence, on a
+// loopback port below the ephemeral range: the Redis a fault test may pause, restart
+// empty or make refuse writes without touching the shared one. It is killed when the
+// test ends. (Not a unix socket: REDIS_URL takes redis:// only.)
 type PrivateRedis struct {
-	Socket string
-	URL    string // unix://<socket>, a REDIS_URL
+	Addr   string // 127.0.0.1:port
+	URL    string // redis://127.0.0.1:port/0, a REDIS_URL
 	Prefix string // a key prefix of the test's own, as on the shared Redis
 	Client *redis.Client
 
 	proc *redisProc
 }
 
-// NewPrivateRedis starts the server and waits until it answers.
+// NewPrivateRedis starts the server on a free port (another one when the bind fails:
+// tests of several packages start servers at once) and waits until it answers.
 func NewPrivateRedis(t testing.TB) *PrivateRedis {
 	t.Helper()
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "redis.sock")
-	p, err := startRedisProc(t, dir, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
-		"--save", "", "--appendonly", "no")
-	if err != nil {
-		t.Fatalf("private redis: %v", err)
+	var last error
+	for range redisPortAttempts {
+		lo, hi := freePortSpan()
+		port := lo + rand.IntN(hi-lo)
+		dir := t.TempDir()
+		p, err := startRedisProc(t, dir, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no")
+		if errors.Is(err, errRedisBind) {
+			last = err
+			continue
+		}
+		if err != nil {
+			t.Fatalf("private redis: %v", err)
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		r := &PrivateRedis{Addr: addr, URL: "redis://" + addr + "/0", Prefix: Unique("bridge:test") + ":", proc: p}
+		r.Client = redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { r.Client.Close() })
+		return r
 	}
-	r := &PrivateRedis{Socket: sock, URL: "unix://" + sock, Prefix: Unique("bridge:test") + ":", proc: p}
-	r.Client = redis.NewClient(&redis.Options{Network: "unix", Addr: sock, MaxRetries: -1, ContextTimeoutEnabled: true})
-	t.Cleanup(func() { r.Client.Close() })
-	return r
+	t.Fatalf("private redis: no free port after %d attempts; the last: %v", redisPortAttempts, last)
+	return nil
 }
 
 // Env is REDIS_URL and BRIDGE_REDIS_PREFIX for servers on this Redis.
@@ -66,7 +80,7 @@ func (r *PrivateRedis) Resume(t testing.TB) {
 	}
 }
 
-// Restart kills the server (SIGKILL) and starts it again on the same socket, empty:
+// Restart kills the server (SIGKILL) and starts it again on the same port, empty:
 // a Redis restarted without persistence.
 func (r *PrivateRedis) Restart(t testing.TB) {
 	t.Helper()
@@ -75,7 +89,7 @@ func (r *PrivateRedis) Restart(t testing.TB) {
 	}
 }
 
-// Kill ends the server with SIGKILL; Start brings it back on the same socket, empty.
+// Kill ends the server with SIGKILL; Start brings it back on the same port, empty.
 func (r *PrivateRedis) Kill() { r.proc.kill() }
 
 // Start starts the server again after Kill.
@@ -144,4 +158,4 @@ func (r *PrivateRedis) Keys(t testing.TB, pattern string) []string {
 }
 
 // String names the server in messages.
-func (r *PrivateRedis) String() string { return fmt.Sprintf("private redis at %s", r.Socket) }
+func (r *PrivateRedis) String() string { return fmt.Sprintf("private redis at %s", r.Addr) }

@@ -22,6 +22,9 @@ const (
 	redisStartTimeout = 15 * time.Second
 	// redisStopTimeout bounds the wait for a killed redis-server to be reaped.
 	redisStopTimeout = 10 * time.Second
+	// redisPortAttempts bounds the retries with other ports when a bind fails (tests
+	// of several packages start servers at the same time).
+	redisPortAttempts = 20
 )
 
 // redisReady is in what redis-server logs once it accepts connections ("Ready to

@@ -3,6 +3,7 @@ package apptest
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -31,11 +32,23 @@ type SSEClient struct {
 // OpenSSE opens url with header and fails the test unless it answers 200.
 func OpenSSE(t testing.TB, url string, header http.Header) *SSEClient {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	c, err := ConnectSSE(context.Background(), url, header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// ConnectSSE is OpenSSE for any goroutine and for clients that reconnect: it returns
+// an error (a refused dial, a status other than 200) instead of failing the test, and
+// the stream ends with ctx or Close, which the caller must call.
+func ConnectSSE(ctx context.Context, url string, header http.Header) (*SSEClient, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		cancel()
-		t.Fatalf("sse request: %v", err)
+		return nil, fmt.Errorf("sse request: %w", err)
 	}
 	for k, vs := range header {
 		req.Header[k] = vs
@@ -43,17 +56,16 @@ func OpenSSE(t testing.TB, url string, header http.Header) *SSEClient {
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("open %s: %v", url, err)
+		return nil, fmt.Errorf("open %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
 		cancel()
-		t.Fatalf("open %s: status %d, want 200", url, resp.StatusCode)
+		return nil, fmt.Errorf("open %s: status %d, want 200", url, resp.StatusCode)
 	}
 	c := &SSEClient{Resp: resp, Events: make(chan SSEEvent, 1<<12), cancel: cancel}
 	go c.read()
-	t.Cleanup(c.Close)
-	return c
+	return c, nil
 }
 
 func (c *SSEClient) read() {

@@ -33,6 +33,8 @@ const maxPublishers = 64
 type benchOpts struct {
 	url, amqpURL, exchange, key, apiKey string
 	transport                           string
+	redisURL                            string // for -redis-stats, and the in-process server
+	redisStats                          bool
 	conns, users, rate, size, sources   int
 	broadcastEvery                      int
 	duration                            time.Duration
@@ -84,6 +86,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.BoolVar(&o.compare, "compare", false, "run the same broadcast workload (-conns raw WebSockets, every message to all, -rate, -duration) against a fresh `pushbridge serve -dev` process and a fresh minimal gorilla server (app/bench/minimal), one after the other, and print deliveries/s, p50/p99, idle RSS per connection and the ratios")
 	fs.StringVar(&o.pushbridgeBin, "pushbridge", "", "with -compare: the pushbridge binary to start (empty: this one)")
 	fs.StringVar(&o.minimalBin, "minimal", "", "with -compare: the minimal server's binary (empty: go build it from this repository)")
+	fs.StringVar(&o.redisURL, "redis-url", getenv("REDIS_URL"), "the servers' Redis, for -redis-stats (and the in-process server's REDIS_URL)")
+	fs.BoolVar(&o.redisStats, "redis-stats", false, "print Redis commands and CPU per message: INFO commandstats and cpu of -redis-url around the run, less an idle interval of -duration measured first")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,6 +96,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if o.publishers < 1 || o.publishers > maxPublishers || (o.publishers > 1 && (o.jitter > 0 || o.amqpURL != "")) {
 		return fmt.Errorf("bench: -publishers must be 1..%d, and 1 with -jitter (its catch-up is by order) or -amqp-url", maxPublishers)
+	}
+	if o.redisStats && o.redisURL == "" {
+		return errors.New("bench: -redis-stats needs -redis-url or REDIS_URL")
 	}
 	if o.users <= 0 || o.users > o.conns {
 		o.users = o.conns
@@ -126,6 +133,9 @@ func benchServer(ctx context.Context, o benchOpts, getenv func(string) string, s
 		// The bench measures the gateway, not the per-user budget: its poll clients
 		// poll as often as their messages come.
 		"BRIDGE_USER_RATE": "1000000", "BRIDGE_USER_BURST": "1000000"}
+	if o.redisURL != "" {
+		env["REDIS_URL"] = o.redisURL
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -236,6 +246,14 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 			rssAfter/(1<<20), o.conns, rssPerConn/1024, o.pid)
 	}
 
+	var redis *redisRun
+	if o.redisStats {
+		if redis, err = startRedisStats(ctx, o, stdout); err != nil {
+			return nil, err
+		}
+		defer redis.close()
+	}
+
 	pub, closePub, err := benchPublisher(o)
 	if err != nil {
 		return nil, err
@@ -302,8 +320,17 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 	if o.jitter > 0 {
 		jitterReport(stdout, o, js, &st)
 	}
+	var cost *RedisCost
+	if redis != nil {
+		if cost, err = redis.cost(ctx, sent); err != nil {
+			return nil, err
+		}
+	}
 	r, err := benchReport(stdout, o, clients, sent, expected, pubDone, elapsed)
 	r.rssPerConn = rssPerConn
+	if cost != nil {
+		cost.Report(stdout)
+	}
 	return r, err
 }
 
