@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pushbridge/pushbridge/presence/redistest"
 )
 
 // privateRedisOpTimeout bounds one command of the helper itself (CONFIG SET, DEL):
@@ -25,7 +27,7 @@ type PrivateRedis struct {
 	Prefix string // a key prefix of the test's own, as on the shared Redis
 	Client *redis.Client
 
-	proc *redisProc
+	proc *redistest.Proc
 }
 
 // NewPrivateRedis starts the server and waits until it answers.
@@ -33,7 +35,7 @@ func NewPrivateRedis(t testing.TB) *PrivateRedis {
 	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "redis.sock")
-	p, err := startRedisProc(t, dir, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
+	p, err := redistest.StartProc(t, dir, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
 		"--save", "", "--appendonly", "no")
 	if err != nil {
 		t.Fatalf("private redis: %v", err)
@@ -53,7 +55,7 @@ func (r *PrivateRedis) Env() map[string]string {
 // a Redis stuck in a long command, a fork or a VM pause.
 func (r *PrivateRedis) Pause(t testing.TB) {
 	t.Helper()
-	if err := r.proc.signal(syscall.SIGSTOP); err != nil {
+	if err := r.proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -61,7 +63,7 @@ func (r *PrivateRedis) Pause(t testing.TB) {
 // Resume continues the server after Pause.
 func (r *PrivateRedis) Resume(t testing.TB) {
 	t.Helper()
-	if err := r.proc.signal(syscall.SIGCONT); err != nil {
+	if err := r.proc.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -70,18 +72,18 @@ func (r *PrivateRedis) Resume(t testing.TB) {
 // a Redis restarted without persistence.
 func (r *PrivateRedis) Restart(t testing.TB) {
 	t.Helper()
-	if err := r.proc.restart(); err != nil {
+	if err := r.proc.Restart(); err != nil {
 		t.Fatalf("private redis restart: %v", err)
 	}
 }
 
 // Kill ends the server with SIGKILL; Start brings it back on the same socket, empty.
-func (r *PrivateRedis) Kill() { r.proc.kill() }
+func (r *PrivateRedis) Kill() { r.proc.Kill() }
 
 // Start starts the server again after Kill.
 func (r *PrivateRedis) Start(t testing.TB) {
 	t.Helper()
-	if err := r.proc.start(); err != nil {
+	if err := r.proc.Start(); err != nil {
 		t.Fatalf("private redis start: %v", err)
 	}
 }
