@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pushbridge/pushbridge/app/broker"
+	"github.com/pushbridge/pushbridge/presence"
 )
 
 // Config is everything the server reads at start. It is read only in this file, from
@@ -89,10 +90,16 @@ var settings = []setting{
 		c.AMQPURL = v
 		return nil
 	}},
-	{"REDIS_URL", "redis-url", "", "Redis URL, redis://host:6379/0, rediss:// for TLS, unix:///path/to/redis.sock (unset: in-memory, single instance)", func(c *Config, v string) error {
-		if v != "" {
+	{"REDIS_URL", "redis-url", "", "Redis URL, redis://host:6379/0, rediss:// for TLS, unix:///path/to/redis.sock, a Redis Cluster redis+cluster://host:port[,host:port…] or rediss+cluster:// (unset: in-memory, single instance)", func(c *Config, v string) error {
+		switch {
+		case v == "":
+		case presence.IsClusterURL(v):
+			if err := presence.CheckClusterURL(v); err != nil {
+				return fmt.Errorf("want redis+cluster://[user:password@]host:port[,host:port…] or rediss+cluster://…: %w", err)
+			}
+		default:
 			if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-				return errors.New("want redis://host:port/db, rediss://host:port/db or unix:///path/to/socket")
+				return errors.New("want redis://host:port/db, rediss://host:port/db, unix:///path/to/socket, or redis+cluster://host:port[,host:port…] (rediss+cluster:// for TLS)")
 			}
 		}
 		c.RedisURL = v

@@ -72,7 +72,7 @@ func TestDispatchCommandsPerMessage(t *testing.T) {
 }
 
 // commandCalls sums the calls of every command INFO commandstats lists.
-func commandCalls(t *testing.T, ctx context.Context, rdb *redis.Client) int64 {
+func commandCalls(t *testing.T, ctx context.Context, rdb redis.UniversalClient) int64 {
 	t.Helper()
 	info, err := rdb.Info(ctx, "commandstats").Result()
 	if err != nil {

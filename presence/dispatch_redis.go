@@ -123,6 +123,7 @@ func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 		cmds[i] = d.run(ctx, pipe, call, &b[i])
 	}
 	_, _ = pipe.Exec(ctx) // each command holds its own error
+	d.evalUnknown(ctx, b, cmds)
 	var out relayOut
 	for i := range b {
 		var r dispatchReply
@@ -138,6 +139,27 @@ func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	if n := d.publish(ctx, &out); n > 0 {
 		d.PublishFailed.Add(int64(n))
 	}
+}
+
+// evalUnknown calls again, with the script itself (EVAL), the calls of b that a node
+// answered NOSCRIPT: on a cluster the batch's first EVAL reached one master only, and
+// a master that restarted has lost its script cache. Nothing ran for such a call, so
+// calling it again cannot number a message twice.
+func (d *RedisDispatcher) evalUnknown(ctx context.Context, b []Dispatch, cmds []*redis.Cmd) {
+	var again []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return
+	}
+	pipe := d.rdb.Pipeline()
+	for _, i := range again {
+		cmds[i] = d.run(ctx, pipe, dispatchScript.Eval, &b[i])
+	}
+	_, _ = pipe.Exec(ctx)
 }
 
 // relayOut is what one batch publishes: per destination instance, and broadcast.
@@ -172,11 +194,15 @@ func (d *RedisDispatcher) publish(ctx context.Context, o *relayOut) int {
 		return 0
 	}
 	pipe := d.rdb.Pipeline()
+	pub := pipe.Publish
+	if isCluster(d.rdb) {
+		pub = pipe.SPublish // sharded: to the shard of the channel's slot only
+	}
 	for _, id := range o.order {
-		pipe.Publish(ctx, relayInstance(d.ns, id), encodeRelay(d.ns, "", o.to[id]...))
+		pub(ctx, relayInstance(d.ns, id), encodeRelay(d.ns, "", o.to[id]...))
 	}
 	if len(o.bcast) > 0 {
-		pipe.Publish(ctx, relayBroadcast(d.ns), encodeRelay(d.ns, "", o.bcast...))
+		pub(ctx, relayBroadcast(d.ns), encodeRelay(d.ns, "", o.bcast...))
 	}
 	cmds, _ := pipe.Exec(ctx)
 	failed := 0

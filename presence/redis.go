@@ -59,10 +59,14 @@ func (o RedisOptions) withDefaults() RedisOptions {
 }
 
 // NewRedisClient connects to url (redis://[user:password@]host:port/db, or rediss://
-// for TLS) and checks that Redis answers, so a bad REDIS_URL stops the start with one
-// clear error instead of failing every delivery later. Commands are not retried by
-// the client (unless the URL sets max_retries).
-func NewRedisClient(ctx context.Context, url string) (*redis.Client, error) {
+// for TLS; a Redis Cluster with redis+cluster://[user:password@]host:port[,host:port…]
+// or rediss+cluster://) and checks that Redis answers, so a bad REDIS_URL stops the
+// start with one clear error instead of failing every delivery later. Commands are
+// not retried by the client (unless the URL sets max_retries).
+func NewRedisClient(ctx context.Context, url string) (redis.UniversalClient, error) {
+	if IsClusterURL(url) {
+		return newClusterClient(ctx, url)
+	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)

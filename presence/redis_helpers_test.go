@@ -16,11 +16,23 @@ func testRedisURL() string { return redistest.URL() }
 // newTestRedis connects to the real Redis or fails the test with how to start it. It
 // returns options with a key prefix of this test's own; every key under it is
 // deleted when the test ends.
-func newTestRedis(t testing.TB) (*redis.Client, RedisOptions) {
+func newTestRedis(t testing.TB) (redis.UniversalClient, RedisOptions) {
 	t.Helper()
-	rdb, prefix := redistest.New(t, NewRedisClient)
+	url := testRedisURL()
+	if onCluster != "" {
+		url = onCluster
+	}
+	rdb, prefix := redistest.NewAt(t, NewRedisClient, url)
+	if onCluster != "" && !isCluster(rdb) {
+		t.Fatalf("%s: NewRedisClient made a %T, want a cluster client", onCluster, rdb)
+	}
 	return rdb, RedisOptions{Prefix: prefix}
 }
+
+// onCluster, while set (by TestContractsOnRedisCluster, which runs alone: no test
+// of this package calls t.Parallel before it), makes newTestRedis connect to that
+// Redis Cluster instead.
+var onCluster string
 
 // eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {

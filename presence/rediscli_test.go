@@ -124,7 +124,7 @@ type cliFixture struct {
 
 // newCLIFixture sets up two live instances and one that left, user 42 connected to
 // both live ones (and to the one that left), and some history.
-func newCLIFixture(t *testing.T, ctx context.Context, opts RedisOptions, rdb *redis.Client) *cliFixture {
+func newCLIFixture(t *testing.T, ctx context.Context, opts RedisOptions, rdb redis.UniversalClient) *cliFixture {
 	t.Helper()
 	fx := &cliFixture{}
 	reg := NewRedisInstances(rdb, opts)

@@ -69,7 +69,7 @@ func (r *RedisRelay) publish(ctx context.Context, channel string, ms []*Message)
 		return nil
 	}
 	b := encodeRelay(r.ns, r.instance, ms...)
-	if err := r.rdb.Publish(ctx, channel, b).Err(); err != nil {
+	if err := publishCmd(ctx, r.rdb, channel, b).Err(); err != nil {
 		return fmt.Errorf("relay publish: %w", err)
 	}
 	return nil
@@ -104,17 +104,73 @@ func (r *RedisRelay) Run(ctx context.Context, deliver func(*Message), subscribed
 	}
 }
 
-// session subscribes on one connection and delivers until it fails or ctx ends.
+// session subscribes to the instance's channel and the broadcast channel, and
+// delivers until a subscription fails or ctx ends. On one server both are on one
+// connection (SUBSCRIBE); on a cluster each is a sharded channel (SSUBSCRIBE) on the
+// shard of its slot, so each has a connection of its own, and the relay is up once
+// both are confirmed.
 func (r *RedisRelay) session(ctx context.Context, deliver func(*Message), subscribed func()) error {
-	ps := r.rdb.Subscribe(ctx)
+	defer r.up.Store(false)
+	bcast := relayBroadcast(r.ns)
+	chans := []string{relayInstance(r.ns, r.instance), bcast}
+	groups := [][]string{chans}
+	if isCluster(r.rdb) {
+		groups = [][]string{chans[:1], chans[1:]}
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(groups))
+	var confirmed atomic.Int32 // groups whose subscription Redis confirmed
+	var mu sync.Mutex          // deliveries of the groups, one at a time, as on one connection
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, g := range groups {
+		wg.Go(func() {
+			errc <- r.listen(sctx, g, func() {
+				if int(confirmed.Add(1)) == len(groups) {
+					r.Subscribes.Add(1)
+					r.up.Store(true)
+					subscribed()
+				}
+			}, func(x *redis.Message) {
+				mu.Lock()
+				defer mu.Unlock()
+				r.handle(x, bcast, deliver)
+			})
+		})
+	}
+	err := <-errc // the first to end ends them all
+	cancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// listen subscribes to chans on one connection and hands each message to handle
+// until the connection fails or ctx ends; confirm is called once Redis confirmed
+// every channel.
+func (r *RedisRelay) listen(ctx context.Context, chans []string, confirm func(), handle func(*redis.Message)) error {
+	sharded := isCluster(r.rdb)
+	var ps *redis.PubSub
+	if sharded {
+		ps = r.rdb.SSubscribe(ctx)
+	} else {
+		ps = r.rdb.Subscribe(ctx)
+	}
 	defer ps.Close()
 	// Receive does not watch ctx; closing the subscription is what wakes it.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
-	defer r.up.Store(false)
-	bcast := relayBroadcast(r.ns)
-	chans := []string{relayInstance(r.ns, r.instance), bcast}
-	if err := ps.Subscribe(ctx, chans...); err != nil {
+	var err error
+	kind := "subscribe"
+	if sharded {
+		kind = "ssubscribe"
+		err = ps.SSubscribe(ctx, chans...)
+	} else {
+		err = ps.Subscribe(ctx, chans...)
+	}
+	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	var heard atomic.Int64 // when the connection last said anything, unix ns
@@ -135,13 +191,11 @@ func (r *RedisRelay) session(ctx context.Context, deliver func(*Message), subscr
 		heard.Store(time.Now().UnixNano())
 		switch x := msg.(type) {
 		case *redis.Subscription:
-			if x.Kind == "subscribe" && x.Count == len(chans) {
-				r.Subscribes.Add(1)
-				r.up.Store(true)
-				subscribed()
+			if x.Kind == kind && x.Count == len(chans) {
+				confirm()
 			}
 		case *redis.Message:
-			r.handle(x, bcast, deliver)
+			handle(x)
 		}
 	}
 }
@@ -188,4 +242,14 @@ func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func(*Messag
 	for _, m := range ms {
 		deliver(m)
 	}
+}
+
+// publishCmd publishes payload on channel through c (the client, or a pipeline of
+// rdb): sharded (SPUBLISH, to the shard of the channel's slot) on a cluster, where a
+// plain PUBLISH would be sent to every node; PUBLISH on one server.
+func publishCmd(ctx context.Context, rdb redis.UniversalClient, channel string, payload []byte) *redis.IntCmd {
+	if isCluster(rdb) {
+		return rdb.SPublish(ctx, channel, payload)
+	}
+	return rdb.Publish(ctx, channel, payload)
 }

@@ -22,7 +22,7 @@ func TestRedisRelayResubscribe(t *testing.T) {
 	// The receiver's own client, named so this test can find and kill its connection
 	// without touching anyone else's.
 	name := strings.NewReplacer(":", "_").Replace(opts.Prefix) + "B"
-	rcv := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, DB: rdb.Options().DB, ClientName: name})
+	rcv := redis.NewClient(&redis.Options{Addr: rdb.(*redis.Client).Options().Addr, DB: rdb.(*redis.Client).Options().DB, ClientName: name})
 	t.Cleanup(func() { rcv.Close() })
 	oa, ob := opts, opts
 	oa.Instance, ob.Instance = "A", "B"
@@ -85,7 +85,7 @@ func TestRedisRelayGarbage(t *testing.T) {
 func TestRedisRelayDatabasesApart(t *testing.T) {
 	ctx := testCtx(t)
 	rdb, opts := newTestRedis(t)
-	other := redis.NewClient(&redis.Options{Addr: rdb.Options().Addr, DB: rdb.Options().DB + 1, MaxRetries: -1})
+	other := redis.NewClient(&redis.Options{Addr: rdb.(*redis.Client).Options().Addr, DB: rdb.(*redis.Client).Options().DB + 1, MaxRetries: -1})
 	t.Cleanup(func() { other.Close() })
 	deployments := map[string]redis.UniversalClient{"x": rdb, "y": other}
 	probes := map[string]*relayProbe{}
@@ -133,7 +133,7 @@ func TestRedisRelayDatabasesApart(t *testing.T) {
 }
 
 // killClients closes the server side of every connection named name.
-func killClients(t *testing.T, rdb *redis.Client, name string) int {
+func killClients(t *testing.T, rdb redis.UniversalClient, name string) int {
 	t.Helper()
 	ctx := context.Background()
 	list, err := rdb.ClientList(ctx).Result()
@@ -169,8 +169,8 @@ func killClients(t *testing.T, rdb *redis.Client, name string) int {
 func TestRedisRelaySilentRedis(t *testing.T) {
 	ctx := testCtx(t)
 	rdb, opts := newTestRedis(t)
-	px := newBlackHoleProxy(t, rdb.Options().Addr)
-	rcv := redis.NewClient(&redis.Options{Addr: px.addr(), DB: rdb.Options().DB})
+	px := newBlackHoleProxy(t, rdb.(*redis.Client).Options().Addr)
+	rcv := redis.NewClient(&redis.Options{Addr: px.addr(), DB: rdb.(*redis.Client).Options().DB})
 	t.Cleanup(func() { rcv.Close() })
 	opts.Instance = "B"
 	b := NewRedisRelay(rcv, opts, nil)

@@ -14,7 +14,7 @@ func RedisURL() string { return redistest.URL() }
 
 // Redis is a test's own key prefix on the real Redis.
 type Redis struct {
-	Client *redis.Client
+	Client redis.UniversalClient
 	Prefix string            // bridge:test_<random>:
 	Env    map[string]string // REDIS_URL and BRIDGE_REDIS_PREFIX for the servers
 }

@@ -2,60 +2,48 @@ package apptest
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
-	"strconv"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pushbridge/pushbridge/presence/redistest"
 )
 
 // privateRedisOpTimeout bounds one command of the helper itself (CONFIG SET, DEL):
 // the server is the test's own and idle apart from the servers under test.
 const privateRedisOpTimeout = 5 * time.Second
 
-// PrivateRedis is a redis-server of the test's own, without persistence, on a
-// loopback port below the ephemeral range: the Redis a fault test may pause, restart
-// empty or make refuse writes without touching the shared one. It is killed when the
-// test ends. (Not a unix socket: REDIS_URL takes redis:// only.)
+// PrivateRedis is a redis-server of the test's own, without persistence, on a unix
+// socket in t.TempDir() (no port to pick, none another process can take first): the
+// Redis a fault test may pause, restart empty or make refuse writes without touching
+// the shared one. It is killed when the test ends.
 type PrivateRedis struct {
-	Addr   string // 127.0.0.1:port
-	URL    string // redis://127.0.0.1:port/0, a REDIS_URL
+	Socket string
+	URL    string // unix://<socket>, a REDIS_URL
 	Prefix string // a key prefix of the test's own, as on the shared Redis
 	Client *redis.Client
 
-	proc *redisProc
+	proc *redistest.Proc
 }
 
-// NewPrivateRedis starts the server on a free port (another one when the bind fails:
-// tests of several packages start servers at once) and waits until it answers.
+// NewPrivateRedis starts the server and waits until it answers.
 func NewPrivateRedis(t testing.TB) *PrivateRedis {
 	t.Helper()
-	var last error
-	for range redisPortAttempts {
-		lo, hi := freePortSpan()
-		port := lo + rand.IntN(hi-lo)
-		dir := t.TempDir()
-		p, err := startRedisProc(t, dir, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no")
-		if errors.Is(err, errRedisBind) {
-			last = err
-			continue
-		}
-		if err != nil {
-			t.Fatalf("private redis: %v", err)
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		r := &PrivateRedis{Addr: addr, URL: "redis://" + addr + "/0", Prefix: Unique("bridge:test") + ":", proc: p}
-		r.Client = redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true})
-		t.Cleanup(func() { r.Client.Close() })
-		return r
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "redis.sock")
+	p, err := redistest.StartProc(t, dir, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
+		"--save", "", "--appendonly", "no")
+	if err != nil {
+		t.Fatalf("private redis: %v", err)
 	}
-	t.Fatalf("private redis: no free port after %d attempts; the last: %v", redisPortAttempts, last)
-	return nil
+	r := &PrivateRedis{Socket: sock, URL: "unix://" + sock, Prefix: Unique("bridge:test") + ":", proc: p}
+	r.Client = redis.NewClient(&redis.Options{Network: "unix", Addr: sock, MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { r.Client.Close() })
+	return r
 }
 
 // Env is REDIS_URL and BRIDGE_REDIS_PREFIX for servers on this Redis.
@@ -67,7 +55,7 @@ func (r *PrivateRedis) Env() map[string]string {
 // a Redis stuck in a long command, a fork or a VM pause.
 func (r *PrivateRedis) Pause(t testing.TB) {
 	t.Helper()
-	if err := r.proc.signal(syscall.SIGSTOP); err != nil {
+	if err := r.proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -75,27 +63,27 @@ func (r *PrivateRedis) Pause(t testing.TB) {
 // Resume continues the server after Pause.
 func (r *PrivateRedis) Resume(t testing.TB) {
 	t.Helper()
-	if err := r.proc.signal(syscall.SIGCONT); err != nil {
+	if err := r.proc.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// Restart kills the server (SIGKILL) and starts it again on the same port, empty:
+// Restart kills the server (SIGKILL) and starts it again on the same socket, empty:
 // a Redis restarted without persistence.
 func (r *PrivateRedis) Restart(t testing.TB) {
 	t.Helper()
-	if err := r.proc.restart(); err != nil {
+	if err := r.proc.Restart(); err != nil {
 		t.Fatalf("private redis restart: %v", err)
 	}
 }
 
-// Kill ends the server with SIGKILL; Start brings it back on the same port, empty.
-func (r *PrivateRedis) Kill() { r.proc.kill() }
+// Kill ends the server with SIGKILL; Start brings it back on the same socket, empty.
+func (r *PrivateRedis) Kill() { r.proc.Kill() }
 
 // Start starts the server again after Kill.
 func (r *PrivateRedis) Start(t testing.TB) {
 	t.Helper()
-	if err := r.proc.start(); err != nil {
+	if err := r.proc.Start(); err != nil {
 		t.Fatalf("private redis start: %v", err)
 	}
 }
@@ -158,4 +146,4 @@ func (r *PrivateRedis) Keys(t testing.TB, pattern string) []string {
 }
 
 // String names the server in messages.
-func (r *PrivateRedis) String() string { return fmt.Sprintf("private redis at %s", r.Addr) }
+func (r *PrivateRedis) String() string { return fmt.Sprintf("private redis at %s", r.Socket) }

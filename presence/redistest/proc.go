@@ -1,7 +1,8 @@
-package apptest
+package redistest
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -34,13 +35,13 @@ const (
 // another one's.
 const redisReady = "ready to accept connections"
 
-// errRedisBind says redis-server exited before it was ready, most likely because its
+// ErrBind says redis-server exited before it was ready, most likely because its
 // port (or cluster bus port) was taken: the caller picks others and tries again.
-var errRedisBind = errors.New("redis-server exited before it was ready")
+var ErrBind = errors.New("redis-server exited before it was ready")
 
-// redisProc is one redis-server process a test started: its arguments are kept so it
+// Proc is one redis-server process a test started: its arguments are kept so it
 // can be started again on the same address.
-type redisProc struct {
+type Proc struct {
 	args []string
 	dir  string // its working directory (cluster config file, nothing else)
 
@@ -50,20 +51,20 @@ type redisProc struct {
 	log    *syncBuffer // the last run's output, for failure messages
 }
 
-// startRedisProc runs redis-server with args in dir and waits until it is ready. It
-// returns errRedisBind (wrapped, with the log) when the process exits first; the
+// StartProc runs redis-server with args in dir and waits until it is ready. It
+// returns ErrBind (wrapped, with the log) when the process exits first; the
 // process is killed when the test ends.
-func startRedisProc(t testing.TB, dir string, args ...string) (*redisProc, error) {
+func StartProc(t testing.TB, dir string, args ...string) (*Proc, error) {
 	t.Helper()
-	p := &redisProc{args: args, dir: dir}
-	if err := p.start(); err != nil {
+	p := &Proc{args: args, dir: dir}
+	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	t.Cleanup(p.kill)
+	t.Cleanup(p.Kill)
 	return p, nil
 }
 
-func (p *redisProc) start() error {
+func (p *Proc) Start() error {
 	cmd := exec.Command("redis-server", p.args...)
 	cmd.Dir = p.dir
 	out, err := cmd.StdoutPipe()
@@ -98,15 +99,15 @@ func (p *redisProc) start() error {
 	case <-ready:
 		return nil
 	case <-exited:
-		return fmt.Errorf("%w:\n%s", errRedisBind, log.String())
+		return fmt.Errorf("%w:\n%s", ErrBind, log.String())
 	case <-time.After(redisStartTimeout):
-		p.kill()
+		p.Kill()
 		return fmt.Errorf("redis-server not ready within %s:\n%s", redisStartTimeout, log.String())
 	}
 }
 
-// signal sends sig to the running process.
-func (p *redisProc) signal(sig syscall.Signal) error {
+// Signal sends sig to the running process.
+func (p *Proc) Signal(sig syscall.Signal) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.cmd.Process.Signal(sig); err != nil {
@@ -115,9 +116,9 @@ func (p *redisProc) signal(sig syscall.Signal) error {
 	return nil
 }
 
-// kill ends the process with SIGKILL (continuing it first, should it be stopped, so
+// Kill ends the process with SIGKILL (continuing it first, should it be stopped, so
 // it can be reaped) and waits until it is gone. Safe to call more than once.
-func (p *redisProc) kill() {
+func (p *Proc) Kill() {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
 	p.mu.Unlock()
@@ -132,11 +133,11 @@ func (p *redisProc) kill() {
 	}
 }
 
-// restart kills the process and starts it again with the same arguments: the same
+// Restart kills the process and starts it again with the same arguments: the same
 // address, and no data (the tests run Redis without persistence).
-func (p *redisProc) restart() error {
-	p.kill()
-	return p.start()
+func (p *Proc) Restart() error {
+	p.Kill()
+	return p.Start()
 }
 
 // freePortSpan is where loopback ports for a redis-server are picked from: above the
@@ -152,4 +153,23 @@ func freePortSpan() (lo, hi int) {
 		}
 	}
 	return lo, hi
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers: a
+// redis-server's log, read for failure messages.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
