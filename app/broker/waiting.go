@@ -42,7 +42,12 @@ func (w *waiting) due(r *Rabbit, now time.Time) []amqp.Delivery {
 	n := 0
 	for ; n < len(w.items) && !w.items[n].at.After(now) && len(again) < maxBatch; n++ {
 		if w.items[n].retry {
-			again = append(again, w.items[n].d)
+			// Handled again as a redelivery: the failed try may have been dispatched
+			// after all (an append whose reply timed out ran once Redis woke up), so
+			// a message without an id must be checked against its content key.
+			d := w.items[n].d
+			d.Redelivered = true
+			again = append(again, d)
 		} else {
 			r.settled(w.items[n].d.Nack(false, true))
 		}
