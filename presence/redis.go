@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -71,21 +72,7 @@ func NewRedisClient(ctx context.Context, url string) (redis.UniversalClient, err
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	if opt.DialTimeout == 0 {
-		opt.DialTimeout = redisDialTimeout
-	}
-	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = redisIOTimeout
-	}
-	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = redisIOTimeout
-	}
-	if opt.MaxRetries == 0 {
-		// go-redis would resend a command whose reply timed out; for the history's
-		// append script that numbers the message a second time. The caller retries
-		// (a delivery is requeued) and knows what it is retrying.
-		opt.MaxRetries = -1
-	}
+	clientLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries)
 	rdb := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
@@ -94,6 +81,17 @@ func NewRedisClient(ctx context.Context, url string) (redis.UniversalClient, err
 		return nil, fmt.Errorf("REDIS_URL: redis at %s does not answer: %w", opt.Addr, err)
 	}
 	return rdb, nil
+}
+
+// clientLimits fills the limits a URL left unset, for one server and a cluster alike.
+// go-redis would resend a command whose reply timed out; for the history's append
+// script that numbers the message a second time, so retries are off: the caller
+// retries (a delivery is requeued) and knows what it is retrying.
+func clientLimits(dial, read, write *time.Duration, retries *int) {
+	*dial = cmp.Or(*dial, redisDialTimeout)
+	*read = cmp.Or(*read, redisIOTimeout)
+	*write = cmp.Or(*write, redisIOTimeout)
+	*retries = cmp.Or(*retries, -1)
 }
 
 // redisKeys names every key and channel under one prefix. docs/redis.md lists them.

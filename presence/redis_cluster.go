@@ -76,18 +76,7 @@ func newClusterClient(ctx context.Context, raw string) (redis.UniversalClient, e
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	if opt.DialTimeout == 0 {
-		opt.DialTimeout = redisDialTimeout
-	}
-	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = redisIOTimeout
-	}
-	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = redisIOTimeout
-	}
-	if opt.MaxRetries == 0 {
-		opt.MaxRetries = -1 // as NewRedisClient: a timed-out append must not be resent
-	}
+	clientLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries)
 	rdb := redis.NewClusterClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
