@@ -29,7 +29,9 @@ type backend struct {
 	relayUp func() bool
 	// relayDropped counts the relay payloads dropped, by reason; nil in memory.
 	relayDropped func() (malformed, foreign int64)
-	close        func()
+	// transitions makes the Redis form of user.online / user.offline; nil in memory.
+	transitions func(grace time.Duration, events presence.Events) *presence.RedisTransitions
+	close       func()
 }
 
 // newBackend connects to Redis when cfg names one, else builds the in-memory parts.
@@ -59,7 +61,10 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 		ping:         func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		relayUp:      relay.Up,
 		relayDropped: func() (int64, int64) { return relay.Malformed.Load(), relay.Foreign.Load() },
-		close:        func() { rdb.Close() },
+		transitions: func(grace time.Duration, events presence.Events) *presence.RedisTransitions {
+			return presence.NewRedisTransitions(rdb, ro, grace, events, log)
+		},
+		close: func() { rdb.Close() },
 	}, nil
 }
 

@@ -13,8 +13,10 @@ import (
 // eventsRun is the outbox with its publishing goroutine, as serve runs it. A nil one
 // (events off) does nothing.
 type eventsRun struct {
-	o      *outbox
-	trans  presence.Transitions // nil: no user.online / user.offline
+	o     *outbox
+	trans presence.Transitions // nil: no user.online / user.offline
+	// beat is the Redis form's part of each heartbeat (RedisTransitions.Beat); nil in memory.
+	beat   func(ctx context.Context, lapsed bool) error
 	cancel context.CancelFunc
 }
 
@@ -23,10 +25,9 @@ type eventsRun struct {
 // otherwise (nil Events). The goroutine outlives ctx (a drain still emits events); flush or stop
 // end it.
 //
-// user.online and user.offline are decided in memory for a single instance. Across
-// instances (REDIS_URL) they need the per-user presence of the new Redis data plane,
-// and are not sent yet (docs/events.md says how they will be).
-func newEvents(ctx context.Context, cfg *Config, b broker.Broker, log *slog.Logger) (presence.Events, presence.Transitions, *eventsRun) {
+// user.online and user.offline are decided in memory for a single instance, and in
+// Redis across instances (REDIS_URL: be.transitions, docs/events.md).
+func newEvents(ctx context.Context, cfg *Config, be *backend, b broker.Broker, log *slog.Logger) (presence.Events, presence.Transitions, *eventsRun) {
 	var publish publishFunc
 	switch r, ok := b.(*broker.Rabbit); {
 	case cfg.AMQPURL == "":
@@ -38,10 +39,11 @@ func newEvents(ctx context.Context, cfg *Config, b broker.Broker, log *slog.Logg
 	}
 	o := newOutbox(cfg.InstanceID, publish, log)
 	run := &eventsRun{o: o}
-	if cfg.RedisURL == "" {
+	if be.transitions == nil {
 		run.trans = presence.NewMemoryTransitions(cfg.OfflineGrace, o)
 	} else {
-		log.Warn("events: user.online and user.offline are not sent with REDIS_URL yet (see docs/events.md); message.undelivered and message.received are")
+		rt := be.transitions(cfg.OfflineGrace, o)
+		run.trans, run.beat = rt, rt.Beat
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	run.cancel = cancel
@@ -56,8 +58,18 @@ func (r *eventsRun) collectors() []prometheus.Collector {
 	return r.o.collectors()
 }
 
+// transitionsBeat is what the heartbeat runs for the transitions: nil when there is
+// nothing to run (events off, or memory mode).
+func (r *eventsRun) transitionsBeat() func(ctx context.Context, lapsed bool) error {
+	if r == nil {
+		return nil
+	}
+	return r.beat
+}
+
 // flush announces the users still online as gone (the drain closed their
-// connections, and in memory mode nobody else will), stops the goroutine and
+// connections, and in memory mode nobody else will; with Redis, the survivors do after
+// the grace), stops the goroutine and
 // publishes what is pending until ctx ends.
 func (r *eventsRun) flush(ctx context.Context) {
 	if r == nil {

@@ -84,7 +84,10 @@ func (s *shared) watchRelay(ctx context.Context, hub *presence.Hub, hint, spread
 // relay, and returns once the relay listens: from then on a message dispatched
 // anywhere reaches this instance's connections, so it may take deliveries and clients.
 // Both goroutines outlive ctx (a drain still delivers); leave and stop end them.
-func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hub, log *slog.Logger) (*shared, error) {
+//
+// transBeat, when not nil, runs after the presence refresh of each beat: it claims the
+// due user.offline events (see presence.RedisTransitions.Beat).
+func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hub, transBeat func(context.Context, bool) error, log *slog.Logger) (*shared, error) {
 	started := time.Now()
 	// lastOK is when the last beat that succeeded began: the keys it set live at least
 	// BRIDGE_PRESENCE_TTL from then. Only the heartbeat goroutine uses it after the
@@ -107,6 +110,12 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 			}
 		}
 		lastOK = begun
+		if transBeat != nil {
+			// Not the beat's failure: presence is written; the claims are retried next time.
+			if err := transBeat(ctx, lapsed); err != nil {
+				log.Warn("heartbeat: user.online/user.offline", "err", err)
+			}
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PresenceTTL)
 		defer cancel()
 		switch {

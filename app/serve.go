@@ -62,14 +62,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer be.close()
 	b := newBroker(cfg, log)
-	events, trans, ob := newEvents(ctx, cfg, b, log)
+	events, trans, ob := newEvents(ctx, cfg, be, b, log)
 	defer ob.stop()
 	hub := presence.NewHub(presence.HubConfig{
 		Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log,
 		Events: events, Receipts: be.receipts, ReceiptTTL: cfg.HistoryTTL, Transitions: trans,
 	})
 	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Events: events, Log: log})
-	lc, err := startShared(ctx, cfg, be, hub, log)
+	lc, err := startShared(ctx, cfg, be, hub, ob.transitionsBeat(), log)
 	if err != nil {
 		return err
 	}

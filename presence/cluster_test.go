@@ -34,6 +34,8 @@ func TestContractsOnRedisCluster(t *testing.T) {
 		{"DispatchFailsOnlyTheBrokenCall", TestRedisDispatchBatchFailsOnlyTheBrokenCall},
 		{"DispatchRefusesAStreamOfAnotherType", TestRedisDispatchRefusesAStreamOfAnotherType},
 		{"RelayIsSharded", testRelayIsSharded},
+		{"Transitions", TestRedisTransitions},
+		{"TransitionsCrashedInstance", TestRedisTransitionsCrashedInstance},
 	} {
 		t.Run(tc.name, tc.test)
 	}
