@@ -119,6 +119,7 @@ type eventBody struct {
 	Instance      string `json:"instance"`
 	At            string `json:"at"`
 	Transport     string `json:"transport,omitempty"`
+	Seq           uint64 `json:"seq,omitempty"`
 	ID            string `json:"id,omitempty"`
 	MessageID     string `json:"messageId,omitempty"`
 	CorrelationID string `json:"correlationId,omitempty"`
@@ -139,7 +140,7 @@ func (o *outbox) encode(e presence.Event) broker.Publishing {
 		}
 		return p
 	}
-	b := eventBody{Type: e.Type, User: e.User, Instance: o.instance, At: e.At.UTC().Format(eventTimeFormat), Transport: e.Transport}
+	b := eventBody{Type: e.Type, User: e.User, Instance: o.instance, At: e.At.UTC().Format(eventTimeFormat), Transport: e.Transport, Seq: e.Seq}
 	if m != nil {
 		b.ID, b.MessageID, b.CorrelationID = m.Pos().String(), m.MessageID, m.CorrelationID
 	}

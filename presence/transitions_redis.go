@@ -118,8 +118,8 @@ end
 `
 
 // connectScript records instance ARGV[1] as holding the user and says whether that
-// makes the user online. KEYS: state, meta. ARGV: instance, meta TTL ms. Returns 1:
-// announce user.online.
+// makes the user online. KEYS: state, meta. ARGV: instance, meta TTL ms. Returns the
+// user's event number to announce user.online with, or 0: nothing.
 var connectScript = redis.NewScript(`
 redis.call('HSET', KEYS[1], 'h:' .. ARGV[1], '1')
 redis.call('HDEL', KEYS[1], 'g')
@@ -127,8 +127,7 @@ local was = redis.call('HGET', KEYS[1], 's')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if was == 'on' then return 0 end
 redis.call('HSET', KEYS[1], 's', 'on')
-redis.call('HINCRBY', KEYS[1], 'n', 1)
-return 1
+return redis.call('HINCRBY', KEYS[1], 'n', 1)
 `)
 
 // disconnectScript records that instance ARGV[1] holds the user no more; when nobody
@@ -146,23 +145,23 @@ return g
 `)
 
 // claimScript decides a due user's offline. KEYS: state, meta. ARGV: now ms, lease
-// grace ms, dead instances (comma-separated). Returns 1: announce user.offline; 0:
-// nothing (offline already, or held again); a deadline (ms): not due until then.
+// grace ms, dead instances (comma-separated). Returns {1, event number}: announce
+// user.offline; {0, 0}: nothing (offline already, or held again); {2, deadline ms}: not
+// due until then.
 var claimScript = redis.NewScript(holdersLua + `
 if redis.call('HGET', KEYS[1], 's') ~= 'on' then
   redis.call('HDEL', KEYS[1], 'g')
-  return 0
+  return {0, 0}
 end
 local dead = {}
 for inst in string.gmatch(ARGV[3], '[^,]+') do dead[inst] = true end
 local now = tonumber(ARGV[1])
-if holders(now, tonumber(ARGV[2]), '', dead) > 0 then return 0 end
+if holders(now, tonumber(ARGV[2]), '', dead) > 0 then return {0, 0} end
 local g = tonumber(redis.call('HGET', KEYS[1], 'g'))
-if g and g > now then return g end
+if g and g > now then return {2, g} end
 redis.call('HSET', KEYS[1], 's', 'off')
 redis.call('HDEL', KEYS[1], 'g')
-redis.call('HINCRBY', KEYS[1], 'n', 1)
-return 1
+return {1, redis.call('HINCRBY', KEYS[1], 'n', 1)}
 `)
 
 // undueScript removes a claimed member from the due set unless it was put back later
@@ -236,13 +235,13 @@ func (t *RedisTransitions) hold(ctx context.Context, user, transport string) err
 	if err := t.rdb.SAdd(ctx, t.keys.held(t.instance), user).Err(); err != nil {
 		return fmt.Errorf("hold %s: %w", user, err)
 	}
-	on, err := connectScript.Run(ctx, t.rdb, []string{t.keys.online(user), t.keys.meta(user)},
-		t.instance, t.metaTTL.Milliseconds()).Int()
+	n, err := connectScript.Run(ctx, t.rdb, []string{t.keys.online(user), t.keys.meta(user)},
+		t.instance, t.metaTTL.Milliseconds()).Int64()
 	if err != nil {
 		return fmt.Errorf("hold %s: %w", user, err)
 	}
-	if on == 1 {
-		t.events.Emit(Event{Type: EventOnline, User: user, At: t.now(), Transport: transport})
+	if n > 0 {
+		t.events.Emit(Event{Type: EventOnline, User: user, At: t.now(), Transport: transport, Seq: uint64(n)})
 	}
 	return nil
 }
@@ -379,15 +378,15 @@ func (t *RedisTransitions) claim(ctx context.Context, dead []string) error {
 	for _, z := range due {
 		user, _ := z.Member.(string)
 		r, err := claimScript.Run(ctx, t.rdb, []string{t.keys.online(user), t.keys.meta(user)},
-			now, leaseGrace(t.ttl).Milliseconds(), deadArg).Int64()
-		if err != nil {
-			return fmt.Errorf("transitions claim %s: %w", user, err)
+			now, leaseGrace(t.ttl).Milliseconds(), deadArg).Int64Slice()
+		if err != nil || len(r) != 2 {
+			return fmt.Errorf("transitions claim %s: %v %w", user, r, err)
 		}
-		switch {
-		case r == 1:
-			t.events.Emit(Event{Type: EventOffline, User: user, At: t.now()})
-		case r > 1: // a later grace: due then
-			if err := t.rdb.ZAddGT(ctx, t.keys.offlineDue(), redis.Z{Score: float64(r), Member: user}).Err(); err != nil {
+		switch r[0] {
+		case 1:
+			t.events.Emit(Event{Type: EventOffline, User: user, At: t.now(), Seq: uint64(r[1])})
+		case 2: // a later grace: due then
+			if err := t.rdb.ZAddGT(ctx, t.keys.offlineDue(), redis.Z{Score: float64(r[1]), Member: user}).Err(); err != nil {
 				return fmt.Errorf("transitions claim %s: %w", user, err)
 			}
 			continue

@@ -135,6 +135,9 @@ func TestRedisTransitions(t *testing.T) {
 	if beatUntil(2*grace, func() bool { return log.len() > 4 }, a, b) {
 		t.Fatalf("after the offline: %s, want nothing more", log)
 	}
+	if got, want := log.seqsOf("u"), "[1 2 3 4]"; got != want {
+		t.Fatalf("event numbers %s, want %s", got, want)
+	}
 }
 
 // A crashed instance's user goes offline once its lease and the grace ran out,

@@ -10,14 +10,25 @@ import (
 
 // eventLog is Events that keeps what it is given.
 type eventLog struct {
-	mu sync.Mutex
-	ev []string
+	mu   sync.Mutex
+	ev   []string
+	seqs map[string][]uint64 // per user
 }
 
 func (l *eventLog) Emit(e Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ev = append(l.ev, e.Type+" "+e.User+" "+e.Transport)
+	if l.seqs == nil {
+		l.seqs = make(map[string][]uint64)
+	}
+	l.seqs[e.User] = append(l.seqs[e.User], e.Seq)
+}
+
+func (l *eventLog) seqsOf(user string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprint(l.seqs[user])
 }
 
 func (l *eventLog) len() int {
