@@ -13,7 +13,7 @@ import (
 // POST /api/ack, gives exactly one message.received naming the message's ids. Another
 // user confirming that message's id gives nothing, and sees nothing of the receipt.
 func TestReceiptOncePerUserAndMessage(t *testing.T) {
-	tap := newEventsTap(t)
+	tap := newEventsTap(t, "message.*") // user.online/offline are sent with Redis too
 	tp := apptest.NewTopology(t, "contract")
 	env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": apptest.AMQPURL(), "BRIDGE_EVENTS_EXCHANGE": tap.Exchange}
 	for k, v := range tp.Env {
