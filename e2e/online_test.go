@@ -21,8 +21,8 @@ import (
 )
 
 // presenceTap is a test's own events exchange (the instances' BRIDGE_EVENTS_EXCHANGE)
-// with a queue bound to user.*, as a backend would bind one, recording every
-// user.online / user.offline with the time it arrived.
+// with a queue bound to keys (user.* when none), as a backend would bind one, recording
+// every event by user with the time it arrived.
 type presenceTap struct {
 	Exchange string
 	mu       sync.Mutex
@@ -34,9 +34,10 @@ type seenEvent struct {
 	Type string
 	Seq  uint64    // the user's event number (body "seq")
 	At   time.Time // when it arrived here
+	Body []byte
 }
 
-func newPresenceTap(t *testing.T) *presenceTap {
+func newPresenceTap(t *testing.T, keys ...string) *presenceTap {
 	t.Helper()
 	ch := apptest.OpenChannel(t)
 	x, q := apptest.Unique("pbtest_online"), apptest.Unique("pbtest_online_q")
@@ -46,8 +47,13 @@ func newPresenceTap(t *testing.T) *presenceTap {
 	if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
 		t.Fatalf("declare events queue: %v", err)
 	}
-	if err := ch.QueueBind(q, "user.*", x, false, nil); err != nil {
-		t.Fatalf("bind events queue: %v", err)
+	if len(keys) == 0 {
+		keys = []string{"user.*"}
+	}
+	for _, k := range keys {
+		if err := ch.QueueBind(q, k, x, false, nil); err != nil {
+			t.Fatalf("bind events queue: %v", err)
+		}
 	}
 	got, err := ch.Consume(q, "", true, false, false, false, nil)
 	if err != nil {
@@ -62,7 +68,7 @@ func newPresenceTap(t *testing.T) *presenceTap {
 			var body struct{ Seq uint64 }
 			_ = json.Unmarshal(d.Body, &body) // a body without seq is caught by the checks
 			tap.mu.Lock()
-			tap.byUser[user] = append(tap.byUser[user], seenEvent{Type: d.RoutingKey, Seq: body.Seq, At: time.Now()})
+			tap.byUser[user] = append(tap.byUser[user], seenEvent{Type: d.RoutingKey, Seq: body.Seq, At: time.Now(), Body: d.Body})
 			tap.all++
 			tap.mu.Unlock()
 		}
