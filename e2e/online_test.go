@@ -243,8 +243,8 @@ func TestOnlineAcrossInstances(t *testing.T) {
 	t1.close()
 	tap.quiet(t, onlineGrace+3*beat, "u", "online")
 
-	t2.close()
 	closed := time.Now()
+	t2.close()
 	tap.waitEvents(t, "u", 2, 20*time.Second)
 	off := tap.events("u")[1]
 	t.Logf("user.offline %v after the last tab closed (grace %v, beat %v)", off.At.Sub(closed).Round(time.Millisecond), onlineGrace, beat)

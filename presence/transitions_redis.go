@@ -137,7 +137,7 @@ redis.call('HDEL', KEYS[1], 'h:' .. ARGV[1])
 if redis.call('HGET', KEYS[1], 's') ~= 'on' then return 0 end
 local now = tonumber(ARGV[2])
 if holders(now, tonumber(ARGV[3]), ARGV[1], {}) > 0 then return 0 end
-local g = now + tonumber(ARGV[4])
+local g = now + tonumber(ARGV[4]) + 1 -- now was cut to the ms: never a claim before the grace
 redis.call('HSET', KEYS[1], 'g', g)
 return g
 `)

@@ -109,8 +109,8 @@ func TestRedisTransitions(t *testing.T) {
 	if beatUntil(2*grace, func() bool { return log.len() > 1 }, a, b) {
 		t.Fatalf("reconnect within the grace: %s, want nothing more", log)
 	}
-	a.disconnect("u", 3)
 	gone := time.Now()
+	a.disconnect("u", 3)
 	if !beatUntil(10*time.Second, func() bool { return log.len() == 2 }, a, b) {
 		t.Fatalf("last tab closed: %s, want user.offline", log)
 	}
