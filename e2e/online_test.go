@@ -429,3 +429,29 @@ func TestOnlineInstanceKilled(t *testing.T) {
 		t.Fatalf("the survivor's user: %q, want online only", got)
 	}
 }
+
+// A clean stop (SIGTERM, the drain sends the clients away) with the user back on
+// another instance within the grace: no event. A user who does not come back is
+// announced offline by the survivor after the grace.
+func TestOnlineCleanStop(t *testing.T) {
+	tap := newPresenceTap(t)
+	env := onlineEnv(t, tap, onlineGrace)
+	env["BRIDGE_SHUTDOWN_TIMEOUT"] = "2s"
+	ps := startCluster(t, 2, env)
+	a, b := ps[0], ps[1]
+	back := mustWS(t, a, "back")
+	mustWS(t, a, "gone")
+	tap.waitEvents(t, "back", 1, 20*time.Second)
+	tap.waitEvents(t, "gone", 1, 20*time.Second)
+	stopped := make(chan time.Duration, 1)
+	go func() { stopped <- a.term(t) }()
+	<-back.ended // the drain closed it
+	again := mustWS(t, b, "back")
+	defer again.close()
+	t.Logf("A stopped in %v", <-stopped)
+	tap.waitEvents(t, "gone", 2, 20*time.Second)
+	tap.quiet(t, onlineGrace+3*onlineTTL/3, "gone", "online offline")
+	if got := tap.types("back"); got != "online" {
+		t.Fatalf("user back on B within the grace: %q, want online only", got)
+	}
+}
