@@ -17,10 +17,10 @@ type Event struct {
 	User      string
 	At        time.Time
 	Transport string // user.online: the transport of the connection that made it
-	// Seq numbers a user's user.online and user.offline events with REDIS_URL, from 1,
-	// one more with each (odd: online, even: offline): made on different instances,
-	// they may arrive out of order. 0 in memory mode, where one instance makes them in
-	// order.
+	// Seq numbers a user's user.online and user.offline events with REDIS_URL: one
+	// more with each, higher than every earlier one (a new count starts at the clock's
+	// ms). Made on different instances, they may arrive out of order. 0 in memory mode,
+	// where one instance makes them in order.
 	Seq     uint64
 	Message *Message // message.undelivered and message.received: the message
 }

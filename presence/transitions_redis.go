@@ -116,8 +116,10 @@ end
 `
 
 // connectScript records instance ARGV[1] as holding the user and says whether that
-// makes the user online. KEYS: state, meta. ARGV: instance, meta TTL ms. Returns the
-// user's event number to announce user.online with, or 0: nothing.
+// makes the user online. KEYS: state, meta. ARGV: instance, meta TTL ms, now ms.
+// Returns the user's event number to announce user.online with, or 0: nothing. A new
+// state starts numbering at now: above whatever a lost one (expired, a Redis restarted
+// empty) had reached, as long as a user makes fewer than one event per ms.
 var connectScript = redis.NewScript(`
 redis.call('HSET', KEYS[1], 'h:' .. ARGV[1], '1')
 redis.call('HDEL', KEYS[1], 'g')
@@ -125,6 +127,7 @@ local was = redis.call('HGET', KEYS[1], 's')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if was == 'on' then return 0 end
 redis.call('HSET', KEYS[1], 's', 'on')
+redis.call('HSETNX', KEYS[1], 'n', ARGV[3])
 return redis.call('HINCRBY', KEYS[1], 'n', 1)
 `)
 
@@ -234,7 +237,7 @@ func (t *RedisTransitions) hold(ctx context.Context, user, transport string) err
 		return fmt.Errorf("hold %s: %w", user, err)
 	}
 	n, err := connectScript.Run(ctx, t.rdb, []string{t.keys.online(user), t.keys.meta(user)},
-		t.instance, t.metaTTL.Milliseconds()).Int64()
+		t.instance, t.metaTTL.Milliseconds(), t.now().UnixMilli()).Int64()
 	if err != nil {
 		return fmt.Errorf("hold %s: %w", user, err)
 	}

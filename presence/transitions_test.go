@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -25,10 +26,10 @@ func (l *eventLog) Emit(e Event) {
 	l.seqs[e.User] = append(l.seqs[e.User], e.Seq)
 }
 
-func (l *eventLog) seqsOf(user string) string {
+func (l *eventLog) seqsOf(user string) []uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return fmt.Sprint(l.seqs[user])
+	return slices.Clone(l.seqs[user])
 }
 
 func (l *eventLog) len() int {
