@@ -275,7 +275,7 @@ func TestOnlineAcrossInstances(t *testing.T) {
 func TestOnlineChurn(t *testing.T) {
 	const (
 		users = 200
-		churn = 12 * time.Second
+		churn = 20 * time.Second
 		grace = 300 * time.Millisecond
 	)
 	tap := newPresenceTap(t)
