@@ -3,6 +3,7 @@ package app_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -115,4 +116,64 @@ func presenceOf(t *testing.T, s *apptest.Server, apiKey, user string) []json.Raw
 		t.Fatalf("GET /api/presence/%s: %v", user, err)
 	}
 	return ans.Connections
+}
+
+// TestSSEPongElsewhere: an SSE client's answers may reach another instance than the
+// one holding its stream (no affinity at the load balancer): they go through the
+// shared store, and the stream stays as long as they come. Answers that stop, or that
+// name the stream but come from another user, end it within 1.5 heartbeats of the last
+// answered ping. A stream that did not opt in gets comment heartbeats and no pings.
+func TestSSEPongElsewhere(t *testing.T) {
+	rds := apptest.NewRedis(t)
+	env := map[string]string{"BRIDGE_DEV": "1", "BRIDGE_HEARTBEAT": frozenHeartbeat.String()}
+	for k, v := range rds.Env {
+		env[k] = v
+	}
+	a, b := apptest.Start(t, env), apptest.Start(t, env)
+
+	plain := apptest.OpenSSE(t, a.URL+"/sse?user=plain", nil)
+	for ev := plain.Next(t, 5*frozenHeartbeat); ev.Comment != "heartbeat"; ev = plain.Next(t, 5*frozenHeartbeat) {
+		if ev.Event == "ping" {
+			t.Fatalf("a stream without ?pong=1 got a ping event: %+v", ev)
+		}
+	}
+	plain.Close()
+
+	c := apptest.OpenSSE(t, a.URL+"/sse?user=echo&pong=1", nil)
+	answer := func(as, token string) int {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"token": token})
+		resp, err := apptest.Post(b.URL+"/api/pong?user="+as, "", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status
+	}
+	nextPing := func() apptest.SSEEvent {
+		t.Helper()
+		for {
+			if ev := c.Next(t, 5*frozenHeartbeat); ev.Event == "ping" {
+				return ev
+			}
+		}
+	}
+	for range 4 { // four heartbeats, each answered through b
+		if st := answer("echo", nextPing().Data); st != http.StatusNoContent {
+			t.Fatalf("POST /api/pong on the other instance: %d, want 204", st)
+		}
+	}
+	if st := answer("echo", "not a token"); st != http.StatusBadRequest {
+		t.Errorf("POST /api/pong with a malformed token: %d, want 400", st)
+	}
+	ping := nextPing() // answered by another user only: it does not count
+	last := time.Now()
+	if st := answer("intruder", ping.Data); st != http.StatusNoContent {
+		t.Fatalf("POST /api/pong as another user: %d, want 204 (recorded under that user, harmlessly)", st)
+	}
+	c.WaitEnd(t, 5*frozenHeartbeat)
+	took := time.Since(last)
+	t.Logf("stream without an answer ended %s after its ping", took.Round(time.Millisecond))
+	if took > frozenHeartbeat/2+frozenSlack {
+		t.Errorf("stream ended %s after an unanswered ping, want within half a heartbeat plus slack", took)
+	}
 }
