@@ -30,10 +30,11 @@ const (
 
 // TestFrozenClientsLeave: a client process stopped with SIGSTOP — its kernel still ACKs
 // what we send and answers TCP keepalives, so no write fails — is gone from the hub and
-// from the presence map in Redis within two heartbeats, on every transport, idle. A
-// WebSocket is cut when our ping goes unanswered (readIdle), an SSE stream that opted
-// in (?pong=1) when its ping event is not answered by POST /api/pong, and a poll's
-// wait ends within a heartbeat. Before the stop, the same client, answering, stays.
+// from the presence map in Redis within two heartbeats, on every transport, idle and
+// while messages for it keep coming. A WebSocket is cut when our ping goes unanswered
+// (readIdle), an SSE stream that opted in (?pong=1) when its ping event is not
+// answered by POST /api/pong (or a write stalls for a heartbeat), and a poll's wait
+// ends within a heartbeat. Before the stop, the same client, answering, stays.
 func TestFrozenClientsLeave(t *testing.T) {
 	rds := apptest.NewRedis(t)
 	const apiKey = "frozen-test-api-key-0123456789abcdef"
@@ -42,9 +43,13 @@ func TestFrozenClientsLeave(t *testing.T) {
 		env[k] = v
 	}
 	s := apptest.Start(t, env)
-	for _, transport := range []string{"ws", "sse", "poll"} {
-		t.Run(transport, func(t *testing.T) {
-			user := "frozen-" + transport
+	for _, tc := range []struct{ transport, load string }{
+		{"ws", "idle"}, {"sse", "idle"}, {"poll", "idle"},
+		{"ws", "loaded"}, {"sse", "loaded"}, {"poll", "loaded"},
+	} {
+		transport := tc.transport
+		t.Run(transport+"/"+tc.load, func(t *testing.T) {
+			user := "frozen-" + transport + "-" + tc.load
 			in := func() (hub int, dir int) { return connCount(t, s), len(presenceOf(t, s, apiKey, user)) }
 			proc := startFrozenClient(t, transport, s.URL, user)
 
@@ -66,12 +71,15 @@ func TestFrozenClientsLeave(t *testing.T) {
 				t.Fatal(err)
 			}
 			stopped := time.Now()
+			if tc.load == "loaded" {
+				publishUntilDone(t, s, apiKey, user)
+			}
 			apptest.Eventually(t, 10*frozenHeartbeat, "the frozen client gone from the hub and the presence map", func() bool {
 				h, d := in()
 				return h == 0 && d == 0
 			})
 			took := time.Since(stopped)
-			t.Logf("%s: frozen client gone from hub and presence %s after SIGSTOP (heartbeat %s)", transport, took.Round(time.Millisecond), frozenHeartbeat)
+			t.Logf("%s, %s: frozen client gone from hub and presence %s after SIGSTOP (heartbeat %s)", transport, tc.load, took.Round(time.Millisecond), frozenHeartbeat)
 			if took > frozenLimit {
 				t.Errorf("%s: gone after %s, want within 1.5 heartbeats plus slack, %s", transport, took, frozenLimit)
 			}
@@ -81,6 +89,35 @@ func TestFrozenClientsLeave(t *testing.T) {
 			}
 		})
 	}
+}
+
+// frozenLoadBody is the size of each message publishUntilDone sends, one after another
+// as fast as the server takes them: the socket buffers to a frozen client fill, and the
+// server's writes to it stall, well within a heartbeat.
+const frozenLoadBody = 16 << 10
+
+// publishUntilDone publishes messages for user through POST /api/publish, one after
+// another, until the test ends: the load under which a frozen client must still leave.
+func publishUntilDone(t *testing.T, s *apptest.Server, apiKey, user string) {
+	t.Helper()
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		body := []byte(`{"pad":"` + strings.Repeat("x", frozenLoadBody) + `"}`)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if err := s.PublishAPI(apiKey, "contract", body, user); err != nil {
+				t.Errorf("publish under load: %v", err)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { close(done); <-stopped })
 }
 
 // startFrozenClient runs this test binary as a client of transport (see TestMain);
