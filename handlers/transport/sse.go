@@ -37,7 +37,7 @@ type SSEOptions struct {
 	Instance   string          // this instance's id, for the welcome event
 	QueueLen   int             // queued messages before the client counts as slow (defaultQueueLen)
 	QueueBytes int             // queued bytes before the client counts as slow (defaultQueueBytes)
-	Heartbeat  time.Duration   // comment period (25s)
+	Heartbeat  time.Duration   // heartbeat period: a comment, or with Echo a ping event (25s)
 	MaxAge     time.Duration   // the stream ends itself, with a reconnect event, before this age; 0: never
 	Stats      *presence.Stats // where overflows are counted; may be nil
 
