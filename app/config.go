@@ -170,7 +170,7 @@ var settings = []setting{
 	{"BRIDGE_HISTORY_TTL", "history-ttl", "1h", "how long a message stays resumable", durTo(func(c *Config) *time.Duration { return &c.HistoryTTL }, time.Second)},
 	{"BRIDGE_PRESENCE_TTL", "presence-ttl", "10s", "how long a crashed instance stays in presence", durTo(func(c *Config) *time.Duration { return &c.PresenceTTL }, time.Second)},
 	{"BRIDGE_INSTANCE_ID", "instance-id", "", "this instance's name, given a per-start suffix (default from FLY_ALLOC_ID, K_REVISION+host, or random)", func(c *Config, v string) error { c.InstanceID = v; return nil }},
-	{"BRIDGE_HEARTBEAT", "heartbeat", "25s", "WebSocket ping and SSE comment period", durTo(func(c *Config) *time.Duration { return &c.Heartbeat }, 100*time.Millisecond)},
+	{"BRIDGE_HEARTBEAT", "heartbeat", "25s", "WebSocket ping and SSE heartbeat period, and the longest a poll waits: a frozen client is gone within 1.5 of it (an SSE one with ?pong=1)", durTo(func(c *Config) *time.Duration { return &c.Heartbeat }, 100*time.Millisecond)},
 	{"BRIDGE_SEND_QUEUE", "send-queue", "256", "messages queued per connection before it counts as slow and is closed", intTo(func(c *Config) *int { return &c.SendQueue }, 1, 1_000_000)},
 	{"BRIDGE_MAX_MESSAGE_BYTES", "max-message-bytes", "65536", "largest message a client may send, and largest body delivered", intTo(func(c *Config) *int { return &c.MaxMessageBytes }, 64, 64<<20)},
 	{"BRIDGE_MAX_HEADER_BYTES", "max-header-bytes", "32768", "largest request line plus headers (answered 431)", intTo(func(c *Config) *int { return &c.MaxHeaderBytes }, 4096, 1<<20)},

@@ -48,7 +48,7 @@ func TestSameOriginComparesScheme(t *testing.T) {
 	}
 }
 
-// TestSendNeedsJSON: POST /api/send (and /api/ack) takes only application/json, so a cross-site page
+// TestSendNeedsJSON: POST /api/send (and /api/ack, /api/pong) takes only application/json, so a cross-site page
 // cannot send on the user's cookie with a simple request (text/plain, a form, multipart)
 // that needs no preflight — not even with BRIDGE_ALLOWED_ORIGINS=*. Nothing refused is sent.
 func TestSendNeedsJSON(t *testing.T) {
@@ -72,12 +72,14 @@ func TestSendNeedsJSON(t *testing.T) {
 			t.Errorf("Content-Type %q: got %d %s, want 415", ct, resp.StatusCode, msg)
 		}
 	}
-	ack, _ := http.NewRequest(http.MethodPost, s.URL+"/api/ack?user=victim", strings.NewReader(`{"ids":["1"]}`))
-	ack.Header.Set("Content-Type", "text/plain")
-	if resp, err := http.DefaultClient.Do(ack); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
-		t.Errorf("POST /api/ack as text/plain: %v %v, want 415", resp, err)
-	} else {
-		resp.Body.Close()
+	for path, body := range map[string]string{"/api/ack": `{"ids":["1"]}`, "/api/pong": `{"token":"ab.1"}`} {
+		req, _ := http.NewRequest(http.MethodPost, s.URL+path+"?user=victim", strings.NewReader(body))
+		req.Header.Set("Content-Type", "text/plain")
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("POST %s as text/plain: %v %v, want 415", path, resp, err)
+		} else {
+			resp.Body.Close()
+		}
 	}
 	req, _ := http.NewRequest(http.MethodPost, s.URL+"/api/send?user=victim", strings.NewReader(`{"data":"json"}`))
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")

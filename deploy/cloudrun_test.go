@@ -182,14 +182,13 @@ func TestCloudRunManifest(t *testing.T) {
 		if cc > cloudRunMaxConcurrency {
 			t.Errorf("containerConcurrency = %d, Cloud Run accepts at most %d", cc, cloudRunMaxConcurrency)
 		}
-		if maxConns := cfg.int(t, env, "BRIDGE_MAX_CONNS"); maxConns < cc {
-			t.Errorf("BRIDGE_MAX_CONNS %d < containerConcurrency %d: Cloud Run would route clients the app refuses", maxConns, cc)
-		}
+		maxConns := cfg.int(t, env, "BRIDGE_MAX_CONNS")
+		checkUnder(t, "containerConcurrency", cc, maxConns)
 		mem, err := parseBytes(c.Resources.Limits["memory"])
 		if err != nil {
 			t.Fatalf("resources.limits.memory: %v", err)
 		}
-		checkFits(t, "containerConcurrency", cc, mem, cloudRunReserve, env["GOMEMLIMIT"])
+		checkFits(t, "BRIDGE_MAX_CONNS", maxConns, mem, cloudRunReserve, env["GOMEMLIMIT"])
 	})
 
 	t.Run("serves", func(t *testing.T) {

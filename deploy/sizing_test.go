@@ -22,9 +22,29 @@ const (
 	// Go: the slab objects of /proc/slabinfo on the benchmark machine, TCPv6 2,496 +
 	// sock_inode_cache 832 + filp 192 + dentry 192 + eventpoll_epi 128 bytes.
 	kernelSocketBytes = 3840
-	// connBudget is what one connection is planned at: 63,232 B = 61.75 KiB.
+	// connBudget is what one connection is planned at: 63,232 B = 61.75 KiB. It holds
+	// for every TCP connection BRIDGE_MAX_CONNS counts: an idle keep-alive connection
+	// (a client's between its POSTs, a poll's between polls, the proxy's pooled ones)
+	// is 18.4 KB live, one goroutine (BENCHMARKS.md), less than an SSE stream.
 	connBudget = gcHeadroom*sseLiveBytes + kernelSocketBytes
 )
+
+// uncountedHeadroom is how far a platform's limit of requests in flight stays under
+// BRIDGE_MAX_CONNS, which counts every TCP connection from accept: room for the
+// connections in flight the platform does not count (its health checks and probes,
+// publishers on the private network), so that the app never refuses what the platform
+// routes. Idle connections need no room: at the limit they are closed to make way.
+const uncountedHeadroom = 1000
+
+// checkUnder fails unless a platform limit of what limit counts stays uncountedHeadroom
+// under BRIDGE_MAX_CONNS.
+func checkUnder(t *testing.T, what string, limit, maxConns int) {
+	t.Helper()
+	if limit+uncountedHeadroom > maxConns {
+		t.Errorf("%s %d + %d of headroom > BRIDGE_MAX_CONNS %d: the platform would route requests the app refuses (503), its own probes first when full",
+			what, limit, uncountedHeadroom, maxConns)
+	}
+}
 
 // Memory set aside for what is not per connection: the process at rest (11.5 MiB RSS
 // measured), batches of deliveries, the send queues of busy clients, the replays of a

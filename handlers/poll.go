@@ -21,12 +21,13 @@ const PollWait = 25 * time.Second
 const maxPollMessages = 500
 
 // handlePoll serves GET /poll?cursor=: the messages after the cursor, at once when
-// there are some, else the first ones that arrive within ?wait= (at most PollWait).
-// Without a cursor it answers at once with the newest cursor, where the client starts.
-// It keeps no state between polls, so any instance can answer any poll.
+// there are some, else the first ones that arrive within ?wait= (at most PollWait, and
+// at most one heartbeat: see pollHold). Without a cursor it answers at once with the
+// newest cursor, where the client starts. It keeps no state between polls, so any
+// instance can answer any poll.
 //
 // The answer is {"messages":[<bridge.v1 message frames>],"cursor":…,"reset":…}.
-func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
+func handlePoll(dr *door, rule *topicRule, heartbeat time.Duration) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		user, err := dr.auth.Admit(r, "")
@@ -42,6 +43,7 @@ func handlePoll(dr *door, rule *topicRule) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		wait = pollHold(wait, heartbeat)
 		if err := dr.open(); err != nil {
 			return err
 		}
@@ -120,6 +122,19 @@ func pollCursor(msgs []presence.Delivery, rp *presence.Replay) string {
 		return msgs[len(msgs)-1].At.String()
 	}
 	return rp.Head.String()
+}
+
+// pollHold is how long a poll waits: what the client asked for, but no longer than a
+// heartbeat. A waiting poll is what holds a poll client in the hub and the presence
+// map, and a client that froze mid-poll (SIGSTOP, a suspended laptop) cannot be told
+// from one that waits: its kernel still ACKs. Ending every wait within a heartbeat
+// lets its presence lapse within one, as the frozen WebSocket's and SSE stream's does
+// within two; with the default heartbeat (25 s, PollWait) nothing changes.
+func pollHold(wait, heartbeat time.Duration) time.Duration {
+	if heartbeat > 0 {
+		return min(wait, heartbeat)
+	}
+	return wait
 }
 
 // pollWait reads ?wait=: a duration ("2s") or whole seconds, at most PollWait.

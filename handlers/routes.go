@@ -78,13 +78,16 @@ func NewServer(d Deps) *echo.Echo {
 
 	e.GET("/ws", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, false))
 	e.GET("/ws/yxd/:userId", handleWS(dr, topics, in, d.Limits, d.Instance, d.Log, true))
-	e.GET("/sse", handleSSE(dr, topics, d.Limits, d.Instance, d.Log), allowOrigin(d.Auth))
-	e.GET("/poll", handlePoll(dr, topics), allowOrigin(d.Auth))
+	streams := &sseStreams{} // those that answer their heartbeats (?pong=1)
+	e.GET("/sse", handleSSE(dr, topics, d.Limits, d.Instance, d.Log, streams), allowOrigin(d.Auth))
+	e.GET("/poll", handlePoll(dr, topics, d.Limits.Heartbeat), allowOrigin(d.Auth))
 	rates := newUserRates(d.Limits) // what an HTTP client sends: messages and receipts alike
 	e.POST("/api/send", handleSend(d.Auth, rates, in, d.Limits.MaxMessageBytes), allowOrigin(d.Auth))
 	e.OPTIONS("/api/send", handlePreflight(), allowOrigin(d.Auth))
 	e.POST("/api/ack", handleAck(d.Auth, rates, d.Hub), allowOrigin(d.Auth))
 	e.OPTIONS("/api/ack", handlePreflight(), allowOrigin(d.Auth))
+	e.POST("/api/pong", handlePong(d.Auth, rates, d.Hub, streams, d.Limits.Heartbeat), allowOrigin(d.Auth))
+	e.OPTIONS("/api/pong", handlePreflight(), allowOrigin(d.Auth))
 
 	e.GET("/", handleAsset("index.html"))
 	e.GET("/bridge.js", handleAsset("bridge.js"))

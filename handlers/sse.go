@@ -16,8 +16,10 @@ import (
 // broadcasts. Each message is one event with its id; its data is the body verbatim, or
 // with ?protocol=bridge.v1 the bridge.v1 message frame (what bridge.js uses, so it has
 // the routing key). The stream resumes after the Last-Event-ID header (sent by
-// EventSource when it reconnects by itself) or ?lastEventId=.
-func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog.Logger) echo.HandlerFunc {
+// EventSource when it reconnects by itself) or ?lastEventId=. With ?pong=1 each
+// heartbeat is a ping event the client answers with POST /api/pong, and a client that
+// stops answering is cut (see handlers/transport/sse_echo.go).
+func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog.Logger, streams *sseStreams) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		user, release, err := dr.admit(r, "")
@@ -38,6 +40,14 @@ func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog
 		default:
 			return &Error{Status: http.StatusBadRequest, Msg: "protocol must be " + transport.SubprotocolV1 + " or absent"}
 		}
+		echoOn := false
+		switch p := c.QueryParam("pong"); p {
+		case "", "0":
+		case "1":
+			echoOn = true
+		default:
+			return &Error{Status: http.StatusBadRequest, Msg: "pong must be 1, 0 or absent"}
+		}
 		cursor := r.Header.Get("Last-Event-ID")
 		if cursor == "" {
 			cursor = c.QueryParam("lastEventId")
@@ -54,7 +64,14 @@ func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog
 			Heartbeat: lim.Heartbeat,
 			MaxAge:    lim.MaxAge,
 			Stats:     &dr.hub.Stats,
+			Echo:      echoOn,
+			Answered: func(ctx context.Context, token string) (bool, error) {
+				return dr.hub.Ponged(ctx, user, token, pongTTL(lim.Heartbeat))
+			},
 		})
+		if echoOn {
+			defer streams.add(conn)()
+		}
 		ctx := context.WithoutCancel(r.Context())
 		detach, err := dr.attach(ctx, presence.Subscribe(conn, topics), cursor, 0)
 		if err != nil {

@@ -44,3 +44,26 @@ func (h *Hub) Ack(ctx context.Context, user string, ids []string) error {
 	}
 	return bad
 }
+
+// Pong records that user's client answered the liveness token of a stream another
+// instance may hold (an SSE heartbeat: handlers/transport/sse_echo.go), for ttl. It
+// shares the receipts' store, and its SET NX, under a key of its own kind.
+func (h *Hub) Pong(ctx context.Context, user, token string, ttl time.Duration) error {
+	if _, err := h.receipts.First(ctx, user, pongKey(token), ttl); err != nil {
+		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Ponged reports whether user's client answered token through any instance (see
+// Pong). Asking records the token too, so a second question says yes: ask once.
+func (h *Hub) Ponged(ctx context.Context, user, token string, ttl time.Duration) (bool, error) {
+	first, err := h.receipts.First(ctx, user, pongKey(token), ttl)
+	if err != nil {
+		return false, fmt.Errorf("%w (%w)", ErrUnavailable, err)
+	}
+	return !first, nil
+}
+
+// pongKey keeps liveness tokens apart from receipt positions (<epoch>-<seq>).
+func pongKey(token string) string { return "pong:" + token }

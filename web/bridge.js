@@ -320,6 +320,15 @@ export class Bridge {
 
   // Used by the transports.
   _url(path, params, o) { return this.#url(path, params, o); }
+  // Answers an SSE ping event. A lost answer only costs a reconnect, which resumes.
+  _pong(token) {
+    const headers = { "Content-Type": "application/json" };
+    if (this.#opts.token) headers.Authorization = `Bearer ${this.#opts.token}`;
+    fetch(this.#url("/api/pong", {}, { token: false }), {
+      method: "POST", headers, body: JSON.stringify({ token }),
+      credentials: this.#opts.withCredentials ? "include" : "same-origin",
+    }).catch(() => {});
+  }
   _cursor() { return this.#cursor; }
   _setCursor(c) { if (c) this.#cursor = c; }
   _opts() { return this.#opts; }
@@ -355,7 +364,9 @@ const OPEN = {
 
   sse(b, h) {
     if (typeof EventSource !== "function") throw new Unsupported("no EventSource");
-    const url = b._url("/sse", { protocol: PROTOCOL, lastEventId: b._cursor() });
+    // pong=1: every heartbeat is a ping event we answer, so the server cuts this
+    // stream within two heartbeats once the page stops answering (frozen, suspended).
+    const url = b._url("/sse", { protocol: PROTOCOL, lastEventId: b._cursor(), pong: 1 });
     const es = new EventSource(url, { withCredentials: b._opts().withCredentials });
     const on = (type) => (e) => {
       const f = parse(e.data);
@@ -364,6 +375,7 @@ const OPEN = {
     es.addEventListener("welcome", on("welcome"));
     es.addEventListener("reset", on("reset"));
     es.addEventListener("reconnect", on("reconnect"));
+    es.addEventListener("ping", (e) => b._pong(e.data));
     es.onmessage = on("message");
     // EventSource would reconnect by itself, but with its own timing and without our
     // cursor after a fallback: close it and reconnect the same way as every transport.

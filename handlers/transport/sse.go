@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pushbridge/pushbridge/presence"
@@ -36,9 +37,16 @@ type SSEOptions struct {
 	Instance   string          // this instance's id, for the welcome event
 	QueueLen   int             // queued messages before the client counts as slow (defaultQueueLen)
 	QueueBytes int             // queued bytes before the client counts as slow (defaultQueueBytes)
-	Heartbeat  time.Duration   // comment period (25s)
+	Heartbeat  time.Duration   // heartbeat period: a comment, or with Echo a ping event (25s)
 	MaxAge     time.Duration   // the stream ends itself, with a reconnect event, before this age; 0: never
 	Stats      *presence.Stats // where overflows are counted; may be nil
+
+	// Echo: the client answers every heartbeat (see sse_echo.go), and the stream ends
+	// when an answer is pongWait late; false: comment heartbeats, no answer expected.
+	Echo bool
+	// Answered reports whether the answer to token reached another instance; nil:
+	// only answers given to Pong count.
+	Answered func(ctx context.Context, token string) (bool, error)
 }
 
 func (o *SSEOptions) defaults() {
@@ -46,6 +54,11 @@ func (o *SSEOptions) defaults() {
 		o.Heartbeat = 25 * time.Second
 	}
 }
+
+// writeWait is how long one write may take: writeWait, but no more than a heartbeat,
+// so a client that stopped reading under load is cut within one, as an idle one that
+// stopped answering pings is (sse_echo.go).
+func (o *SSEOptions) writeWait() time.Duration { return min(writeWait, o.Heartbeat) }
 
 // SSE is a Server-Sent Events stream. The handler goroutine that runs Serve is its only
 // writer, alive for the stream's whole life; Send only queues and wakes it.
@@ -57,6 +70,9 @@ type SSE struct {
 	opts  SSEOptions
 	wake  chan struct{} // buffered 1: "the queue has something, or the stream must end"
 	done  chan struct{} // closed when Serve returns
+	id    string        // the stream's id in its ping tokens; empty without Echo
+
+	ponged atomic.Uint64 // the newest beat the client answered
 
 	mu      sync.Mutex
 	queue   sendQueue
@@ -68,10 +84,14 @@ type SSE struct {
 // (not yet written). Call Serve to run it.
 func NewSSE(w http.ResponseWriter, user string, opts SSEOptions) *SSE {
 	opts.defaults()
-	return &SSE{
+	c := &SSE{
 		w: w, rc: http.NewResponseController(w), user: user, since: time.Now(), opts: opts,
 		wake: make(chan struct{}, 1), done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes),
 	}
+	if opts.Echo {
+		c.id = newStreamID()
+	}
+	return c
 }
 
 func (c *SSE) User() string      { return c.user }
@@ -167,6 +187,16 @@ func (c *SSE) Serve(ctx context.Context) error {
 		defer t.Stop()
 		age = t.C
 	}
+	var (
+		beat    uint64           // the latest ping's
+		pongDue *time.Timer      // fires pongWait after each ping; nil until the first
+		late    <-chan time.Time // its channel
+	)
+	defer func() {
+		if pongDue != nil {
+			pongDue.Stop()
+		}
+	}()
 	if err := c.write([]byte("retry: " + strconv.FormatInt(SSERetry.Milliseconds(), 10) + "\n\n")); err != nil {
 		return err
 	}
@@ -175,8 +205,25 @@ func (c *SSE) Serve(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-hb.C:
-			if err := c.write(heartbeat); err != nil {
+			if !c.opts.Echo {
+				if err := c.write(heartbeat); err != nil {
+					return err
+				}
+				continue
+			}
+			beat++
+			if err := c.write(c.ping(beat)); err != nil {
 				return err
+			}
+			if pongDue == nil {
+				pongDue = time.NewTimer(pongWait(c.opts.Heartbeat))
+				late = pongDue.C
+			} else {
+				pongDue.Reset(pongWait(c.opts.Heartbeat))
+			}
+		case <-late:
+			if !c.answered(ctx, beat) {
+				return errNoPong
 			}
 		case <-age:
 			b, _ := c.take()
@@ -245,7 +292,7 @@ func putSSEBuffer(b *bytes.Buffer) {
 
 func (c *SSE) write(b []byte) error {
 	// A writer without deadlines (not net/http's) is written to without one.
-	if err := c.rc.SetWriteDeadline(time.Now().Add(writeWait)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := c.rc.SetWriteDeadline(time.Now().Add(c.opts.writeWait())); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	if _, err := c.w.Write(b); err != nil {

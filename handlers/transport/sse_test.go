@@ -3,6 +3,8 @@ package transport
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +74,50 @@ func TestSSESlowClientIsCut(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not end after the overflow")
+	}
+}
+
+// A ping token is "<stream id>.<beat>"; anything else, or a token over MaxPongToken,
+// is refused before a stream is looked up.
+func TestPongToken(t *testing.T) {
+	for _, tc := range []struct {
+		token  string
+		stream string
+		beat   uint64
+		ok     bool
+	}{
+		{"0123456789abcdef.1", "0123456789abcdef", 1, true},
+		{"ab.18446744073709551615", "ab", 18446744073709551615, true},
+		{"ab.18446744073709551616", "", 0, false},
+		{"ab.", "", 0, false},
+		{".1", "", 0, false},
+		{"ab.-1", "", 0, false},
+		{"ab1", "", 0, false},
+		{"", "", 0, false},
+		{strings.Repeat("a", MaxPongToken-2) + ".1", strings.Repeat("a", MaxPongToken-2), 1, true},
+		{strings.Repeat("a", MaxPongToken-1) + ".1", "", 0, false},
+	} {
+		stream, beat, ok := PongToken(tc.token)
+		if ok != tc.ok || (ok && (stream != tc.stream || beat != tc.beat)) {
+			t.Errorf("PongToken(%q) = %q, %d, %v; want %q, %d, %v", tc.token, stream, beat, ok, tc.stream, tc.beat, tc.ok)
+		}
+	}
+}
+
+// A ping is answered with its own beat; an older answer arriving late does not undo a
+// newer one.
+func TestSSEPongKeepsNewest(t *testing.T) {
+	c := NewSSE(httptest.NewRecorder(), "u", SSEOptions{Echo: true})
+	if c.ID() == "" {
+		t.Fatal("a stream with Echo has no id for its tokens")
+	}
+	c.Pong(3)
+	c.Pong(2)
+	if !c.answered(t.Context(), 3) || c.answered(t.Context(), 4) {
+		t.Errorf("after answers 3 then 2: beat 3 answered %v, beat 4 answered %v; want true, false",
+			c.answered(t.Context(), 3), c.answered(t.Context(), 4))
+	}
+	if NewSSE(httptest.NewRecorder(), "u", SSEOptions{}).ID() != "" {
+		t.Error("a stream without Echo has an id")
 	}
 }

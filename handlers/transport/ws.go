@@ -23,6 +23,18 @@ const (
 	closeGrace = 2 * time.Second
 )
 
+// readIdle is how long the reader waits for the client's next frame: one ping period,
+// within which our next ping goes out, and pongWait more for its answer. A client
+// that froze (SIGSTOP, a suspended laptop: its kernel still ACKs our bytes and answers
+// TCP keepalives) is cut at most 1.5 periods after the last frame it sent, so it is
+// gone from the hub and the presence map within two heartbeats, idle or under load.
+func readIdle(pingPeriod time.Duration) time.Duration { return pingPeriod + pongWait(pingPeriod) }
+
+// pongWait is the least time a client has to answer a ping: half a period, plenty for a
+// browser (it answers within a round trip) while leaving half a period of the two for
+// the close, the detach and the directory's delete.
+func pongWait(pingPeriod time.Duration) time.Duration { return pingPeriod / 2 }
+
 // CloseServiceRestart is the close code sent when the instance drains (RFC 6455 1012).
 const CloseServiceRestart = 1012
 
@@ -33,7 +45,7 @@ type WSOptions struct {
 	Instance       string          // this instance's id, for the welcome frame
 	QueueLen       int             // queued messages before the client counts as slow (defaultQueueLen)
 	QueueBytes     int             // queued bytes before the client counts as slow (defaultQueueBytes)
-	PingPeriod     time.Duration   // how often we ping; the client must answer within two (25s)
+	PingPeriod     time.Duration   // how often we ping; the client must answer within half of one (25s, see readIdle)
 	MaxFrameBytes  int64           // largest message the client may send; larger closes with 1009 (64 KiB)
 	MessageTimeout time.Duration   // a message must be whole this long after its first frame, else close 1008 (PingPeriod)
 	MaxAge         time.Duration   // the connection ends itself, with a reconnect hint and close 1001, before this age; 0: never

@@ -21,11 +21,11 @@ func (c *WS) Guard(charge func(payload int) bool) { c.guard = charge }
 // message to onFrame (on this goroutine, so one client's messages are handled in
 // order). It returns what ended it.
 //
-// Deadlines: the client must send something (a pong at least) within two ping periods,
-// and a message must be whole MessageTimeout after its first frame. A frame the
-// protocol forbids, a message too big or in too many fragments, a text message that
-// is not UTF-8 or a message not finished in time closes the connection with its code
-// (1002, 1009, 1007, 1008).
+// Deadlines: the client must send something (a pong at least) within readIdle of its
+// last frame, so it has at least pongWait to answer each ping; and a message must be
+// whole MessageTimeout after its first frame. A frame the protocol forbids, a message
+// too big or in too many fragments, a text message that is not UTF-8 or a message not
+// finished in time closes the connection with its code (1002, 1009, 1007, 1008).
 func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 	defer c.endServe()
 	c.mu.Lock()
@@ -39,7 +39,7 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 		hdr     [maxClientHeader]byte
 		msg     message
 		msgDue  time.Time // when msg must be whole
-		pongDue = time.Now().Add(2 * c.opts.PingPeriod)
+		pongDue = time.Now().Add(readIdle(c.opts.PingPeriod))
 	)
 	for {
 		due := pongDue
@@ -56,7 +56,7 @@ func (c *WS) Serve(onFrame func(typ int, data []byte)) error {
 		}
 		switch {
 		case err == nil:
-			pongDue = time.Now().Add(2 * c.opts.PingPeriod)
+			pongDue = time.Now().Add(readIdle(c.opts.PingPeriod))
 		case msg.op != 0 && isTimeout(err) && !time.Now().Before(msgDue):
 			c.CloseWith(websocket.ClosePolicyViolation, "message not finished in time")
 			return c.discard(nc)
