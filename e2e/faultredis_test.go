@@ -37,16 +37,20 @@ type faultRedis interface {
 	cmd() redis.Cmdable
 }
 
-func newFaultRedis(t *testing.T) faultRedis {
+// newFaultRedis starts the Redis kind names (single or cluster; "": -faults.redis).
+func newFaultRedis(t *testing.T, kind string) faultRedis {
 	t.Helper()
-	switch *faultsRedis {
+	if kind == "" {
+		kind = *faultsRedis
+	}
+	switch kind {
 	case "single":
 		return singleRedis{apptest.NewPrivateRedis(t)}
 	case "cluster":
 		c := apptest.NewRedisCluster(t)
 		return &clusterRedis{c: c, env_: c.Env(), rdb: c.Client(t)}
 	}
-	t.Fatalf("-faults.redis=%q: want single or cluster", *faultsRedis)
+	t.Fatalf("fault redis %q: want single or cluster", kind)
 	return nil
 }
 
