@@ -157,7 +157,8 @@ func (d *RedisDispatcher) runCalls(ctx context.Context, b []Dispatch, cmds []*re
 			continue
 		}
 		hashes[i] = h
-		cmds[i] = pipe.EvalSha(ctx, h, keys, args...)
+		cmds[i] = evalSha(ctx, h, keys, args)
+		_ = pipe.Process(ctx, noRetryCmd{cmds[i]})
 		sent++
 	}
 	if sent > 0 {

@@ -130,7 +130,8 @@ func (s *runScript) run(ctx context.Context, rdb redis.UniversalClient, keys []s
 			cmd.SetErr(err)
 			return cmd
 		}
-		cmd = rdb.EvalSha(ctx, h, keys, args...)
+		cmd = evalSha(ctx, h, keys, args)
+		_ = rdb.Process(ctx, noRetryCmd{cmd})
 		if !isNoScript(cmd.Err()) {
 			return cmd
 		}
@@ -138,6 +139,29 @@ func (s *runScript) run(ctx context.Context, rdb redis.UniversalClient, keys []s
 	}
 	return cmd
 }
+
+// evalSha is an EVALSHA call go-redis never sends a second time by itself. A cluster
+// client resends a command whose reply timed out or whose connection broke (up to
+// MaxRedirects times, whatever MaxRetries says); for an append that ran already — a
+// paused master runs what it had received once it continues — that numbers the
+// message twice, which a dedupe key cannot catch in mode record. So the caller alone
+// retries, and knows what it retries (the delivery is requeued and checked against its
+// dedupe key). MOVED and ASK are still followed: nothing ran.
+func evalSha(ctx context.Context, h string, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, "evalsha", h, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	cmd := redis.NewCmd(ctx, append(a, args...)...)
+	cmd.SetFirstKeyPos(3)
+	return cmd
+}
+
+// noRetryCmd marks a command go-redis must not resend (see evalSha).
+type noRetryCmd struct{ *redis.Cmd }
+
+func (noRetryCmd) NoRetry() bool { return true }
 
 // isNoScript says whether err is Redis's NOSCRIPT: nothing ran.
 func isNoScript(err error) bool { return err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") }
