@@ -29,7 +29,10 @@ type backend struct {
 	relayUp func() bool
 	// relayDropped counts the relay payloads dropped, by reason; nil in memory.
 	relayDropped func() (malformed, foreign int64)
-	close        func()
+	// publishFailed counts the relay payloads the dispatcher could not publish; nil
+	// in memory (never).
+	publishFailed func() int64
+	close         func()
 }
 
 // newBackend connects to Redis when cfg names one, else builds the in-memory parts.
@@ -47,19 +50,21 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 	}
 	dir := presence.NewRedisDirectory(rdb, ro)
 	relay := presence.NewRedisRelay(rdb, ro, log)
+	disp := presence.NewRedisDispatcher(rdb, ro)
 	return &backend{
-		instances:    presence.NewRedisInstances(rdb, ro),
-		dir:          dir,
-		history:      presence.NewRedisHistory(rdb, ro),
-		relay:        relay,
-		disp:         presence.NewRedisDispatcher(rdb, ro),
-		receipts:     presence.NewRedisReceipts(rdb, ro),
-		idem:         idempotency.NewRedis(rdb, cfg.RedisPrefix, presence.DedupeWindow),
-		refresh:      dir.Refresh,
-		ping:         func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		relayUp:      relay.Up,
-		relayDropped: func() (int64, int64) { return relay.Malformed.Load(), relay.Foreign.Load() },
-		close:        func() { rdb.Close() },
+		instances:     presence.NewRedisInstances(rdb, ro),
+		dir:           dir,
+		history:       presence.NewRedisHistory(rdb, ro),
+		relay:         relay,
+		disp:          disp,
+		receipts:      presence.NewRedisReceipts(rdb, ro),
+		idem:          idempotency.NewRedis(rdb, cfg.RedisPrefix, presence.DedupeWindow),
+		refresh:       dir.Refresh,
+		ping:          func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		relayUp:       relay.Up,
+		relayDropped:  func() (int64, int64) { return relay.Malformed.Load(), relay.Foreign.Load() },
+		publishFailed: disp.PublishFailed.Load,
+		close:         func() { rdb.Close() },
 	}, nil
 }
 
