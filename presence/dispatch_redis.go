@@ -73,7 +73,7 @@ for i = 1, #h, 2 do
   end
 end
 if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
-local e, fresh, run = runEpoch(e, r, ARGV[1])
+local e, fresh, run, prev = runEpoch(e, r, ARGV[1])
 if fresh then s = 0 end
 local mode = ARGV[8]
 if mode == 'check' then
@@ -86,7 +86,7 @@ if mode == 'check' then
 elseif mode == 'record' then
   redis.call('SET', KEYS[3], e .. '-' .. fmt(s + 1), 'PX', ARGV[9])
 end
-local ok, seq = pcall(appendEntry, KEYS[1], KEYS[2], e, s, x, y, fresh, run, now, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[11], ARGV[12])
+local ok, seq = pcall(appendEntry, KEYS[1], KEYS[2], e, s, x, y, fresh, run, prev, now, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[11], ARGV[12])
 if not ok then
   -- Nothing was appended: a redelivery must not be taken for a duplicate.
   if mode ~= '' then redis.call('DEL', KEYS[3]) end
@@ -165,7 +165,12 @@ func (d *RedisDispatcher) runCalls(ctx context.Context, b []Dispatch, cmds []*re
 		_, _ = pipe.Exec(ctx) // each command holds its own error
 	}
 	var again []int
+	reloaded := false
 	for _, i := range todo {
+		if err := cmds[i].Err(); err != nil && !reloaded && !isNoScript(err) {
+			reloadSlotsAfter(ctx, d.rdb, err)
+			reloaded = true
+		}
 		if isNoScript(cmds[i].Err()) {
 			dispatchScript.forget(hashes[i])
 			again = append(again, i)

@@ -46,7 +46,9 @@ func dispatchAfterRestart(t *testing.T, d *RedisDispatcher, m *Message) {
 // and the next append starts a new epoch, its seq going on from the restored top: no
 // position given before the restart is ever given to another message. Without loss
 // (a dump after the last write, AOF everysec killed with SIGKILL) the cursors at the
-// top get the documented single reset, and resume exactly after it.
+// top get the documented single reset, and resume exactly after it. After a reset a
+// cursor gets only what it lacks: the kept entries are the old epoch's, up to the top
+// the refence found.
 func TestRunIDRefence(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -163,7 +165,8 @@ func TestRunIDRefence(t *testing.T) {
 				}
 			}
 			for _, s := range append(streams, "w") {
-				// Every cursor made before the restart: one reset, never a silent skip.
+				// Every cursor made before the restart: one reset, never a silent skip;
+				// then what it lacks of the kept entries and the new ones, nothing it has.
 				for p := range given[s] {
 					if p.Epoch != last[s].Epoch {
 						continue
@@ -172,8 +175,12 @@ func TestRunIDRefence(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if w.Reset == "" {
-						t.Errorf("stream %q: cursor %v made before the restart resumed without a reset", s, p)
+					if w.Reset != ResetLost {
+						t.Errorf("stream %q: cursor %v made before the restart: reset %q, want %q", s, p, w.Reset, ResetLost)
+					}
+					from := min(p.Seq, restored) + 1
+					if len(w.Msgs) == 0 || w.Msgs[0].Seq != from || w.Msgs[len(w.Msgs)-1].Pos() != after[s] {
+						t.Errorf("stream %q: cursor %v made before the restart is followed by %d messages from %v, want seq %d to %v", s, p, len(w.Msgs), w.Msgs, from, after[s])
 					}
 				}
 				// The window is whole: the kept entries and the new ones, under the new epoch.
