@@ -36,6 +36,7 @@ func TestContractsOnRedisCluster(t *testing.T) {
 		{"DispatchRefusesAStreamOfAnotherType", TestRedisDispatchRefusesAStreamOfAnotherType},
 		{"RelayIsSharded", testRelayIsSharded},
 		{"DispatchNotResentAfterATimeout", func(t *testing.T) { testDispatchNotResent(t, c) }},
+		{"RunIDAdoptsAnOlderMeta", TestRunIDAdoptsAnOlderMeta},
 	} {
 		t.Run(tc.name, tc.test)
 	}

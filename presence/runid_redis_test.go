@@ -223,3 +223,30 @@ func runID(t *testing.T, rdb *redis.Client) string {
 	}
 	return id
 }
+
+// TestRunIDAdoptsAnOlderMeta: a meta written before run ids were kept (no r field) is
+// adopted by the next append — r written, the epoch kept — rather than refenced, so an
+// upgrade costs no client a reset.
+func TestRunIDAdoptsAnOlderMeta(t *testing.T) {
+	rdb, opts := newTestRedis(t)
+	ctx := testCtx(t)
+	d := NewRedisDispatcher(rdb, opts)
+	first := &Message{UserID: "old", Body: []byte("1")}
+	if _, err := d.Dispatch(ctx, first, ""); err != nil {
+		t.Fatal(err)
+	}
+	meta := d.keys.meta("old")
+	if err := rdb.HDel(ctx, meta, "r").Err(); err != nil {
+		t.Fatal(err)
+	}
+	second := &Message{UserID: "old", Body: []byte("2")}
+	if _, err := d.Dispatch(ctx, second, ""); err != nil {
+		t.Fatal(err)
+	}
+	if second.Epoch != first.Epoch || second.Seq != 2 {
+		t.Fatalf("append after a meta without r at %v, want %s-2", second.Pos(), first.Epoch)
+	}
+	if r, err := rdb.HGet(ctx, meta, "r").Result(); err != nil || r == "" {
+		t.Fatalf("meta's r after the adopting append: %q (%v), want the run id", r, err)
+	}
+}
