@@ -31,7 +31,10 @@ type backend struct {
 	relayDropped func() (malformed, foreign int64)
 	// transitions makes the Redis form of user.online / user.offline; nil in memory.
 	transitions func(grace time.Duration, events presence.Events) *presence.RedisTransitions
-	close       func()
+	// publishFailed counts the relay payloads the dispatcher could not publish; nil
+	// in memory (never).
+	publishFailed func() int64
+	close         func()
 }
 
 // newBackend connects to Redis when cfg names one, else builds the in-memory parts.
@@ -49,18 +52,20 @@ func newBackend(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, e
 	}
 	dir := presence.NewRedisDirectory(rdb, ro)
 	relay := presence.NewRedisRelay(rdb, ro, log)
+	disp := presence.NewRedisDispatcher(rdb, ro)
 	return &backend{
-		instances:    presence.NewRedisInstances(rdb, ro),
-		dir:          dir,
-		history:      presence.NewRedisHistory(rdb, ro),
-		relay:        relay,
-		disp:         presence.NewRedisDispatcher(rdb, ro),
-		receipts:     presence.NewRedisReceipts(rdb, ro),
-		idem:         idempotency.NewRedis(rdb, cfg.RedisPrefix, presence.DedupeWindow),
-		refresh:      dir.Refresh,
-		ping:         func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
-		relayUp:      relay.Up,
-		relayDropped: func() (int64, int64) { return relay.Malformed.Load(), relay.Foreign.Load() },
+		instances:     presence.NewRedisInstances(rdb, ro),
+		dir:           dir,
+		history:       presence.NewRedisHistory(rdb, ro),
+		relay:         relay,
+		disp:          disp,
+		receipts:      presence.NewRedisReceipts(rdb, ro),
+		idem:          idempotency.NewRedis(rdb, cfg.RedisPrefix, presence.DedupeWindow),
+		refresh:       dir.Refresh,
+		ping:          func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		relayUp:       relay.Up,
+		relayDropped:  func() (int64, int64) { return relay.Malformed.Load(), relay.Foreign.Load() },
+		publishFailed: disp.PublishFailed.Load,
 		transitions: func(grace time.Duration, events presence.Events) *presence.RedisTransitions {
 			return presence.NewRedisTransitions(rdb, ro, grace, events, log)
 		},

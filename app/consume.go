@@ -22,6 +22,7 @@ type Consumer struct {
 	events   presence.Events
 	log      *slog.Logger
 	maxBytes int
+	wrote    func(error)
 
 	Batches atomic.Int64 // batches of deliveries handled (Handle calls)
 	// DispatchSeconds times each batch's hand-off: the Redis round trip (or the
@@ -40,6 +41,10 @@ type ConsumerConfig struct {
 	MaxBytes   int                 // bodies over this are rejected
 	Events     presence.Events     // message.undelivered goes here; nil: none
 	Log        *slog.Logger
+	// Wrote hears, after each batch, whether Redis took its writes: nil when a dispatch
+	// of it succeeded, the error when the hand-off failed for everyone (not when Redis
+	// refused one message); /readyz follows it at once. nil: nobody listens.
+	Wrote func(error)
 }
 
 // NewConsumer dispatches with c.
@@ -48,7 +53,7 @@ func NewConsumer(c ConsumerConfig) *Consumer {
 		c.Events = presence.NoEvents{}
 	}
 	return &Consumer{
-		disp: c.Dispatcher, events: c.Events, maxBytes: c.MaxBytes, log: c.Log,
+		disp: c.Dispatcher, events: c.Events, maxBytes: c.MaxBytes, log: c.Log, wrote: c.Wrote,
 		DispatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushbridge_dispatch_seconds",
 			Help:    "Time to hand off one batch of broker deliveries (record, look up, publish), before they are acked.",
@@ -87,7 +92,7 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 		r.DispatchSeconds.Observe(time.Since(start).Seconds())
 	}
 	var failed error
-	retried := 0
+	retried, refused := 0, 0
 	for j, b := range batch {
 		i := at[j]
 		if b.Err != nil {
@@ -95,6 +100,7 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 			if ownFault(b.Err) {
 				out[i] = broker.Requeue
 				r.Refused.Add(1)
+				refused++
 				r.log.Warn("Redis refused a message; it is tried again after a pause, and dead-lettered past BRIDGE_DELIVERY_LIMIT",
 					"queue", ds[i].Queue, "routingKey", ds[i].RoutingKey, "messageId", ds[i].MessageID, "err", b.Err)
 			} else {
@@ -115,6 +121,14 @@ func (r *Consumer) Handle(ctx context.Context, ds []broker.Delivery) []broker.Ou
 	}
 	if failed != nil {
 		r.log.Warn("dispatch failed; deliveries held and tried again after a pause", "queue", ds[0].Queue, "held", retried, "batch", len(ds), "err", failed)
+	}
+	if r.wrote != nil {
+		switch {
+		case retried < len(batch)-refused:
+			r.wrote(nil) // some dispatch went through: Redis takes writes
+		case failed != nil:
+			r.wrote(failed)
+		}
 	}
 	return out
 }

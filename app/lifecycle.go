@@ -24,9 +24,20 @@ type shared struct {
 	relay context.CancelFunc
 	once  sync.Once
 
-	// writeErr is why the last heartbeat failed (Redis refuses writes: OOM, READONLY,
-	// a timeout), nil once one succeeds: /readyz says so.
+	// writeErr is why the last heartbeat or dispatch failed (Redis refuses writes:
+	// OOM, READONLY, a timeout), nil once one succeeds: /readyz says so.
 	writeErr atomic.Pointer[error]
+}
+
+// noteWrite records whether Redis took the last write of a heartbeat or a dispatch
+// (Consumer's Wrote): a failure turns /readyz 503 at once, the next success of either
+// turns it back.
+func (s *shared) noteWrite(err error) {
+	if err != nil {
+		s.writeErr.Store(&err)
+	} else {
+		s.writeErr.Store(nil)
+	}
 }
 
 // relayLostHint is how long the relay may stay unsubscribed before this instance's
@@ -136,11 +147,7 @@ func startShared(ctx context.Context, cfg *Config, be *backend, hub *presence.Hu
 	s := &shared{be: be, id: cfg.InstanceID, log: log}
 	beatAndNote := func(ctx context.Context) error {
 		err := beat(ctx)
-		if err != nil {
-			s.writeErr.Store(&err)
-		} else {
-			s.writeErr.Store(nil)
-		}
+		s.noteWrite(err)
 		return err
 	}
 	bctx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))

@@ -55,6 +55,13 @@ func newMetrics(hub *presence.Hub, r *Consumer, b broker.Broker, be *backend, ga
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_catch_up_drops_total", Help: "Connections told to reconnect because a gap could not be filled from the history."},
 			func() float64 { return float64(hub.Stats.CatchUpDrops.Load()) }),
 		relayDropped(be, "malformed", 0), relayDropped(be, "foreign", 1),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pushbridge_relay_publish_failed_total", Help: "Relay payloads a dispatch could not publish (the messages are in the history: receivers catch up at their next message or heartbeat)."},
+			func() float64 {
+				if be.publishFailed == nil {
+					return 0
+				}
+				return float64(be.publishFailed())
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pushbridge_dev_mode", Help: "1 when this instance runs in dev mode: clients are not authenticated."},
 			func() float64 {
 				if dev {

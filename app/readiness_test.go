@@ -56,3 +56,39 @@ func TestReadinessTellsTheTruthAboutRedis(t *testing.T) {
 	resumed = true
 	apptest.Eventually(t, 20*time.Second, "ready after Redis came back", func() bool { return get(t, s, "/readyz") == http.StatusOK })
 }
+
+// TestReadinessFollowsADispatch: a dispatch that Redis refuses (a full Redis with
+// noeviction) turns /readyz 503 at once, not at the next heartbeat (here a minute's
+// TTL: beats every 20 s), and the next dispatch that goes through turns it back. On a
+// Redis of the test's own.
+func TestReadinessFollowsADispatch(t *testing.T) {
+	tp := apptest.NewTopology(t, "contract")
+	rds := apptest.NewPrivateRedis(t)
+	env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": apptest.AMQPURL(), "BRIDGE_PRESENCE_TTL": "60s"}
+	for _, m := range []map[string]string{tp.Env, rds.Env()} {
+		for k, v := range m {
+			env[k] = v
+		}
+	}
+	s := apptest.Start(t, env)
+	apptest.Eventually(t, 10*time.Second, "ready", func() bool { return get(t, s, "/readyz") == http.StatusOK })
+	c := apptest.DialWS(t, s.WSURL("/ws?user=ready"), "bridge.v1", nil)
+	if f := nextV1(t, c); f.Type != "welcome" {
+		t.Fatalf("first frame %+v, want a welcome", f)
+	}
+
+	rds.RefuseWrites(t)
+	refused := time.Now()
+	tp.Publish(t, "contract", []byte(`{"receiveUserId":"ready","n":1}`), nil)
+	// Well inside the 20 s until the next beat.
+	apptest.Eventually(t, 5*time.Second, "503 after a refused dispatch", func() bool { return get(t, s, "/readyz") == http.StatusServiceUnavailable })
+	t.Logf("503 %s after Redis began refusing writes", time.Since(refused).Round(time.Millisecond))
+	rds.AllowWrites(t)
+	// The held delivery is dispatched again after a pause; its success makes it ready.
+	apptest.Eventually(t, 5*time.Second, "ready after a dispatch went through", func() bool { return get(t, s, "/readyz") == http.StatusOK })
+	raw := c.Next(t, 10*time.Second)
+	var f serverFrame
+	if json.Unmarshal(raw.Data, &f) != nil || f.Type != "message" {
+		t.Fatalf("got %q, want the message once Redis took it", raw.Data)
+	}
+}

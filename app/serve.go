@@ -68,12 +68,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log,
 		Events: events, Receipts: be.receipts, ReceiptTTL: cfg.HistoryTTL, Transitions: trans,
 	})
-	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Events: events, Log: log})
 	lc, err := startShared(ctx, cfg, be, hub, ob.transitionsBeat(), log)
 	if err != nil {
 		return err
 	}
 	defer lc.stop()
+	consumer := NewConsumer(ConsumerConfig{Dispatcher: be.disp, MaxBytes: cfg.MaxMessageBytes, Events: events, Log: log, Wrote: lc.noteWrite})
 
 	if err := b.Start(ctx, consumer.Handle); err != nil {
 		return err

@@ -74,13 +74,14 @@ func sendFence(t *testing.T, pub *publisher, tabs []*tab) {
 // on). As competing consumers of one queue, two instances may number one user's
 // messages out of publish order; with BRIDGE_SINGLE_ACTIVE_CONSUMER they keep it.
 func TestClusterDeliversExactlyOnce(t *testing.T) {
-	t.Run("competing consumers", func(t *testing.T) { clusterExactlyOnce(t, false) })
-	t.Run("single active consumer", func(t *testing.T) { clusterExactlyOnce(t, true) })
+	t.Run("competing consumers", func(t *testing.T) { clusterExactlyOnce(t, testRedisEnv(t), false, 200, 100, 200) })
+	t.Run("single active consumer", func(t *testing.T) { clusterExactlyOnce(t, testRedisEnv(t), true, 200, 100, 200) })
 }
 
-func clusterExactlyOnce(t *testing.T, singleActive bool) {
-	const users, perUser, broadcasts = 200, 100, 200
-	env, tp := clusterEnv(t, map[string]string{"BRIDGE_SEND_QUEUE": "8192", "BRIDGE_SINGLE_ACTIVE_CONSUMER": fmt.Sprint(singleActive)})
+// clusterExactlyOnce runs TestClusterDeliversExactlyOnce on the Redis of redisEnv,
+// with users × perUser targeted messages and broadcasts broadcasts.
+func clusterExactlyOnce(t *testing.T, redisEnv map[string]string, singleActive bool, users, perUser, broadcasts int) {
+	env, tp := clusterEnvOn(t, redisEnv, map[string]string{"BRIDGE_SEND_QUEUE": "8192", "BRIDGE_SINGLE_ACTIVE_CONSUMER": fmt.Sprint(singleActive)})
 	ps := startCluster(t, 3, env)
 	tabs := make([]*tab, users)
 	for i := range tabs {

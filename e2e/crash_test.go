@@ -24,9 +24,12 @@ const expiryGrace = time.Second
 // tabs reconnect with their cursor to the others and end with every message exactly
 // once; the dead instance leaves /api/instances and every user's presence within
 // BRIDGE_PRESENCE_TTL, with nobody cleaning up.
-func TestKillOneInstance(t *testing.T) {
+func TestKillOneInstance(t *testing.T) { killOneInstance(t, testRedisEnv(t)) }
+
+// killOneInstance runs TestKillOneInstance on the Redis of redisEnv.
+func killOneInstance(t *testing.T, redisEnv map[string]string) {
 	const users, perUser, batches = 30, 100, 6
-	env, tp := clusterEnv(t, map[string]string{"BRIDGE_PRESENCE_TTL": presenceTTL.String(), "BRIDGE_SEND_QUEUE": "4096"})
+	env, tp := clusterEnvOn(t, redisEnv, map[string]string{"BRIDGE_PRESENCE_TTL": presenceTTL.String(), "BRIDGE_SEND_QUEUE": "4096"})
 	ps := startCluster(t, 3, env)
 	dead, alive := ps[0], ps[1:]
 	tabs := make([]*tab, users)
@@ -149,9 +152,12 @@ func metric(t *testing.T, p *proc, name string) float64 {
 // reached it reconnects with the cursor its welcome gave it, and gets what was
 // published while it was away — it has no message id to resume from, and the
 // welcome's cursor is the point it started at.
-func TestKillBeforeFirstMessage(t *testing.T) {
+func TestKillBeforeFirstMessage(t *testing.T) { killBeforeFirstMessage(t, testRedisEnv(t)) }
+
+// killBeforeFirstMessage runs TestKillBeforeFirstMessage on the Redis of redisEnv.
+func killBeforeFirstMessage(t *testing.T, redisEnv map[string]string) {
 	const n = 20
-	env, tp := clusterEnv(t, map[string]string{"BRIDGE_PRESENCE_TTL": presenceTTL.String()})
+	env, tp := clusterEnvOn(t, redisEnv, map[string]string{"BRIDGE_PRESENCE_TTL": presenceTTL.String()})
 	ps := startCluster(t, 2, env)
 	dead, alive := ps[0], ps[1]
 	tb := openTab("early")

@@ -9,16 +9,7 @@ import (
 // then Redis paused 5 s, or one instance killed with -9, mid-flow: nothing lost and
 // nothing twice for resuming clients (issue 12).
 func TestFaultNoMessageIDs(t *testing.T) {
-	t.Run("redis paused 5s", func(t *testing.T) {
-		r := newRig(t, faultOpts{noIDs: true})
-		r.load.await(t, faultWarmup)
-		r.faultStarts()
-		r.redis.pause(t)
-		hold(5 * time.Second)
-		r.redis.resume(t)
-		r.faultEnds()
-		r.verdictNoLoss(t, r.finish(t))
-	})
+	t.Run("redis paused 5s", func(t *testing.T) { pausedNoIDs(t, "") })
 	t.Run("instance killed", func(t *testing.T) {
 		r := newRig(t, faultOpts{noIDs: true})
 		r.load.await(t, faultWarmup)
@@ -37,3 +28,16 @@ func TestFaultNoMessageIDs(t *testing.T) {
 // killBurst is the backlog published at once before an instance is killed: a few
 // seconds of consuming for two instances.
 const killBurst = 3000
+
+// pausedNoIDs is TestFaultNoMessageIDs's Redis pause on the Redis kind names (single
+// or cluster, "": -faults.redis).
+func pausedNoIDs(t *testing.T, kind string) {
+	r := newRig(t, faultOpts{noIDs: true, redis: kind})
+	r.load.await(t, faultWarmup)
+	r.faultStarts()
+	r.redis.pause(t)
+	hold(5 * time.Second)
+	r.redis.resume(t)
+	r.faultEnds()
+	r.verdictNoLoss(t, r.finish(t))
+}

@@ -37,16 +37,23 @@ type faultRedis interface {
 	cmd() redis.Cmdable
 }
 
-func newFaultRedis(t *testing.T) faultRedis {
+// newFaultRedis starts the Redis kind names (single or cluster; "": -faults.redis).
+func newFaultRedis(t *testing.T, kind string) faultRedis {
 	t.Helper()
-	switch *faultsRedis {
+	if kind == "" {
+		kind = *faultsRedis
+	}
+	switch kind {
 	case "single":
 		return singleRedis{apptest.NewPrivateRedis(t)}
 	case "cluster":
 		c := apptest.NewRedisCluster(t)
 		return &clusterRedis{c: c, env_: c.Env(), rdb: c.Client(t)}
+	case "cluster-replicas": // for the failover tests
+		c := apptest.NewRedisClusterWithReplicas(t)
+		return &clusterRedis{c: c, env_: c.Env(), rdb: c.Client(t)}
 	}
-	t.Fatalf("-faults.redis=%q: want single or cluster", *faultsRedis)
+	t.Fatalf("fault redis %q: want single or cluster", kind)
 	return nil
 }
 
@@ -200,4 +207,17 @@ func shortKeys(r faultRedis, keys []string) string {
 		out = append(out[:6], "…")
 	}
 	return strings.Join(out, " ")
+}
+
+// busiestMaster is the master (of those live now, as node from sees them) holding
+// the most keys: the one whose failover touches most of the test.
+func (r *clusterRedis) busiestMaster(t *testing.T, from int) int {
+	t.Helper()
+	best, most := -1, int64(-1)
+	for _, i := range r.c.Masters(t, from) {
+		if n := r.c.DBSize(t, i); n > most {
+			best, most = i, n
+		}
+	}
+	return best
 }

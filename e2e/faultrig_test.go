@@ -51,6 +51,8 @@ type faultOpts struct {
 	// resumeWithin bounds, per client, the time from the fault's end to the arrival
 	// of its first own message published after it; default resumeWithin.
 	resumeWithin time.Duration
+	// redis is the Redis to break, single or cluster; default -faults.redis.
+	redis string
 }
 
 // rig is one fault run: instances as real processes on a private Redis, this test's
@@ -95,7 +97,7 @@ func newRig(t *testing.T, o faultOpts) *rig {
 	if o.resumeWithin == 0 {
 		o.resumeWithin = resumeWithin
 	}
-	r := &rig{redis: newFaultRedis(t), tp: apptest.NewTopology(t, faultKey), opts: o, bFrom: map[*resumer]int{}, start: time.Now()}
+	r := &rig{redis: newFaultRedis(t, o.redis), tp: apptest.NewTopology(t, faultKey), opts: o, bFrom: map[*resumer]int{}, start: time.Now()}
 	var amqpURL string
 	r.amqp, amqpURL = amqpProxy(t)
 	r.env = map[string]string{
@@ -192,7 +194,7 @@ func (r *rig) finish(t *testing.T) []counts {
 		cs[i] = c.snapshot().count(expected{targeted: pub.n[c.user], bFrom: r.bFrom[c], bTo: pub.n[everyone], times: pub.times})
 	}
 	t.Logf("%d messages published (%d broadcasts), message ids: %v, redis: %s\n%s",
-		r.load.count(), pub.n[everyone], !r.opts.noIDs, *faultsRedis, table(names, cs))
+		r.load.count(), pub.n[everyone], !r.opts.noIDs, r.redisKind(), table(names, cs))
 	t.Logf("readiness: %s", r.readiness())
 
 	return cs
@@ -349,4 +351,12 @@ func amqpProxy(t *testing.T) (*apptest.Proxy, string) {
 	proxy := apptest.NewProxy(t, u.Host)
 	u.Host = proxy.Addr
 	return proxy, u.String()
+}
+
+// redisKind is the kind of Redis the run breaks: single or cluster.
+func (r *rig) redisKind() string {
+	if _, ok := r.redis.(*clusterRedis); ok {
+		return "cluster"
+	}
+	return "single"
 }

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -187,9 +188,34 @@ func (p *proc) wsURL(path string) string { return "ws://" + p.Addr + path }
 // RabbitMQ topology (one queue, key "contract") and Redis prefix, and an API key.
 func clusterEnv(t *testing.T, extra map[string]string) (map[string]string, *apptest.Topology) {
 	t.Helper()
+	return clusterEnvOn(t, testRedisEnv(t), extra)
+}
+
+// e2eRedis chooses the Redis of the multi-process tests that do not break it:
+// "shared" (the Redis at REDIS_URL, a key prefix of the test's own) or "cluster" (a
+// private 3-master Redis Cluster per test). The fault tests have -faults.redis.
+// go test ./e2e/ -args -e2e.redis=cluster
+var e2eRedis = flag.String("e2e.redis", "shared", "multi-process tests: the Redis, shared or cluster")
+
+// testRedisEnv is REDIS_URL and BRIDGE_REDIS_PREFIX of the Redis -e2e.redis names.
+func testRedisEnv(t *testing.T) map[string]string {
+	t.Helper()
+	switch *e2eRedis {
+	case "shared":
+		return apptest.NewRedis(t).Env
+	case "cluster":
+		return apptest.NewRedisCluster(t).Env()
+	}
+	t.Fatalf("-e2e.redis=%q: want shared or cluster", *e2eRedis)
+	return nil
+}
+
+// clusterEnvOn is clusterEnv on the Redis of redisEnv (REDIS_URL, BRIDGE_REDIS_PREFIX).
+func clusterEnvOn(t *testing.T, redisEnv, extra map[string]string) (map[string]string, *apptest.Topology) {
+	t.Helper()
 	tp := apptest.NewTopology(t, "contract")
 	env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": apptest.AMQPURL(), "BRIDGE_API_KEY": apiKey}
-	for _, m := range []map[string]string{tp.Env, apptest.NewRedis(t).Env, extra} {
+	for _, m := range []map[string]string{tp.Env, redisEnv, extra} {
 		for k, v := range m {
 			env[k] = v
 		}

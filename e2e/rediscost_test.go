@@ -39,7 +39,7 @@ func TestRedisCommandsPerMessage(t *testing.T) {
 }
 
 func redisCost(t *testing.T, instances int) bench.RedisCost {
-	r := newFaultRedis(t)
+	r := newFaultRedis(t, "")
 	tp := apptest.NewTopology(t, "cost")
 	env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": apptest.AMQPURL(), "BRIDGE_API_KEY": apiKey, "BRIDGE_SEND_QUEUE": "4096"}
 	for _, m := range []map[string]string{tp.Env, r.env()} {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -36,6 +37,8 @@ func TestContractsOnRedisCluster(t *testing.T) {
 		{"RelayIsSharded", testRelayIsSharded},
 		{"Transitions", TestRedisTransitions},
 		{"TransitionsCrashedInstance", TestRedisTransitionsCrashedInstance},
+		{"DispatchNotResentAfterATimeout", func(t *testing.T) { testDispatchNotResent(t, c) }},
+		{"RunIDAdoptsAnOlderMeta", TestRunIDAdoptsAnOlderMeta},
 	} {
 		t.Run(tc.name, tc.test)
 	}
@@ -75,5 +78,46 @@ func testRelayIsSharded(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(sharded, want) || len(classic) > 0 {
 		t.Fatalf("sharded channels %q and classic ones %q, want sharded %q only", sharded, classic, want)
+	}
+}
+
+// testDispatchNotResent: a dispatch whose master is paused (SIGSTOP) past the read
+// timeout fails, and go-redis does not send it again by itself (a cluster client
+// resends timed-out commands unless told not to): once the master continues it runs
+// the call it had received, once — one entry, not one per resend, even in dedupe mode
+// record, which cannot tell a resend from a new message.
+func testDispatchNotResent(t *testing.T, c *redistest.RedisCluster) {
+	rdb, opts := newTestRedis(t)
+	d := NewRedisDispatcher(rdb, opts)
+	ctx := testCtx(t)
+	if _, err := d.Dispatch(ctx, &Message{UserID: "p", Body: []byte("warm")}, ""); err != nil {
+		t.Fatal(err)
+	}
+	node := c.NodeOf(t, d.keys.stream("p"))
+	c.Pause(t, node)
+	paused := true
+	defer func() {
+		if paused {
+			c.Resume(t, node)
+		}
+	}()
+	b := []Dispatch{{M: &Message{UserID: "p", Body: []byte("during the pause")}, Key: "k", RecordOnly: true}}
+	d.DispatchBatch(ctx, b)
+	if b[0].Err == nil {
+		t.Fatal("a dispatch to a paused master succeeded")
+	}
+	// DispatchBatch returns after go-redis's own resends, if any: all were received
+	// by the paused master before it continues.
+	c.Resume(t, node)
+	paused = false
+	var n int64
+	eventually(t, 10*time.Second, "the paused call run", func() bool {
+		var err error
+		n, err = rdb.XLen(context.Background(), d.keys.stream("p")).Result()
+		return err == nil && n >= 2
+	})
+	// Any resend would have been received before the master continued.
+	if n != 2 {
+		t.Fatalf("the stream holds %d entries after one dispatch during a pause (and one before), want 2: the call was sent again", n)
 	}
 }

@@ -55,10 +55,10 @@ const (
 // duplicate of an epoch that is gone (nothing to send again), and the instances are
 // those whose presence lease (plus the grace) is still running; the fields of the
 // others are deleted on the way.
-var dispatchScript = redis.NewScript(historyLua + leaseLua + `
+var dispatchScript = newRunScript(historyLua + leaseLua + `
 local now, grace = tonumber(ARGV[2]), tonumber(ARGV[10])
 local h = redis.call('HGETALL', KEYS[1])
-local e, s, x, y = nil, 0, 0, 0
+local e, s, x, y, r = nil, 0, 0, 0, nil
 local live, dead = {}, {}
 for i = 1, #h, 2 do
   local f, v = h[i], h[i + 1]
@@ -66,14 +66,15 @@ for i = 1, #h, 2 do
   elseif f == 's' then s = tonumber(v)
   elseif f == 'x' then x = tonumber(v)
   elseif f == 'y' then y = tonumber(v)
+  elseif f == 'r' then r = v
   elseif string.sub(f, 1, 2) == 'i:' then
     local d = deadline(v)
     if d and d + grace >= now then live[#live + 1] = string.sub(f, 3) else dead[#dead + 1] = f end
   end
 end
 if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
-local fresh = not e
-if fresh then e = ARGV[1]; s = 0 end
+local e, fresh, run, prev = runEpoch(e, r, ARGV[1])
+if fresh then s = 0 end
 local mode = ARGV[8]
 if mode == 'check' then
   local old = redis.call('SET', KEYS[3], e .. '-' .. fmt(s + 1), 'NX', 'PX', ARGV[9], 'GET')
@@ -85,7 +86,7 @@ if mode == 'check' then
 elseif mode == 'record' then
   redis.call('SET', KEYS[3], e .. '-' .. fmt(s + 1), 'PX', ARGV[9])
 end
-local ok, seq = pcall(appendEntry, KEYS[1], KEYS[2], e, s, x, y, fresh, now, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[11], ARGV[12])
+local ok, seq = pcall(appendEntry, KEYS[1], KEYS[2], e, s, x, y, fresh, run, prev, now, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[11], ARGV[12])
 if not ok then
   -- Nothing was appended: a redelivery must not be taken for a duplicate.
   if mode ~= '' then redis.call('DEL', KEYS[3]) end
@@ -103,27 +104,25 @@ func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) 
 
 // DispatchBatch sends the script calls of b in one pipeline, then publishes what they
 // recorded in a second: one payload per destination instance, and one on the
-// broadcast channel, each holding its messages in the order of b. The first call
-// carries the script itself (EVAL), so a Redis that lost its script cache (a restart)
-// has it again before the others name it by hash (EVALSHA). Each call succeeds or
-// fails on its own; a connection that breaks fails the ones whose reply did not come.
-// A publish that fails fails nothing: the message is in the history, receivers catch
-// up from it.
+// broadcast channel, each holding its messages in the order of b. Each call names,
+// by hash, the copy of the script loaded on the Redis process serving its stream
+// (runScript); calls a process answered NOSCRIPT (it restarted, was restored, took
+// over from a master, or lost its scripts) ran nothing and are sent again with that
+// process's own copy. Each call succeeds or fails on its own; a connection that breaks
+// fails the ones whose reply did not come. A publish that fails fails nothing: the
+// message is in the history, receivers catch up from it.
 func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	if len(b) == 0 {
 		return
 	}
-	pipe := d.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(b))
+	todo := make([]int, len(b))
 	for i := range b {
-		call := dispatchScript.EvalSha
-		if i == 0 {
-			call = dispatchScript.Eval
-		}
-		cmds[i] = d.run(ctx, pipe, call, &b[i])
+		todo[i] = i
 	}
-	_, _ = pipe.Exec(ctx) // each command holds its own error
-	d.evalUnknown(ctx, b, cmds)
+	for try := 0; len(todo) > 0 && try < runScriptTries; try++ {
+		todo = d.runCalls(ctx, b, cmds, todo)
+	}
 	var out relayOut
 	for i := range b {
 		var r dispatchReply
@@ -141,25 +140,43 @@ func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	}
 }
 
-// evalUnknown calls again, with the script itself (EVAL), the calls of b that a node
-// answered NOSCRIPT: on a cluster the batch's first EVAL reached one master only, and
-// a master that restarted has lost its script cache. Nothing ran for such a call, so
-// calling it again cannot number a message twice.
-func (d *RedisDispatcher) evalUnknown(ctx context.Context, b []Dispatch, cmds []*redis.Cmd) {
+// runCalls sends the calls of b named by todo in one pipeline (on a cluster,
+// go-redis splits it per node) into cmds, and returns those answered NOSCRIPT, whose
+// stale copies are forgotten so the next round loads the right ones.
+func (d *RedisDispatcher) runCalls(ctx context.Context, b []Dispatch, cmds []*redis.Cmd, todo []int) []int {
+	pipe := d.rdb.Pipeline()
+	hashes := make([]string, len(b))
+	failed := map[string]error{}
+	sent := 0
+	for _, i := range todo {
+		keys, args := d.args(&b[i])
+		h, err := dispatchScript.hash(ctx, d.rdb, keys[0], failed)
+		if err != nil {
+			cmds[i] = redis.NewCmd(ctx)
+			cmds[i].SetErr(err)
+			continue
+		}
+		hashes[i] = h
+		cmds[i] = evalSha(ctx, h, keys, args)
+		_ = pipe.Process(ctx, noRetryCmd{cmds[i]})
+		sent++
+	}
+	if sent > 0 {
+		_, _ = pipe.Exec(ctx) // each command holds its own error
+	}
 	var again []int
-	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+	reloaded := false
+	for _, i := range todo {
+		if err := cmds[i].Err(); err != nil && !reloaded && !isNoScript(err) {
+			reloadSlotsAfter(ctx, d.rdb, err)
+			reloaded = true
+		}
+		if isNoScript(cmds[i].Err()) {
+			dispatchScript.forget(hashes[i])
 			again = append(again, i)
 		}
 	}
-	if len(again) == 0 {
-		return
-	}
-	pipe := d.rdb.Pipeline()
-	for _, i := range again {
-		cmds[i] = d.run(ctx, pipe, dispatchScript.Eval, &b[i])
-	}
-	_, _ = pipe.Exec(ctx)
+	return again
 }
 
 // relayOut is what one batch publishes: per destination instance, and broadcast.
@@ -214,8 +231,8 @@ func (d *RedisDispatcher) publish(ctx context.Context, o *relayOut) int {
 	return failed
 }
 
-// run calls the dispatch script for x on c (the client, or a pipeline).
-func (d *RedisDispatcher) run(ctx context.Context, c redis.Scripter, call scriptCall, x *Dispatch) *redis.Cmd {
+// args are the dispatch script's keys and arguments for x.
+func (d *RedisDispatcher) args(x *Dispatch) ([]string, []any) {
 	keys, args := d.h.appendArgs(x.M)
 	x.M.Time = args[1].(int64)
 	mode := dedupeNone
@@ -226,11 +243,8 @@ func (d *RedisDispatcher) run(ctx context.Context, c redis.Scripter, call script
 			mode = dedupeRecord
 		}
 	}
-	return call(ctx, c, keys, append(args, mode, DedupeWindow.Milliseconds(), d.ttl, x.M.MessageID, x.M.CorrelationID)...)
+	return keys, append(args, mode, DedupeWindow.Milliseconds(), d.ttl, x.M.MessageID, x.M.CorrelationID)
 }
-
-// scriptCall is one way of calling a script: Run, Eval or EvalSha.
-type scriptCall func(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd
 
 // hashKey names a dedupe key in Redis: the first 16 bytes of its SHA-256, hex, so a
 // key of any length or bytes makes a short, safe key name.

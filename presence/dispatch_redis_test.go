@@ -137,3 +137,35 @@ func TestRedisDispatchRefusesAStreamOfAnotherType(t *testing.T) {
 		t.Fatalf("the string key is now %q (%v), want it untouched", v, err)
 	}
 }
+
+// TestRedisDispatchCountsFailedPublishes: a relay publish Redis refuses (here an ACL
+// without PUBLISH) fails nothing — the message is in the history — and is counted in
+// PublishFailed (pushbridge_relay_publish_failed_total). On a Redis of its own.
+func TestRedisDispatchCountsFailedPublishes(t *testing.T) {
+	rdb := privateRedis(t)
+	ctx := testCtx(t)
+	d := NewRedisDispatcher(rdb, RedisOptions{Prefix: "bridge:test_pubfail:"})
+	if _, err := d.Dispatch(ctx, &Message{Body: []byte("published")}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.PublishFailed.Load(); n != 0 {
+		t.Fatalf("%d failed publishes with PUBLISH allowed", n)
+	}
+	if err := rdb.Do(ctx, "ACL", "SETUSER", "default", "-publish").Err(); err != nil {
+		t.Fatal(err)
+	}
+	m := &Message{Body: []byte("recorded, not published")}
+	if _, err := d.Dispatch(ctx, m, ""); err != nil {
+		t.Fatalf("a dispatch whose publish failed: %v, want it recorded", err)
+	}
+	if n := d.PublishFailed.Load(); n != 1 {
+		t.Fatalf("%d failed publishes counted, want 1", n)
+	}
+	w, err := d.h.Read(ctx, "", Pos{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Msgs) != 2 || string(w.Msgs[1].Body) != string(m.Body) {
+		t.Fatalf("the history holds %d messages, want both", len(w.Msgs))
+	}
+}

@@ -31,15 +31,33 @@ func NewRedisHistory(rdb redis.UniversalClient, opts RedisOptions) *RedisHistory
 	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, metaTTL: metaTTL(opts.HistoryTTL), now: time.Now}
 }
 
-// historyLua is shared by the scripts: appendEntry adds a message to its stream.
+// historyLua is shared by the append scripts (runScripts: RUN is the run id of the
+// Redis process running them): runEpoch picks the epoch, appendEntry adds a message
+// to its stream.
 const historyLua = `
 local function fmt(n) return string.format('%d', n) end
+-- runEpoch decides, from a meta's epoch e and run id r, the epoch of an append, the
+-- run id to write (nil: unchanged) and the epoch refenced (nil: none). No meta: the
+-- candidate c, fresh. A meta written by another run of Redis (restored from a dump
+-- or an AOF that may lack the last writes, or a replica that took over): the
+-- candidate too — a refence, seqs go on from the top and the entries are kept, but no
+-- position given by that run is ever given again. A meta without r (written before
+-- run ids were kept) is adopted.
+local function runEpoch(e, r, c)
+  if not e then return c, true, RUN, nil end
+  if r == RUN then return e, false, nil, nil end
+  if r then return c, false, RUN, e end
+  return e, false, RUN, nil
+end
 -- appendEntry adds a message at seq s + 1 of epoch e to the stream (meta, stream),
 -- whose meta held s, x, y; fresh: e is a new epoch (the meta had none), and the
--- stream is deleted (its seqs belonged to a lost epoch). TTLs are pushed only when
+-- stream is deleted (its seqs belonged to a lost epoch); run: the run id to write
+-- with e (nil: both unchanged); prev: the epoch e replaces at a refence, kept with the
+-- top s it had (p, q) so a reader knows which of its entries a cursor of prev has
+-- (see readScript). TTLs are pushed only when
 -- their mark is a tenth of the TTL old, or the stream was just made. mid and cid (the
 -- AMQP message-id and correlation-id, '' if none) are kept for receipts. Returns s + 1.
-local function appendEntry(meta, stream, e, s, x, y, fresh, now, size, httl, mttl, rk, body, mid, cid)
+local function appendEntry(meta, stream, e, s, x, y, fresh, run, prev, now, size, httl, mttl, rk, body, mid, cid)
   local set = {}
   local fields = {'r', rk, 'b', body, 't', now}
   if mid and mid ~= '' then fields[#fields + 1] = 'mid'; fields[#fields + 1] = mid end
@@ -47,7 +65,14 @@ local function appendEntry(meta, stream, e, s, x, y, fresh, now, size, httl, mtt
   if fresh then
     s, x, y = 0, 0, 0
     redis.call('DEL', stream)
+  end
+  if run then
     set[#set + 1] = 'e'; set[#set + 1] = e
+    set[#set + 1] = 'r'; set[#set + 1] = run
+  end
+  if prev then
+    set[#set + 1] = 'p'; set[#set + 1] = prev
+    set[#set + 1] = 'q'; set[#set + 1] = s
   end
   s = s + 1
   local id = fmt(s) .. '-0'
@@ -76,21 +101,23 @@ end
 
 // appendScript records one message. KEYS: meta, stream. ARGV: candidate epoch, now ms,
 // size, history TTL ms, meta TTL ms, routing key, body, message-id, correlation-id.
-// Returns epoch, seq.
-var appendScript = redis.NewScript(historyLua + `
-local h = redis.call('HMGET', KEYS[1], 'e', 's', 'x', 'y')
-local e, fresh = h[1], not h[1]
-if fresh then e = ARGV[1] end
-local s = appendEntry(KEYS[1], KEYS[2], e, tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), fresh,
+// Returns epoch, seq. A meta written by another run of Redis gets a new epoch.
+var appendScript = newRunScript(historyLua + `
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'x', 'y', 'r')
+local e, fresh, run, prev = runEpoch(h[1], h[5], ARGV[1])
+local s = appendEntry(KEYS[1], KEYS[2], e, tonumber(h[2] or '0'), tonumber(h[3] or '0'), tonumber(h[4] or '0'), fresh, run, prev,
   tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8], ARGV[9])
 return {e, s}
 `)
 
 // readScript reads a stream after a position. KEYS: meta, stream. ARGV: from epoch,
 // from seq, limit. Returns epoch (” if none), top, first kept seq (0 if none), and the
-// entries after from — from the start when from is not a place in the stream.
+// entries after from — from the start when from is not a place in the stream. A
+// cursor of the epoch the current one refenced (p) at top q had every entry up to
+// min(seq, q) — the entries the refence kept are that epoch's — so its reset is
+// followed by what comes after that, not by what it has already.
 var readScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'e', 's')
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'p', 'q')
 if not h[1] then return {'', 0, 0, {}} end
 local top = tonumber(h[2] or '0')
 local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
@@ -98,7 +125,8 @@ local first = 0
 if #head > 0 then first = tonumber(string.match(head[1][1], '^(%d+)')) end
 local start = '-'
 local seq = tonumber(ARGV[2])
-if (ARGV[1] == '' or ARGV[1] == h[1]) and seq <= top then start = '(' .. ARGV[2] .. '-0' end
+if (ARGV[1] == '' or ARGV[1] == h[1]) and seq <= top then start = '(' .. ARGV[2] .. '-0'
+elseif ARGV[1] ~= '' and ARGV[1] == h[3] then start = '(' .. string.format('%d', math.min(seq, tonumber(h[4] or '0'))) .. '-0' end
 local es = {}
 if tonumber(ARGV[3]) > 0 then es = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3]) end
 return {h[1], top, first, es}
@@ -112,7 +140,7 @@ func (h *RedisHistory) appendArgs(m *Message) (keys []string, args []any) {
 
 func (h *RedisHistory) Append(ctx context.Context, m *Message) error {
 	keys, args := h.appendArgs(m)
-	vals, err := appendScript.Run(ctx, h.rdb, keys, append(args, m.MessageID, m.CorrelationID)...).Slice()
+	vals, err := appendScript.run(ctx, h.rdb, keys, append(args, m.MessageID, m.CorrelationID)...).Slice()
 	if err != nil {
 		return fmt.Errorf("history append: %w", err)
 	}

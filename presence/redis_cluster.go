@@ -1,11 +1,14 @@
 package presence
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -77,6 +80,7 @@ func newClusterClient(ctx context.Context, raw string) (redis.UniversalClient, e
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	clientLimits(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.MaxRetries)
+	opt.ClusterStateReloadInterval = cmp.Or(opt.ClusterStateReloadInterval, clusterStateReload)
 	rdb := redis.NewClusterClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
@@ -90,6 +94,22 @@ func newClusterClient(ctx context.Context, raw string) (redis.UniversalClient, e
 		return nil, fmt.Errorf("REDIS_URL: redis cluster at %s does not answer: %w", strings.Join(opt.Addrs, ","), err)
 	}
 	return rdb, nil
+}
+
+// clusterStateReload is how old the client's map of slots to masters may get before
+// it is read again (CLUSTER SLOTS, lazily, when a command needs it; go-redis's default
+// is a minute): after a failover, the commands for the old master's slots fail until
+// then, unless a failed dispatch asked for a reload sooner (RedisDispatcher).
+const clusterStateReload = 5 * time.Second
+
+// reloadSlotsAfter asks rdb, when it is a cluster client, to read the slot map again
+// soon (once, in the background) if err says a node did not answer (a broken
+// connection, a timeout): its master may have been replaced by a replica.
+func reloadSlotsAfter(ctx context.Context, rdb redis.UniversalClient, err error) {
+	var re redis.Error
+	if cc, ok := rdb.(*redis.ClusterClient); ok && err != nil && !errors.As(err, &re) {
+		cc.ReloadState(ctx)
+	}
 }
 
 // isCluster says whether rdb talks to a Redis Cluster: pub/sub is then sharded

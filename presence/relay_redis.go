@@ -99,6 +99,11 @@ func (r *RedisRelay) Run(ctx context.Context, deliver func(*Message), subscribed
 		if ctx.Err() != nil {
 			return nil
 		}
+		if cc, ok := r.rdb.(*redis.ClusterClient); ok {
+			// The shard may have failed over (or moved: a MOVED answer): read the slot
+			// map again before subscribing again.
+			cc.ReloadState(ctx)
+		}
 		r.log.Warn("relay subscription lost; subscribing again", "err", err, "after", relayRetryPause)
 		pause.Reset(relayRetryPause)
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,10 +35,11 @@ const (
 	clusterOKTimeout = 30 * time.Second
 )
 
-// RedisCluster is a private Redis Cluster of three masters (no replicas) on loopback,
-// without persistence, started for one test and killed when it ends.
+// RedisCluster is a private Redis Cluster of three masters (and, from
+// NewRedisClusterWithReplicas, one replica each) on loopback, without persistence,
+// started for one test and killed when it ends.
 type RedisCluster struct {
-	Addrs []string // seed addresses, 127.0.0.1:port, one per master
+	Addrs []string // node addresses, 127.0.0.1:port: the masters first, then the replicas
 	// URL is the REDIS_URL form for a cluster: redis+cluster://host:port,host:port,…
 	URL   string
 	nodes []*Proc
@@ -49,9 +51,22 @@ type RedisCluster struct {
 // message when redis-server or redis-cli is missing.
 func NewRedisCluster(t testing.TB) *RedisCluster {
 	t.Helper()
+	return newRedisCluster(t, 0)
+}
+
+// NewRedisClusterWithReplicas is NewRedisCluster with one replica per master (six
+// nodes), for failover tests: a master killed or paused for longer than the node
+// timeout (5 s) is replaced by its replica.
+func NewRedisClusterWithReplicas(t testing.TB) *RedisCluster {
+	t.Helper()
+	return newRedisCluster(t, 1)
+}
+
+func newRedisCluster(t testing.TB, replicas int) *RedisCluster {
+	t.Helper()
 	var errs []error
 	for range clusterPortAttempts {
-		c, err := tryCluster(t)
+		c, err := tryCluster(t, replicas)
 		if err == nil {
 			return c
 		}
@@ -66,12 +81,13 @@ func NewRedisCluster(t testing.TB) *RedisCluster {
 
 // tryCluster starts the nodes on one random set of ports; it returns ErrBind
 // (having killed what it started) when one of them could not bind.
-func tryCluster(t testing.TB) (*RedisCluster, error) {
+func tryCluster(t testing.TB, replicas int) (*RedisCluster, error) {
 	t.Helper()
+	n := clusterMasters * (1 + replicas)
 	lo, hi := freePortSpan()
-	base := lo + rand.IntN(hi-lo-clusterMasters)
+	base := lo + rand.IntN(hi-lo-n)
 	c := &RedisCluster{}
-	for i := range clusterMasters {
+	for i := range n {
 		port := base + i
 		dir := t.TempDir()
 		p, err := StartProc(t, dir,
@@ -90,15 +106,114 @@ func tryCluster(t testing.TB) (*RedisCluster, error) {
 	}
 	c.URL = "redis+cluster://" + strings.Join(c.Addrs, ",")
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("redis-cli %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	if err := c.waitOK(clusterOKTimeout); err != nil {
 		return nil, err
 	}
+	if replicas > 0 {
+		if err := c.waitReplicas(clusterOKTimeout); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
+
+// waitReplicas polls until every master has a replica in sync (master_link_status up).
+func (c *RedisCluster) waitReplicas(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for i := clusterMasters; i < len(c.Addrs); i++ {
+		rdb := c.node(i)
+		for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			info, err := rdb.Info(ctx, "replication").Result()
+			cancel()
+			if err == nil && strings.Contains(info, "master_link_status:up") {
+				break
+			}
+			if time.Now().After(deadline) {
+				rdb.Close()
+				return fmt.Errorf("replica %s not in sync within %s: %v\n%s", c.Addrs[i], timeout, err, info)
+			}
+			time.Sleep(wait)
+		}
+		rdb.Close()
+	}
+	return nil
+}
+
+// Masters are the indexes of the nodes serving slots now, as node from (a live node)
+// sees them.
+func (c *RedisCluster) Masters(t testing.TB, from int) []int {
+	t.Helper()
+	rdb := c.node(from)
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterOpTimeout)
+	defer cancel()
+	slots, err := rdb.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatalf("cluster slots from %s: %v", c.Addrs[from], err)
+	}
+	var out []int
+	for _, s := range slots {
+		for i, a := range c.Addrs {
+			if len(s.Nodes) > 0 && s.Nodes[0].Addr == a && !slices.Contains(out, i) {
+				out = append(out, i)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// WaitFailover waits until master i's slots are served by another node, as every
+// other node that answers sees it, and each of those says cluster_state:ok: a
+// replica took over.
+func (c *RedisCluster) WaitFailover(t testing.TB, i int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for j := range c.Addrs {
+		if j == i {
+			continue
+		}
+		rdb := c.node(j)
+		for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			info, err := rdb.ClusterInfo(ctx).Result()
+			var slots []redis.ClusterSlot
+			if err == nil {
+				slots, err = rdb.ClusterSlots(ctx).Result()
+			}
+			cancel()
+			if err == nil && strings.Contains(info, "cluster_state:ok") && !servedBy(slots, c.Addrs[i]) {
+				break
+			}
+			if time.Now().After(deadline) {
+				rdb.Close()
+				t.Fatalf("node %s: master %s not failed over within %s: %v\n%s", c.Addrs[j], c.Addrs[i], timeout, err, info)
+			}
+			time.Sleep(wait)
+		}
+		rdb.Close()
+	}
+}
+
+// servedBy says whether addr is the master of any slot range.
+func servedBy(slots []redis.ClusterSlot, addr string) bool {
+	for _, s := range slots {
+		if len(s.Nodes) > 0 && s.Nodes[0].Addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// Rejoin starts node i again after Kill, on its port with its cluster config file
+// (it comes back as a replica of the node that took over), and waits until the
+// cluster is ok.
+func (c *RedisCluster) Rejoin(t testing.TB, i int) { c.Restart(t, i) }
 
 // waitOK polls every node until each says cluster_state:ok and knows all the others.
 func (c *RedisCluster) waitOK(timeout time.Duration) error {
@@ -157,7 +272,8 @@ func (c *RedisCluster) Resume(t testing.TB, i int) {
 	}
 }
 
-// Kill ends master i with SIGKILL; its slots are unserved until Restart.
+// Kill ends node i with SIGKILL; without a replica its slots are unserved until
+// Restart.
 func (c *RedisCluster) Kill(i int) { c.nodes[i].Kill() }
 
 // Restart starts master i again on its port, empty (no persistence) but with its
