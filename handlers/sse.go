@@ -48,12 +48,13 @@ func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog
 
 		w := c.Response()
 		conn := transport.NewSSE(w, user, transport.SSEOptions{
-			V1:        v1,
-			Instance:  instance,
-			QueueLen:  lim.SendQueue,
-			Heartbeat: lim.Heartbeat,
-			MaxAge:    lim.MaxAge,
-			Stats:     &dr.hub.Stats,
+			V1:         v1,
+			Instance:   instance,
+			QueueLen:   lim.SendQueue,
+			QueueBytes: lim.SendQueueBytes,
+			Heartbeat:  lim.Heartbeat,
+			MaxAge:     lim.MaxAge,
+			Stats:      &dr.hub.Stats,
 		})
 		ctx := context.WithoutCancel(r.Context())
 		detach, err := dr.attach(ctx, presence.Subscribe(conn, topics), cursor, 0)

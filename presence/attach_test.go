@@ -98,7 +98,7 @@ func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
 // attachHead is the cursor a fresh client starts from.
 func attachHead(t *testing.T, r *Hub) string {
 	t.Helper()
-	rp, err := r.Replay(context.Background(), "u", "", 0)
+	rp, err := r.Replay(context.Background(), "u", "", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

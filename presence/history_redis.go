@@ -22,13 +22,14 @@ type RedisHistory struct {
 	ttl     time.Duration
 	metaTTL time.Duration
 	now     func() time.Time
+	cache   *entryCache // the entries read lately, decoded once for every reader
 }
 
 // NewRedisHistory returns the history under opts.Prefix, bounded by opts.HistorySize
 // and opts.HistoryTTL.
 func NewRedisHistory(rdb redis.UniversalClient, opts RedisOptions) *RedisHistory {
 	opts = opts.withDefaults()
-	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, metaTTL: metaTTL(opts.HistoryTTL), now: time.Now}
+	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, metaTTL: metaTTL(opts.HistoryTTL), now: time.Now, cache: newEntryCache(entryCacheBytes)}
 }
 
 // historyLua is shared by the scripts: appendEntry adds a message to its stream.
@@ -87,8 +88,11 @@ return {e, s}
 `)
 
 // readScript reads a stream after a position. KEYS: meta, stream. ARGV: from epoch,
-// from seq, limit. Returns epoch (” if none), top, first kept seq (0 if none), and the
-// entries after from — from the start when from is not a place in the stream.
+// from seq, limit, max bytes (0: any), bytes counted per entry besides its body and
+// routing key (MaxCursorLen, as Message.Size counts). Returns epoch (” if none), top,
+// first kept seq (0 if none), and the entries after from — from the start when from
+// is not a place in the stream — that fit in max bytes (the first always). It reads
+// in short steps, so a read cut by its bytes does not make Redis copy a whole page.
 var readScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'e', 's')
 if not h[1] then return {'', 0, 0, {}} end
@@ -99,8 +103,24 @@ if #head > 0 then first = tonumber(string.match(head[1][1], '^(%d+)')) end
 local start = '-'
 local seq = tonumber(ARGV[2])
 if (ARGV[1] == '' or ARGV[1] == h[1]) and seq <= top then start = '(' .. ARGV[2] .. '-0' end
-local es = {}
-if tonumber(ARGV[3]) > 0 then es = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3]) end
+local es, limit, maxb, fixed, size = {}, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0
+while #es < limit do
+  local n = math.min(limit - #es, 64)
+  local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', n)
+  for _, e in ipairs(batch) do
+    if maxb > 0 then
+      local f = e[2]
+      size = size + fixed
+      for j = 1, #f, 2 do
+        if f[j] == 'b' or f[j] == 'r' then size = size + #f[j + 1] end
+      end
+      if size > maxb and #es > 0 then return {h[1], top, first, es} end
+    end
+    es[#es + 1] = e
+  end
+  if #batch < n then break end
+  start = '(' .. batch[#batch][1]
+end
 return {h[1], top, first, es}
 `)
 
@@ -133,9 +153,9 @@ func setPos(m *Message, vals []any, now int64) error {
 	return nil
 }
 
-func (h *RedisHistory) Read(ctx context.Context, user string, from Pos, limit int) (Window, error) {
+func (h *RedisHistory) Read(ctx context.Context, user string, from Pos, limit, maxBytes int) (Window, error) {
 	vals, err := readScript.Run(ctx, h.rdb, []string{h.keys.meta(user), h.keys.stream(user)},
-		from.Epoch, strconv.FormatUint(from.Seq, 10), max(limit, 0)).Slice()
+		from.Epoch, strconv.FormatUint(from.Seq, 10), max(limit, 0), max(maxBytes, 0), MaxCursorLen).Slice()
 	if err != nil {
 		return Window{}, fmt.Errorf("history read: %w", err)
 	}
@@ -147,15 +167,16 @@ func (h *RedisHistory) Read(ctx context.Context, user string, from Pos, limit in
 	first, _ := vals[2].(int64)
 	w := Window{Top: Pos{Epoch: e, Seq: uint64(top)}}
 	w.Reset = windowReset(from, w.Top, uint64(first))
-	if w.Msgs, err = streamMessages(vals[3], user, e); err != nil {
+	if w.Msgs, err = h.cache.messages(vals[3], user, e); err != nil {
 		return Window{}, err
 	}
 	return w, nil
 }
 
-// streamMessages decodes an XRANGE reply read inside a script: entries of the stream
-// of user in epoch.
-func streamMessages(v any, user, epoch string) ([]*Message, error) {
+// messages decodes an XRANGE reply read inside a script, entries of the stream of user
+// in epoch, into the messages c holds for them: an entry already decoded is not
+// decoded again, and every reader of it gets the same *Message.
+func (c *entryCache) messages(v any, user, epoch string) ([]*Message, error) {
 	entries, ok := v.([]any)
 	if !ok {
 		return nil, fmt.Errorf("history read: unexpected entries %T", v)
@@ -171,8 +192,13 @@ func streamMessages(v any, user, epoch string) ([]*Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("history read: entry id %q: %w", id, err)
 		}
-		fields, _ := pair[1].([]any)
-		out = append(out, entryMessage(user, epoch, seq, fields))
+		k := entryKey{user: user, epoch: epoch, seq: seq}
+		m := c.get(k)
+		if m == nil {
+			fields, _ := pair[1].([]any)
+			m = c.put(k, entryMessage(user, epoch, seq, fields))
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }

@@ -29,7 +29,7 @@ func appendAll(t *testing.T, h History, ms ...*Message) {
 // wantRead checks Read's messages (by position, user and content), top and reset.
 func wantRead(t *testing.T, h History, user string, from Pos, limit int, reset string, want ...*Message) Window {
 	t.Helper()
-	w, err := h.Read(context.Background(), user, from, limit)
+	w, err := h.Read(context.Background(), user, from, limit, 0)
 	if err != nil {
 		t.Fatalf("read(%q, %v): %v", user, from, err)
 	}
@@ -139,7 +139,7 @@ func TestHistoryTTL(t *testing.T) {
 			m2 := &Message{UserID: "u", Body: []byte("2")}
 			appendAll(t, h, m1, m2)
 			eventually(t, 5*time.Second, "messages older than the TTL leave", func() bool {
-				w, err := h.Read(context.Background(), "u", Pos{}, 10)
+				w, err := h.Read(context.Background(), "u", Pos{}, 10, 0)
 				return err == nil && len(w.Msgs) == 0
 			})
 			wantRead(t, h, "u", m2.Pos(), 10, "")
