@@ -43,6 +43,9 @@ func (h *Hub) Attach(ctx context.Context, c Conn, cursor string, limit int) erro
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
 	c.Replay(rp)
+	if cursor != "" {
+		h.Stats.Replays.Add(1)
+	}
 	// A replay that stopped at its page goes on from the history as a catch-up, for
 	// a stream; a poll (limit > 0) reads the rest with its next request.
 	if err := h.Release(ctx, c, rp.Head, rp.More && limit == 0); err != nil {

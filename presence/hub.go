@@ -40,7 +40,8 @@ type Conn interface {
 type Stats struct {
 	Delivered      atomic.Int64 // messages queued to a connection
 	SlowDisconnect atomic.Int64 // connections closed because their queue overflowed
-	CaughtUp       atomic.Int64 // messages a connection got from the history after a gap
+	Replays        atomic.Int64 // connections that came back with a cursor and had their replay queued
+	CaughtUp       atomic.Int64 // messages a connection got from the history after a gap, or after its replay stopped at its bounds
 	CatchUpDrops   atomic.Int64 // connections told to reconnect because a gap could not be filled
 	Healed         atomic.Int64 // connections a beat found behind their streams' tops (Heal)
 	Resyncs        atomic.Int64 // times every connection was caught up (relay resubscribed, presence lapsed)
