@@ -37,7 +37,8 @@ func (h *Hub) Attach(ctx context.Context, c Conn, cursor string, limit int) erro
 		h.Detach(ctx, c)
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
-	rp, err := h.replay(ctx, c.User(), cursor, limit, c.Room())
+	_, room := c.Room()
+	rp, err := h.replay(ctx, c.User(), cursor, limit, room)
 	if err != nil {
 		h.Detach(ctx, c)
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)

@@ -220,8 +220,8 @@ func (h *Hub) catchUpLocked(ctx context.Context, c Conn, f *feed) error {
 		if !f.gap[i] || f.lost {
 			continue
 		}
-		room := c.Room()
-		if room <= 0 {
+		n, room := c.Room()
+		if n <= 0 || room <= 0 {
 			h.awaitRoomLocked(c, f)
 			return nil
 		}
@@ -230,7 +230,7 @@ func (h *Hub) catchUpLocked(ctx context.Context, c Conn, f *feed) error {
 			user = ""
 		}
 		p := f.at.pos(i)
-		w, err := h.history.Read(ctx, user, *p, catchUpPage, room)
+		w, err := h.history.Read(ctx, user, *p, min(n, catchUpPage), room)
 		if err != nil {
 			return fmt.Errorf("catch up %s: %w", c.User(), err)
 		}

@@ -26,10 +26,11 @@ type Conn interface {
 	// Drain tells the client to come back after the given delay, then closes the
 	// connection (WebSocket close 1012). It returns once the connection is closed.
 	Drain(ctx context.Context, after time.Duration)
-	// Room is how many bytes (by Message.Size) of history the connection takes now: a
-	// replay and a catch-up read no more than that, so a connection's memory is
+	// Room is how many messages, and bytes (by Message.Size), of history the
+	// connection takes now: a replay reads no more bytes than that (its count is the
+	// page), a catch-up neither more messages nor bytes, so a connection's memory is
 	// bounded by its queue's budget however far behind it is. 0: none now.
-	Room() int
+	Room() (msgs, bytes int)
 	// WhenRoom calls fn once, on a goroutine not the caller's, when the connection's
 	// queue has drained (at once if it is empty) — never if the connection closes
 	// first. A later call replaces an earlier fn not yet called.

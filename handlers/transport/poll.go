@@ -59,7 +59,7 @@ func (p *Poll) Send(m *presence.Message, at presence.Cursor) {
 
 // Room is the bytes of history one answer holds: a poll reads what it missed once,
 // and the next poll the rest.
-func (p *Poll) Room() int { return p.maxBytes }
+func (p *Poll) Room() (msgs, bytes int) { return p.max, p.maxBytes }
 
 // WhenRoom never calls fn: a poll answers once, and the next poll reads on from its
 // cursor.

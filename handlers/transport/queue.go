@@ -96,9 +96,12 @@ func (q *sendQueue) add(its ...item) {
 	q.items = append(q.items, its...)
 }
 
-// room is how many bytes of history the connection takes now: half the byte budget,
-// less what is queued and what is being written.
-func (q *sendQueue) room() int { return max(0, q.maxBytes/2-q.bytes-q.flight) }
+// room is how many messages and bytes of history the connection takes now: half
+// the budget of each, less what is queued and (bytes) what is being written. The
+// other half is for live traffic meanwhile.
+func (q *sendQueue) room() (msgs, bytes int) {
+	return max(0, max(q.maxLen/2, 1)-(len(q.items)-q.exempt)), max(0, q.maxBytes/2-q.bytes-q.flight)
+}
 
 // take empties the queue and returns what it held, oldest first; its bytes are in
 // flight until written (the one writer takes a batch once the last is written).

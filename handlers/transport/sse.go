@@ -125,11 +125,11 @@ func (c *SSE) Replay(rp *presence.Replay) {
 }
 
 // Room is how many bytes of history the stream takes now (see sendQueue.room).
-func (c *SSE) Room() int {
+func (c *SSE) Room() (msgs, bytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
-		return 0
+		return 0, 0
 	}
 	return c.queue.room()
 }

@@ -214,11 +214,11 @@ func (c *WS) writeLoop() {
 }
 
 // Room is how many bytes of history the connection takes now (see sendQueue.room).
-func (c *WS) Room() int {
+func (c *WS) Room() (msgs, bytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
-		return 0
+		return 0, 0
 	}
 	return c.queue.room()
 }
