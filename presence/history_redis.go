@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -89,10 +90,13 @@ return {e, s}
 
 // readScript reads a stream after a position. KEYS: meta, stream. ARGV: from epoch,
 // from seq, limit, max bytes (0: any), bytes counted per entry besides its body and
-// routing key (MaxCursorLen, as Message.Size counts). Returns epoch (” if none), top,
-// first kept seq (0 if none), and the entries after from — from the start when from
-// is not a place in the stream — that fit in max bytes (the first always). It reads
-// in short steps, so a read cut by its bytes does not make Redis copy a whole page.
+// routing key (MaxCursorLen, as Message.Size counts), held epoch, lo, hi. Returns
+// epoch (empty if none), top, first kept seq (0 if none), and the entries after from
+// — from the start when from is not a place in the stream — that fit in max bytes
+// (the first always); an entry of the held epoch from lo to hi is returned as its id
+// alone: the reader holds it decoded already (see entryCache.held), so Redis
+// does not send its body nor the reader parse it again. It reads in short steps, so a
+// read cut by its bytes does not make Redis copy a whole page.
 var readScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'e', 's')
 if not h[1] then return {'', 0, 0, {}} end
@@ -104,6 +108,8 @@ local start = '-'
 local seq = tonumber(ARGV[2])
 if (ARGV[1] == '' or ARGV[1] == h[1]) and seq <= top then start = '(' .. ARGV[2] .. '-0' end
 local es, limit, maxb, fixed, size = {}, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0
+local lo, hi = 1, 0
+if ARGV[6] == h[1] then lo, hi = tonumber(ARGV[7]), tonumber(ARGV[8]) end
 while #es < limit do
   local n = math.min(limit - #es, 64)
   local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', n)
@@ -116,6 +122,8 @@ while #es < limit do
       end
       if size > maxb and #es > 0 then return {h[1], top, first, es} end
     end
+    local s = tonumber(string.match(e[1], '^(%d+)'))
+    if s >= lo and s <= hi then e = {e[1]} end
     es[#es + 1] = e
   end
   if #batch < n then break end
@@ -154,8 +162,18 @@ func setPos(m *Message, vals []any, now int64) error {
 }
 
 func (h *RedisHistory) Read(ctx context.Context, user string, from Pos, limit, maxBytes int) (Window, error) {
+	w, err := h.read(ctx, user, from, limit, maxBytes, h.cache.held(user, from))
+	if errors.Is(err, errEvicted) { // the cache dropped an entry the read left out: again, whole
+		w, err = h.read(ctx, user, from, limit, maxBytes, run{})
+	}
+	return w, err
+}
+
+// read is Read, leaving out the entries of held (see readScript).
+func (h *RedisHistory) read(ctx context.Context, user string, from Pos, limit, maxBytes int, held run) (Window, error) {
 	vals, err := readScript.Run(ctx, h.rdb, []string{h.keys.meta(user), h.keys.stream(user)},
-		from.Epoch, strconv.FormatUint(from.Seq, 10), max(limit, 0), max(maxBytes, 0), MaxCursorLen).Slice()
+		from.Epoch, strconv.FormatUint(from.Seq, 10), max(limit, 0), max(maxBytes, 0), MaxCursorLen,
+		held.epoch, strconv.FormatUint(held.lo, 10), strconv.FormatUint(held.hi, 10)).Slice()
 	if err != nil {
 		return Window{}, fmt.Errorf("history read: %w", err)
 	}
@@ -184,7 +202,7 @@ func (c *entryCache) messages(v any, user, epoch string) ([]*Message, error) {
 	out := make([]*Message, 0, len(entries))
 	for _, e := range entries {
 		pair, ok := e.([]any)
-		if !ok || len(pair) != 2 {
+		if !ok || len(pair) == 0 || len(pair) > 2 {
 			return nil, fmt.Errorf("history read: unexpected entry %v", e)
 		}
 		id, _ := pair[0].(string)
@@ -194,7 +212,10 @@ func (c *entryCache) messages(v any, user, epoch string) ([]*Message, error) {
 		}
 		k := entryKey{user: user, epoch: epoch, seq: seq}
 		m := c.get(k)
-		if m == nil {
+		switch {
+		case m == nil && len(pair) == 1:
+			return nil, errEvicted
+		case m == nil:
 			fields, _ := pair[1].([]any)
 			m = c.put(k, entryMessage(user, epoch, seq, fields))
 		}
@@ -202,6 +223,10 @@ func (c *entryCache) messages(v any, user, epoch string) ([]*Message, error) {
 	}
 	return out, nil
 }
+
+// errEvicted: a read left out an entry the cache held, and the cache has dropped it
+// since.
+var errEvicted = errors.New("history read: a held entry left the cache")
 
 // entryMessage makes the message of one stream entry's fields (r, b, t).
 func entryMessage(user, epoch string, seq uint64, fields []any) *Message {

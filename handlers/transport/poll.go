@@ -134,13 +134,22 @@ type PollTail struct {
 // PollAnswer is a poll's answer, {"messages":[…],"cursor":…,"reset":…}: the messages
 // as their bridge.v1 frames, each with its id on this poll, then the tail.
 func PollAnswer(msgs []presence.Delivery, tail PollTail) []byte {
-	var b bytes.Buffer
+	// Each frame is written in place from its shared part (see V1JSON), the buffer
+	// sized for all of them at once.
+	size := 64
+	for _, d := range msgs {
+		size += len(v1Pre) + presence.MaxCursorLen + len(v1Post(d.M)) + 1
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size))
 	b.WriteString(`{"messages":[`)
+	var id [presence.MaxCursorLen]byte
 	for i, d := range msgs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(V1JSON(d.M, d.At))
+		b.Write(v1Pre)
+		b.Write(d.At.Append(id[:0]))
+		b.Write(v1Post(d.M))
 	}
 	b.WriteString("],")
 	t := mustJSON(tail)
