@@ -32,8 +32,8 @@ type Conn interface {
 	// bounded by its queue's budget however far behind it is. 0: none now.
 	Room() (msgs, bytes int)
 	// WhenRoom calls fn once, on a goroutine not the caller's, when the connection's
-	// queue has drained (at once if it is empty) — never if the connection closes
-	// first. A later call replaces an earlier fn not yet called.
+	// queue has drained to a low mark (at once if it is that low) — never if the
+	// connection closes first. A later call replaces an earlier fn not yet called.
 	WhenRoom(fn func())
 }
 

@@ -47,7 +47,7 @@ type sendQueue struct {
 	bytes  int     // bytes of the messages held, the replay's too
 	exempt int     // items at the front not held to the limits (a replay, our greeting)
 	flight int     // bytes of the messages the writer took and is still writing
-	onRoom func()  // called once the writer has written everything (see presence.Conn.WhenRoom)
+	onRoom func()  // called once the writer has drained the queue to its low mark (see presence.Conn.WhenRoom)
 }
 
 // batch is what a writer took from a queue; release gives its slice back once written.
@@ -112,22 +112,28 @@ func (q *sendQueue) take() batch {
 	return b
 }
 
-// written marks what the writer took written. When nothing more waits, it returns
-// the onRoom callback due, if any, for the caller to run without the connection's
-// mutex.
+// written marks what the writer took written. When what waits is under the low
+// mark, it returns the onRoom callback due, if any, for the caller to run without
+// the connection's mutex.
 func (q *sendQueue) written() (onRoom func()) {
 	q.flight = 0
-	if len(q.items) > 0 {
+	if !q.low() {
 		return nil
 	}
 	onRoom, q.onRoom = q.onRoom, nil
 	return onRoom
 }
 
-// whenRoom keeps fn for written, or returns it to be run now when nothing is queued
-// or being written.
+// low reports whether the queue, what is being written included, holds under a
+// quarter of each limit: room for a good part of the next read from the history, so
+// a busy connection need not empty its queue for a catch-up to go on.
+func (q *sendQueue) low() bool {
+	return q.bytes+q.flight <= q.maxBytes/4 && len(q.items)-q.exempt <= q.maxLen/4
+}
+
+// whenRoom keeps fn for written, or returns it to be run now when the queue is low.
 func (q *sendQueue) whenRoom(fn func()) (now func()) {
-	if len(q.items) == 0 && q.flight == 0 {
+	if q.low() {
 		q.onRoom = nil
 		return fn
 	}

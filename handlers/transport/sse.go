@@ -134,8 +134,8 @@ func (c *SSE) Room() (msgs, bytes int) {
 	return c.queue.room()
 }
 
-// WhenRoom has Serve call fn, on a goroutine of its own, once it has written
-// everything queued; at once when nothing is queued now.
+// WhenRoom has Serve call fn, on a goroutine of its own, once it has drained the queue
+// to a quarter of its limits (sendQueue.low); at once when the queue is that low now.
 func (c *SSE) WhenRoom(fn func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -182,14 +182,16 @@ func (c *WS) kickLocked() {
 }
 
 // writeLoop writes everything queued, batch by batch, and exits when the queue is
-// empty, calling back a catch-up waiting for room (WhenRoom) on its way out.
+// empty. Once a batch is written and the queue is low, a catch-up waiting for room
+// (WhenRoom) is called back: on its own goroutine while the writer goes on, or on the
+// writer's on its way out.
 func (c *WS) writeLoop() {
 	for {
 		c.mu.Lock()
+		onRoom := c.queue.written() // the batch before, if any, is written
 		ping, pong := c.pingDue, c.pong
 		if c.queue.len() == 0 && !ping && pong == nil {
 			c.writing = false
-			onRoom := c.queue.written()
 			c.mu.Unlock()
 			if onRoom != nil {
 				onRoom()
@@ -199,6 +201,9 @@ func (c *WS) writeLoop() {
 		b := c.queue.take()
 		c.pingDue, c.pong = false, nil
 		c.mu.Unlock()
+		if onRoom != nil {
+			go onRoom()
+		}
 
 		err := c.write(b.items, ping, pong)
 		b.release()
@@ -223,8 +228,9 @@ func (c *WS) Room() (msgs, bytes int) {
 	return c.queue.room()
 }
 
-// WhenRoom has the writer call fn once it has written everything queued; fn runs on a
-// goroutine of its own when nothing is queued now.
+// WhenRoom has the writer call fn once it has drained the queue to a quarter of its
+// limits (sendQueue.low); fn runs on a goroutine of its own when the queue is that low
+// now.
 func (c *WS) WhenRoom(fn func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
