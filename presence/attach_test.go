@@ -227,9 +227,16 @@ func (c *pacedConn) drain() bool {
 // had — every message of its streams once, in order, and never more queued at once
 // than its budget and one message (the first of a read is given however large).
 func TestReplayIsPacedByTheQueue(t *testing.T) {
-	r, _, d := newTestHub(t, 100_000)
+	r, h, _ := newTestHub(t, 100_000)
 	cursor := attachHead(t, r)
-	forU := route(t, d, 3*replayPage)
+	// Straight into the history, so nothing arrives live through the relay: what
+	// reaches the connection is its replay and catch-ups alone.
+	var forU []*Message
+	for i := range 2 * replayPage {
+		m := &Message{UserID: []string{"u", ""}[i%2], RoutingKey: "k", Body: []byte(strconv.Itoa(i))}
+		appendAll(t, h, m)
+		forU = append(forU, m)
+	}
 	var want []string
 	largest := 0
 	for _, m := range forU {
