@@ -68,6 +68,8 @@ func (c *bodyConn) Transport() string                    { return "test" }
 func (c *bodyConn) Since() time.Time                     { return time.Time{} }
 func (c *bodyConn) Drain(context.Context, time.Duration) {}
 func (c *bodyConn) Replay(*presence.Replay)              {}
+func (c *bodyConn) Room() (int, int)                     { return 1 << 30, 1 << 30 } // records everything at once
+func (c *bodyConn) WhenRoom(fn func())                   { go fn() }
 func (c *bodyConn) Send(m *presence.Message, _ presence.Cursor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

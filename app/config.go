@@ -46,6 +46,7 @@ type Config struct {
 	InstanceID         string
 	Heartbeat          time.Duration
 	SendQueue          int
+	SendQueueBytes     int
 	MaxMessageBytes    int
 	MaxHeaderBytes     int
 	MaxQueryBytes      int
@@ -172,6 +173,7 @@ var settings = []setting{
 	{"BRIDGE_INSTANCE_ID", "instance-id", "", "this instance's name, given a per-start suffix (default from FLY_ALLOC_ID, K_REVISION+host, or random)", func(c *Config, v string) error { c.InstanceID = v; return nil }},
 	{"BRIDGE_HEARTBEAT", "heartbeat", "25s", "WebSocket ping and SSE heartbeat period, and the longest a poll waits: a frozen client is gone within 1.5 of it (an SSE one with ?pong=1)", durTo(func(c *Config) *time.Duration { return &c.Heartbeat }, 100*time.Millisecond)},
 	{"BRIDGE_SEND_QUEUE", "send-queue", "256", "messages queued per connection before it counts as slow and is closed", intTo(func(c *Config) *int { return &c.SendQueue }, 1, 1_000_000)},
+	{"BRIDGE_SEND_QUEUE_BYTES", "send-queue-bytes", "4194304", "bytes queued per connection before it counts as slow and is closed; a replay or catch-up from the history fills at most half", intTo(func(c *Config) *int { return &c.SendQueueBytes }, 64<<10, 1<<30)},
 	{"BRIDGE_MAX_MESSAGE_BYTES", "max-message-bytes", "65536", "largest message a client may send, and largest body delivered", intTo(func(c *Config) *int { return &c.MaxMessageBytes }, 64, 64<<20)},
 	{"BRIDGE_MAX_HEADER_BYTES", "max-header-bytes", "32768", "largest request line plus headers (answered 431)", intTo(func(c *Config) *int { return &c.MaxHeaderBytes }, 4096, 1<<20)},
 	{"BRIDGE_MAX_QUERY_BYTES", "max-query-bytes", "8192", "largest query string (answered 414)", intTo(func(c *Config) *int { return &c.MaxQueryBytes }, 256, 1<<20)},

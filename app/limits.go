@@ -7,6 +7,7 @@ func limitsOf(cfg *Config) handlers.Limits {
 	return handlers.Limits{
 		MaxMessageBytes:  cfg.MaxMessageBytes,
 		SendQueue:        cfg.SendQueue,
+		SendQueueBytes:   cfg.SendQueueBytes,
 		Heartbeat:        cfg.Heartbeat,
 		MessageRate:      cfg.MessageRate,
 		MessageBurst:     cfg.MessageBurst,

@@ -237,7 +237,7 @@ func recordedIn(t *testing.T, m *brokerMode, users ...string) map[int]bool {
 	}
 	h := presence.NewRedisHistory(m.rds.Client, presence.RedisOptions{Prefix: m.rds.Prefix})
 	for _, u := range users {
-		w, err := h.Read(context.Background(), u, presence.Pos{}, 100_000)
+		w, err := h.Read(context.Background(), u, presence.Pos{}, 100_000, 0)
 		if err != nil {
 			t.Fatalf("read %s's history: %v", u, err)
 		}

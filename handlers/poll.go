@@ -17,8 +17,14 @@ import (
 // common proxies and load balancers, so the client gets an empty answer, not a cut.
 const PollWait = 25 * time.Second
 
-// maxPollMessages bounds one poll answer; the client polls again at once for the rest.
-const maxPollMessages = 500
+// Bounds of one poll answer; the client polls again at once for the rest.
+const (
+	maxPollMessages = 500
+	// maxPollBytes bounds the history one answer holds (by presence.Message.Size), as
+	// a connection's queue budget bounds its replay: what one request pins in memory
+	// and in the answer a browser parses at once.
+	maxPollBytes = 1 << 20
+)
 
 // handlePoll serves GET /poll?cursor=: the messages after the cursor, at once when
 // there are some, else the first ones that arrive within ?wait= (at most PollWait, and
@@ -55,7 +61,7 @@ func handlePoll(dr *door, rule *topicRule, heartbeat time.Duration) echo.Handler
 		// First a plain read: a poll that has something to answer (or must not wait)
 		// answers from it, registering nothing — one history read instead of a
 		// directory write, the reads, and a directory delete.
-		rp, err := dr.hub.Replay(ctx, user, cursor, maxPollMessages)
+		rp, err := dr.hub.Replay(ctx, user, cursor, maxPollMessages, maxPollBytes)
 		if err != nil {
 			return err
 		}
@@ -69,7 +75,7 @@ func handlePoll(dr *door, rule *topicRule, heartbeat time.Duration) echo.Handler
 			return err
 		}
 		defer release()
-		p := transport.NewPoll(user, maxPollMessages, topics)
+		p := transport.NewPoll(user, maxPollMessages, maxPollBytes, topics)
 		defer p.Close()
 		detach, err := dr.attach(ctx, p, cursor, maxPollMessages)
 		if err != nil {

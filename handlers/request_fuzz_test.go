@@ -70,7 +70,7 @@ func FuzzRequest(f *testing.F) {
 	prod, prodHub := fuzzServer(f, false)
 	dev, devHub := fuzzServer(f, true)
 	head := func() string { // the newest id in the production server's history
-		rp, err := prodHub.Replay(context.Background(), "anyone", "", 1)
+		rp, err := prodHub.Replay(context.Background(), "anyone", "", 1, 0)
 		if err != nil {
 			f.Fatal(err)
 		}

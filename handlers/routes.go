@@ -16,6 +16,7 @@ import (
 type Limits struct {
 	MaxMessageBytes int           // largest inbound frame or body
 	SendQueue       int           // queued messages before a client counts as slow
+	SendQueueBytes  int           // queued bytes before a client counts as slow; a replay fills at most half (0: the transport's default)
 	Heartbeat       time.Duration // ping / heartbeat period
 	MaxAge          time.Duration // WebSockets and SSE streams end themselves before this age; 0: never
 

@@ -58,13 +58,14 @@ func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog
 
 		w := c.Response()
 		conn := transport.NewSSE(w, user, transport.SSEOptions{
-			V1:        v1,
-			Instance:  instance,
-			QueueLen:  lim.SendQueue,
-			Heartbeat: lim.Heartbeat,
-			MaxAge:    lim.MaxAge,
-			Stats:     &dr.hub.Stats,
-			Echo:      echoOn,
+			V1:         v1,
+			Instance:   instance,
+			QueueLen:   lim.SendQueue,
+			QueueBytes: lim.SendQueueBytes,
+			Heartbeat:  lim.Heartbeat,
+			MaxAge:     lim.MaxAge,
+			Stats:      &dr.hub.Stats,
+			Echo:       echoOn,
 			Answered: func(ctx context.Context, token string) (bool, error) {
 				return dr.hub.Ponged(ctx, user, token, pongTTL(lim.Heartbeat))
 			},

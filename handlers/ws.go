@@ -96,6 +96,7 @@ func openWS(ctx context.Context, dr *door, up websocket.Upgrader, c echo.Context
 		V1:            v1,
 		Instance:      instance,
 		QueueLen:      lim.SendQueue,
+		QueueBytes:    lim.SendQueueBytes,
 		PingPeriod:    lim.Heartbeat,
 		MaxFrameBytes: int64(lim.MaxMessageBytes),
 		MaxAge:        lim.MaxAge,

@@ -16,8 +16,10 @@ const replayPage = 500
 var ErrUnavailable = errors.New("presence is unavailable")
 
 // Attach registers c and hands it (Conn.Replay) what c's user missed after cursor (at
-// most limit messages; 0: a page of the window), then starts live delivery, so that
-// every message is given once: in the replay or live, never both, never neither.
+// most limit messages, 0: a page of the window; and what fits in c.Room()), then
+// starts live delivery, so that every message is given once: in the replay or live,
+// never both, never neither. What did not fit follows as c's queue drains (see
+// catchUpLocked).
 //
 // The order is what makes that hold across instances. c is first held in the hub (live
 // messages for it wait), then written to the directory: every message dispatched once
@@ -35,12 +37,16 @@ func (h *Hub) Attach(ctx context.Context, c Conn, cursor string, limit int) erro
 		h.Detach(ctx, c)
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
-	rp, err := h.replay(ctx, c.User(), cursor, limit)
+	_, room := c.Room()
+	rp, err := h.replay(ctx, c.User(), cursor, limit, room)
 	if err != nil {
 		h.Detach(ctx, c)
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
 	c.Replay(rp)
+	if cursor != "" {
+		h.Stats.Replays.Add(1)
+	}
 	// A replay that stopped at its page goes on from the history as a catch-up, for
 	// a stream; a poll (limit > 0) reads the rest with its next request.
 	if err := h.Release(ctx, c, rp.Head, rp.More && limit == 0); err != nil {
@@ -66,10 +72,10 @@ func (h *Hub) markAttached(c Conn) bool {
 }
 
 // Replay reads what user's connections should read after cursor, at most limit
-// messages, without registering anything: a poll with something to answer needs no
-// more. An error answers the client as Attach's do.
-func (h *Hub) Replay(ctx context.Context, user, cursor string, limit int) (*Replay, error) {
-	rp, err := h.replay(ctx, user, cursor, limit)
+// messages and maxBytes bytes (see History.Read), without registering anything: a poll
+// with something to answer needs no more. An error answers the client as Attach's do.
+func (h *Hub) Replay(ctx context.Context, user, cursor string, limit, maxBytes int) (*Replay, error) {
+	rp, err := h.replay(ctx, user, cursor, limit, maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
@@ -90,11 +96,13 @@ func (h *Hub) entry(c Conn) Entry {
 	return Entry{User: c.User(), Instance: h.instance, Transport: c.Transport(), Since: c.Since()}
 }
 
-// replay reads what user's connections should have read after cursor — one page of
-// each stream, merged by the time each message was recorded, at most limit (0: a page)
-// — and where live delivery takes over: after the last message replayed of each
-// stream, or its top when the replay got to it (see Attach).
-func (h *Hub) replay(ctx context.Context, user, cursor string, limit int) (*Replay, error) {
+// replay reads what user's connections should have read after cursor — one page in
+// all, at most limit messages (0: replayPage) and maxBytes bytes (0: any), half of each for
+// each stream, merged by the time each message was recorded — and where live delivery
+// takes over: after the last message replayed of each stream, or its top when the
+// replay got to it (see Attach). Halving bounds the reads, not only the answer: a
+// stream that leaves its half unused is not read further here, its rest follows (More).
+func (h *Hub) replay(ctx context.Context, user, cursor string, limit, maxBytes int) (*Replay, error) {
 	rp := &Replay{From: cursor}
 	var from Cursor
 	page := replayPage
@@ -108,13 +116,18 @@ func (h *Hub) replay(ctx context.Context, user, cursor string, limit int) (*Repl
 	} else {
 		from = c
 	}
+	// Each stream's share; at least one message, so a replay always gets on.
+	var counts [2]int
+	if page > 0 {
+		counts = [2]int{userStream: max(page-page/2, 1), bcastStream: max(page/2, 1)}
+	}
+	perStreamBytes := 0
+	if maxBytes > 0 {
+		perStreamBytes = max(maxBytes/2, 1)
+	}
 	var ws [2]Window
 	for i, owner := range []string{user, ""} {
-		p := from.User
-		if i == 1 {
-			p = from.Bcast
-		}
-		w, err := h.history.Read(ctx, owner, p, page)
+		w, err := h.history.Read(ctx, owner, *from.pos(i), counts[i], perStreamBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read history: %w", err)
 		}
@@ -134,13 +147,10 @@ func (h *Hub) replay(ctx context.Context, user, cursor string, limit int) (*Repl
 		if len(w.Msgs) > 0 {
 			start = Pos{Epoch: w.Top.Epoch, Seq: w.Msgs[0].Seq - 1}
 		}
-		if i == 0 {
-			at.User = start
-		} else {
-			at.Bcast = start
-		}
+		*at.pos(i) = start
 	}
-	a, b := ws[0].Msgs, ws[1].Msgs
+	a, b := ws[userStream].Msgs, ws[bcastStream].Msgs
+	rp.Messages = make([]Delivery, 0, len(a)+len(b))
 	for (len(a) > 0 || len(b) > 0) && (page == 0 || len(rp.Messages) < page) {
 		if len(b) == 0 || (len(a) > 0 && a[0].Time <= b[0].Time) {
 			at.User = a[0].Pos()
@@ -153,14 +163,13 @@ func (h *Hub) replay(ctx context.Context, user, cursor string, limit int) (*Repl
 		}
 	}
 	// A stream replayed to its end stands at its top; one cut short goes on later.
-	full := [2]bool{page > 0 && len(ws[0].Msgs) >= page, page > 0 && len(ws[1].Msgs) >= page}
-	if len(a) == 0 && !full[0] {
-		at.User = ws[0].Top
+	for i, left := range [2][]*Message{a, b} {
+		if len(left) > 0 || ws[i].Cut() {
+			rp.More = true
+		} else {
+			*at.pos(i) = ws[i].Top
+		}
 	}
-	if len(b) == 0 && !full[1] {
-		at.Bcast = ws[1].Top
-	}
-	rp.More = len(a) > 0 || len(b) > 0 || full[0] || full[1]
 	rp.Head = at
 	return rp, nil
 }

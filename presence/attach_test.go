@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -98,7 +99,7 @@ func TestAttachReplayAndLiveMeetExactly(t *testing.T) {
 // attachHead is the cursor a fresh client starts from.
 func attachHead(t *testing.T, r *Hub) string {
 	t.Helper()
-	rp, err := r.Replay(context.Background(), "u", "", 0)
+	rp, err := r.Replay(context.Background(), "u", "", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,4 +166,131 @@ func TestAttachCursors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pacedConn is a connection with a queue of budget bytes that empties only when the
+// test drains it, as a client reads.
+type pacedConn struct {
+	recConn
+	budget int
+	queued int      // bytes queued, the replay's too
+	peak   int      // the most queued at once
+	onRoom func()   // WhenRoom's callback, due at the next drain
+	all    []string // every message given, in order, as stream/seq
+}
+
+func (c *pacedConn) Room() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return 1 << 30, max(0, c.budget-c.queued)
+}
+
+func (c *pacedConn) WhenRoom(fn func()) { c.mu.Lock(); c.onRoom = fn; c.mu.Unlock() }
+
+func (c *pacedConn) take(m *Message) {
+	c.queued += m.Size()
+	c.peak = max(c.peak, c.queued)
+	c.all = append(c.all, strconv.Itoa(streamOf(m))+"/"+strconv.FormatUint(m.Seq, 10))
+}
+
+func (c *pacedConn) Send(m *Message, at Cursor) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.take(m)
+}
+
+func (c *pacedConn) Replay(rp *Replay) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rp = rp
+	for _, d := range rp.Messages {
+		c.take(d.M)
+	}
+}
+
+// drain empties the queue and calls back a catch-up waiting for room; it reports
+// whether one was waiting.
+func (c *pacedConn) drain() bool {
+	c.mu.Lock()
+	c.queued = 0
+	fn := c.onRoom
+	c.onRoom = nil
+	c.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return fn != nil
+}
+
+// TestReplayIsPacedByTheQueue: a connection far behind gets a replay no larger than
+// its queue's room, then the rest chunk by chunk, each only once it drained what it
+// had — every message of its streams once, in order, and never more queued at once
+// than its budget and one message (the first of a read is given however large).
+func TestReplayIsPacedByTheQueue(t *testing.T) {
+	r, h, _ := newTestHub(t, 100_000)
+	cursor := attachHead(t, r)
+	// Straight into the history, so nothing arrives live through the relay: what
+	// reaches the connection is its replay and catch-ups alone.
+	var forU []*Message
+	for i := range 2 * replayPage {
+		m := &Message{UserID: []string{"u", ""}[i%2], RoutingKey: "k", Body: []byte(strconv.Itoa(i))}
+		appendAll(t, h, m)
+		forU = append(forU, m)
+	}
+	var want []string
+	largest := 0
+	for _, m := range forU {
+		want = append(want, strconv.Itoa(streamOf(m))+"/"+strconv.FormatUint(m.Seq, 10))
+		largest = max(largest, m.Size())
+	}
+	c := &pacedConn{recConn: recConn{user: "u"}, budget: 20 * forU[0].Size()}
+	if err := r.Attach(context.Background(), c, cursor, 0); err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	if !c.rp.More || len(c.rp.Messages) == 0 {
+		t.Fatalf("replay of %d messages, more %v; want some, and more", len(c.rp.Messages), c.rp.More)
+	}
+	drains := 0
+	for c.drain() {
+		drains++
+		if drains > len(want) {
+			t.Fatalf("still catching up after %d drains", drains)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.all) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(c.all), len(want))
+	}
+	if !sameStreamsOrder(c.all, want) {
+		t.Fatalf("got %v, want %v (each stream in order, once)", c.all, want)
+	}
+	if c.peak > c.budget+largest {
+		t.Errorf("%d bytes queued at once, want at most %d (the budget and one message)", c.peak, c.budget+largest)
+	}
+	if drains < len(want)*forU[0].Size()/c.budget/2 {
+		t.Errorf("caught up in %d drains: not paced by the queue", drains)
+	}
+}
+
+// sameStreamsOrder reports whether got and want hold the same messages with each
+// stream in the same order (streams may interleave differently).
+func sameStreamsOrder(got, want []string) bool {
+	split := func(all []string) map[byte][]string {
+		m := map[byte][]string{}
+		for _, s := range all {
+			m[s[0]] = append(m[s[0]], s)
+		}
+		return m
+	}
+	g, w := split(got), split(want)
+	if len(g) != len(w) {
+		return false
+	}
+	for k, ws := range w {
+		if strings.Join(g[k], ",") != strings.Join(ws, ",") {
+			return false
+		}
+	}
+	return true
 }

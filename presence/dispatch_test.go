@@ -309,7 +309,7 @@ func TestDispatchBatchCountsInstances(t *testing.T) {
 			if !b[3].Dup {
 				t.Errorf("item 3 not a duplicate")
 			}
-			w, err := rig.history.Read(ctx, "off", Pos{}, 10)
+			w, err := rig.history.Read(ctx, "off", Pos{}, 10, 0)
 			msgs := w.Msgs
 			if err != nil || len(msgs) == 0 {
 				t.Fatalf("history: %v, %v", msgs, err)

@@ -59,6 +59,9 @@ type feed struct {
 	pending []*Message // what arrived while held, in arrival order
 	gap     [2]bool    // per stream: missed something, only a catch-up sends on it again
 	lost    bool       // told to reconnect: nothing more is sent
+	// awaiting: a catch-up stopped at what the connection's queue had room for, and
+	// the connection calls back once it drained (Conn.WhenRoom).
+	awaiting bool
 
 	attached bool // Attach completed (Transitions heard of it); guarded by the hub's mu
 }
@@ -205,42 +208,70 @@ func (h *Hub) repair(c Conn, f *feed, outcome int) {
 }
 
 // catchUpLocked sends c what the history holds after its position, for each stream
-// with a gap. When that is no longer whole (it left the window, or the stream's epoch
-// changed), c is told to reconnect: it resumes with its own cursor and is told what it
-// missed. f.mu is held.
+// with a gap, as much as c's queue has room for (Conn.Room): a connection far behind
+// (its replay stopped short, or it missed much) is caught up chunk by chunk as it
+// drains — c calls back (Conn.WhenRoom) — so it never holds more than its queue's
+// budget, and a client that does not read makes the history read no more. When what
+// it missed is no longer whole (it left the window, or the stream's epoch changed),
+// c is told to reconnect: it resumes with its own cursor and is told what it missed.
+// f.mu is held.
 func (h *Hub) catchUpLocked(ctx context.Context, c Conn, f *feed) error {
 	for i := range f.gap {
 		if !f.gap[i] || f.lost {
 			continue
+		}
+		n, room := c.Room()
+		if n <= 0 || room <= 0 {
+			h.awaitRoomLocked(c, f)
+			return nil
 		}
 		user := c.User()
 		if i == bcastStream {
 			user = ""
 		}
 		p := f.at.pos(i)
-		for {
-			w, err := h.history.Read(ctx, user, *p, catchUpPage)
-			if err != nil {
-				return fmt.Errorf("catch up %s: %w", c.User(), err)
+		w, err := h.history.Read(ctx, user, *p, min(n, catchUpPage), room)
+		if err != nil {
+			return fmt.Errorf("catch up %s: %w", c.User(), err)
+		}
+		if w.Reset != "" {
+			h.loseLocked(c, f)
+			return fmt.Errorf("catch up %s: %s: %w", c.User(), w.Reset, errIncomplete)
+		}
+		for _, m := range w.Msgs {
+			if m.Seq > p.Seq || p.Epoch == "" {
+				*p = m.Pos()
+				c.Send(m, f.at)
+				h.Stats.CaughtUp.Add(1)
 			}
-			if w.Reset != "" {
-				h.loseLocked(c, f)
-				return fmt.Errorf("catch up %s: %s: %w", c.User(), w.Reset, errIncomplete)
-			}
-			for _, m := range w.Msgs {
-				if m.Seq > p.Seq || p.Epoch == "" {
-					*p = m.Pos()
-					c.Send(m, f.at)
-					h.Stats.CaughtUp.Add(1)
-				}
-			}
-			if len(w.Msgs) < catchUpPage {
-				break
-			}
+		}
+		if w.Cut() {
+			h.awaitRoomLocked(c, f) // the gap stays: live messages of the stream wait for the rest
+			continue
 		}
 		f.gap[i] = false
 	}
 	return nil
+}
+
+// awaitRoomLocked has c call back once its queue has drained, to go on catching up.
+// f.mu is held.
+func (h *Hub) awaitRoomLocked(c Conn, f *feed) {
+	if f.awaiting {
+		return
+	}
+	f.awaiting = true
+	c.WhenRoom(func() {
+		gone := h.feedOf(c) != f // asked before f.mu: the hub's lock is never taken under a feed's
+		ctx, cancel := context.WithTimeout(context.Background(), repairTimeout)
+		defer cancel()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.awaiting = false
+		if !gone && f.tracked && !f.held && !f.lost {
+			_ = h.catchUpLocked(ctx, c, f) // a failure leaves the gap for the next message or beat
+		}
+	})
 }
 
 // loseLocked tells c to reconnect at once, without waiting for it to go: what it

@@ -15,11 +15,13 @@ type History interface {
 	// stream has none — and m.Time.
 	Append(ctx context.Context, m *Message) error
 	// Read returns what the stream of user ("" for the broadcasts) holds after from,
-	// oldest first, at most limit messages (0: none, only the top), and the stream's
-	// top. Window.Reset is "" when the messages are everything after from, else why
-	// not: then they are what the window holds (from its start when from's epoch is
-	// not the stream's, or from is past the top).
-	Read(ctx context.Context, user string, from Pos, limit int) (Window, error)
+	// oldest first, at most limit messages (0: none, only the top) and, with maxBytes
+	// > 0, no more than fit in maxBytes by their sizes (Message.Size) — the first is
+	// given however large, so a reader always gets on — and the stream's top. Window.Reset
+	// is "" when the messages are everything after from, else why not: then they are
+	// what the window holds (from its start when from's epoch is not the stream's, or
+	// from is past the top).
+	Read(ctx context.Context, user string, from Pos, limit, maxBytes int) (Window, error)
 }
 
 // Window is what History.Read found.
@@ -27,6 +29,12 @@ type Window struct {
 	Msgs  []*Message
 	Top   Pos    // the stream's newest position; Epoch "" when the stream has none
 	Reset string // "" when Msgs continue from exactly; else a Reset* reason
+}
+
+// Cut reports whether the read stopped short of the top (at its limit or its bytes):
+// more of the stream follows its last message.
+func (w Window) Cut() bool {
+	return len(w.Msgs) > 0 && w.Msgs[len(w.Msgs)-1].Epoch == w.Top.Epoch && w.Msgs[len(w.Msgs)-1].Seq < w.Top.Seq
 }
 
 // windowReset says whether a stream whose newest position is top and whose oldest

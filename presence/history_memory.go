@@ -65,7 +65,7 @@ func (h *MemoryHistory) trim(s *memStream) {
 	}
 }
 
-func (h *MemoryHistory) Read(_ context.Context, user string, from Pos, limit int) (Window, error) {
+func (h *MemoryHistory) Read(_ context.Context, user string, from Pos, limit, maxBytes int) (Window, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s := h.streams[user]
@@ -80,13 +80,18 @@ func (h *MemoryHistory) Read(_ context.Context, user string, from Pos, limit int
 	}
 	w := Window{Top: top, Reset: windowReset(from, top, first)}
 	start := readStart(from, top)
+	size := 0
 	for _, e := range s.entries {
 		if len(w.Msgs) >= limit {
 			break
 		}
-		if e.m.Seq > start {
-			w.Msgs = append(w.Msgs, e.m)
+		if e.m.Seq <= start {
+			continue
 		}
+		if size += e.m.Size(); maxBytes > 0 && size > maxBytes && len(w.Msgs) > 0 {
+			break
+		}
+		w.Msgs = append(w.Msgs, e.m)
 	}
 	return w, nil
 }

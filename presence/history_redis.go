@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -22,13 +23,14 @@ type RedisHistory struct {
 	ttl     time.Duration
 	metaTTL time.Duration
 	now     func() time.Time
+	cache   *entryCache // the entries read lately, decoded once for every reader
 }
 
 // NewRedisHistory returns the history under opts.Prefix, bounded by opts.HistorySize
 // and opts.HistoryTTL.
 func NewRedisHistory(rdb redis.UniversalClient, opts RedisOptions) *RedisHistory {
 	opts = opts.withDefaults()
-	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, metaTTL: metaTTL(opts.HistoryTTL), now: time.Now}
+	return &RedisHistory{rdb: rdb, keys: redisKeys(opts.Prefix), size: opts.HistorySize, ttl: opts.HistoryTTL, metaTTL: metaTTL(opts.HistoryTTL), now: time.Now, cache: newEntryCache(entryCacheBytes)}
 }
 
 // historyLua is shared by the append scripts (runScripts: RUN is the run id of the
@@ -111,9 +113,15 @@ return {e, s}
 `)
 
 // readScript reads a stream after a position. KEYS: meta, stream. ARGV: from epoch,
-// from seq, limit. Returns epoch (” if none), top, first kept seq (0 if none), and the
-// entries after from — from the start when from is not a place in the stream. A
-// cursor of the epoch the current one refenced (p) at top q had every entry up to
+// from seq, limit, max bytes (0: any), bytes counted per entry besides its body and
+// routing key (MaxCursorLen, as Message.Size counts), held epoch, lo, hi. Returns
+// epoch (empty if none), top, first kept seq (0 if none), and the entries after from
+// — from the start when from is not a place in the stream — that fit in max bytes
+// (the first always); an entry of the held epoch from lo to hi is returned as its id
+// alone: the reader holds it decoded already (see entryCache.held), so Redis
+// does not send its body nor the reader parse it again. It reads in short steps, so a
+// read cut by its bytes does not make Redis copy a whole page.
+// A cursor of the epoch the current one refenced (p) at top q had every entry up to
 // min(seq, q) — the entries the refence kept are that epoch's — so its reset is
 // followed by what comes after that, not by what it has already.
 var readScript = redis.NewScript(`
@@ -127,8 +135,28 @@ local start = '-'
 local seq = tonumber(ARGV[2])
 if (ARGV[1] == '' or ARGV[1] == h[1]) and seq <= top then start = '(' .. ARGV[2] .. '-0'
 elseif ARGV[1] ~= '' and ARGV[1] == h[3] then start = '(' .. string.format('%d', math.min(seq, tonumber(h[4] or '0'))) .. '-0' end
-local es = {}
-if tonumber(ARGV[3]) > 0 then es = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3]) end
+local es, limit, maxb, fixed, size = {}, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0
+local lo, hi = 1, 0
+if ARGV[6] == h[1] then lo, hi = tonumber(ARGV[7]), tonumber(ARGV[8]) end
+while #es < limit do
+  local n = math.min(limit - #es, 64)
+  local batch = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', n)
+  for _, e in ipairs(batch) do
+    if maxb > 0 then
+      local f = e[2]
+      size = size + fixed
+      for j = 1, #f, 2 do
+        if f[j] == 'b' or f[j] == 'r' then size = size + #f[j + 1] end
+      end
+      if size > maxb and #es > 0 then return {h[1], top, first, es} end
+    end
+    local s = tonumber(string.match(e[1], '^(%d+)'))
+    if s >= lo and s <= hi then e = {e[1]} end
+    es[#es + 1] = e
+  end
+  if #batch < n then break end
+  start = '(' .. batch[#batch][1]
+end
 return {h[1], top, first, es}
 `)
 
@@ -161,9 +189,19 @@ func setPos(m *Message, vals []any, now int64) error {
 	return nil
 }
 
-func (h *RedisHistory) Read(ctx context.Context, user string, from Pos, limit int) (Window, error) {
+func (h *RedisHistory) Read(ctx context.Context, user string, from Pos, limit, maxBytes int) (Window, error) {
+	w, err := h.read(ctx, user, from, limit, maxBytes, h.cache.held(user, from))
+	if errors.Is(err, errEvicted) { // the cache dropped an entry the read left out: again, whole
+		w, err = h.read(ctx, user, from, limit, maxBytes, run{})
+	}
+	return w, err
+}
+
+// read is Read, leaving out the entries of held (see readScript).
+func (h *RedisHistory) read(ctx context.Context, user string, from Pos, limit, maxBytes int, held run) (Window, error) {
 	vals, err := readScript.Run(ctx, h.rdb, []string{h.keys.meta(user), h.keys.stream(user)},
-		from.Epoch, strconv.FormatUint(from.Seq, 10), max(limit, 0)).Slice()
+		from.Epoch, strconv.FormatUint(from.Seq, 10), max(limit, 0), max(maxBytes, 0), MaxCursorLen,
+		held.epoch, strconv.FormatUint(held.lo, 10), strconv.FormatUint(held.hi, 10)).Slice()
 	if err != nil {
 		return Window{}, fmt.Errorf("history read: %w", err)
 	}
@@ -175,15 +213,16 @@ func (h *RedisHistory) Read(ctx context.Context, user string, from Pos, limit in
 	first, _ := vals[2].(int64)
 	w := Window{Top: Pos{Epoch: e, Seq: uint64(top)}}
 	w.Reset = windowReset(from, w.Top, uint64(first))
-	if w.Msgs, err = streamMessages(vals[3], user, e); err != nil {
+	if w.Msgs, err = h.cache.messages(vals[3], user, e); err != nil {
 		return Window{}, err
 	}
 	return w, nil
 }
 
-// streamMessages decodes an XRANGE reply read inside a script: entries of the stream
-// of user in epoch.
-func streamMessages(v any, user, epoch string) ([]*Message, error) {
+// messages decodes an XRANGE reply read inside a script, entries of the stream of user
+// in epoch, into the messages c holds for them: an entry already decoded is not
+// decoded again, and every reader of it gets the same *Message.
+func (c *entryCache) messages(v any, user, epoch string) ([]*Message, error) {
 	entries, ok := v.([]any)
 	if !ok {
 		return nil, fmt.Errorf("history read: unexpected entries %T", v)
@@ -191,7 +230,7 @@ func streamMessages(v any, user, epoch string) ([]*Message, error) {
 	out := make([]*Message, 0, len(entries))
 	for _, e := range entries {
 		pair, ok := e.([]any)
-		if !ok || len(pair) != 2 {
+		if !ok || len(pair) == 0 || len(pair) > 2 {
 			return nil, fmt.Errorf("history read: unexpected entry %v", e)
 		}
 		id, _ := pair[0].(string)
@@ -199,11 +238,23 @@ func streamMessages(v any, user, epoch string) ([]*Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("history read: entry id %q: %w", id, err)
 		}
-		fields, _ := pair[1].([]any)
-		out = append(out, entryMessage(user, epoch, seq, fields))
+		k := entryKey{user: user, epoch: epoch, seq: seq}
+		m := c.get(k)
+		switch {
+		case m == nil && len(pair) == 1:
+			return nil, errEvicted
+		case m == nil:
+			fields, _ := pair[1].([]any)
+			m = c.put(k, entryMessage(user, epoch, seq, fields))
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }
+
+// errEvicted: a read left out an entry the cache held, and the cache has dropped it
+// since.
+var errEvicted = errors.New("history read: a held entry left the cache")
 
 // entryMessage makes the message of one stream entry's fields (r, b, t).
 func entryMessage(user, epoch string, seq uint64, fields []any) *Message {

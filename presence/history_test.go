@@ -29,7 +29,7 @@ func appendAll(t *testing.T, h History, ms ...*Message) {
 // wantRead checks Read's messages (by position, user and content), top and reset.
 func wantRead(t *testing.T, h History, user string, from Pos, limit int, reset string, want ...*Message) Window {
 	t.Helper()
-	w, err := h.Read(context.Background(), user, from, limit)
+	w, err := h.Read(context.Background(), user, from, limit, 0)
 	if err != nil {
 		t.Fatalf("read(%q, %v): %v", user, from, err)
 	}
@@ -139,7 +139,7 @@ func TestHistoryTTL(t *testing.T) {
 			m2 := &Message{UserID: "u", Body: []byte("2")}
 			appendAll(t, h, m1, m2)
 			eventually(t, 5*time.Second, "messages older than the TTL leave", func() bool {
-				w, err := h.Read(context.Background(), "u", Pos{}, 10)
+				w, err := h.Read(context.Background(), "u", Pos{}, 10, 0)
 				return err == nil && len(w.Msgs) == 0
 			})
 			wantRead(t, h, "u", m2.Pos(), 10, "")
@@ -150,6 +150,51 @@ func TestHistoryTTL(t *testing.T) {
 				t.Errorf("after the TTL: position %v, want %s-3 (the epoch outlives the messages)", m3.Pos(), m2.Epoch)
 			}
 			wantRead(t, h, "u", m2.Pos(), 10, "", m3)
+		})
+	}
+}
+
+// TestHistoryReadBytes: a read stops before the message that would take its sizes
+// past maxBytes, gives the first however large, and says it was cut; in Redis two
+// reads of the same entries share the decoded messages.
+func TestHistoryReadBytes(t *testing.T) {
+	for name, mk := range historyImpls {
+		t.Run(name, func(t *testing.T) {
+			h := mk(t, 100, time.Hour)
+			var ms []*Message
+			for i := range 10 {
+				m := &Message{RoutingKey: "k", Body: bytes.Repeat([]byte{'a' + byte(i)}, 100*(i+1))}
+				appendAll(t, h, m)
+				ms = append(ms, m)
+			}
+			ctx := context.Background()
+			for _, tc := range []struct{ maxBytes, n int }{
+				{0, 10}, {1, 1}, {ms[0].Size(), 1}, {ms[0].Size() + ms[1].Size(), 2}, {ms[0].Size() + ms[1].Size() - 1, 1}, {1 << 20, 10},
+			} {
+				w, err := h.Read(ctx, "", Pos{}, 100, tc.maxBytes)
+				if err != nil {
+					t.Fatalf("read: %v", err)
+				}
+				if len(w.Msgs) != tc.n || w.Cut() != (tc.n < 10) {
+					t.Errorf("read of %d bytes: got %d messages (cut %v), want %d", tc.maxBytes, len(w.Msgs), w.Cut(), tc.n)
+				}
+				for i, m := range w.Msgs {
+					if !bytes.Equal(m.Body, ms[i].Body) {
+						t.Errorf("read of %d bytes: message %d is %.10q…, want %.10q…", tc.maxBytes, i, m.Body, ms[i].Body)
+					}
+				}
+			}
+			a, err := h.Read(ctx, "", Pos{}, 3, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := h.Read(ctx, "", Pos{Epoch: a.Top.Epoch, Seq: 1}, 2, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Msgs[1] != b.Msgs[0] || a.Msgs[2] != b.Msgs[1] {
+				t.Errorf("two reads of the same entries got different *Message values: decoded per reader")
+			}
 		})
 	}
 }

@@ -26,13 +26,23 @@ type Conn interface {
 	// Drain tells the client to come back after the given delay, then closes the
 	// connection (WebSocket close 1012). It returns once the connection is closed.
 	Drain(ctx context.Context, after time.Duration)
+	// Room is how many messages, and bytes (by Message.Size), of history the
+	// connection takes now: a replay reads no more bytes than that (its count is the
+	// page), a catch-up neither more messages nor bytes, so a connection's memory is
+	// bounded by its queue's budget however far behind it is. 0: none now.
+	Room() (msgs, bytes int)
+	// WhenRoom calls fn once, on a goroutine not the caller's, when the connection's
+	// queue has drained to a low mark (at once if it is that low) — never if the
+	// connection closes first. A later call replaces an earlier fn not yet called.
+	WhenRoom(fn func())
 }
 
 // Stats are this instance's counters, read by the metrics endpoint.
 type Stats struct {
 	Delivered      atomic.Int64 // messages queued to a connection
 	SlowDisconnect atomic.Int64 // connections closed because their queue overflowed
-	CaughtUp       atomic.Int64 // messages a connection got from the history after a gap
+	Replays        atomic.Int64 // connections that came back with a cursor and had their replay queued
+	CaughtUp       atomic.Int64 // messages a connection got from the history after a gap, or after its replay stopped at its bounds
 	CatchUpDrops   atomic.Int64 // connections told to reconnect because a gap could not be filled
 	Healed         atomic.Int64 // connections a beat found behind their streams' tops (Heal)
 	Resyncs        atomic.Int64 // times every connection was caught up (relay resubscribed, presence lapsed)

@@ -23,6 +23,8 @@ func (c *recConn) User() string                         { return c.user }
 func (c *recConn) Transport() string                    { return "test" }
 func (c *recConn) Since() time.Time                     { return c.since }
 func (c *recConn) Drain(context.Context, time.Duration) { c.mu.Lock(); c.lost = true; c.mu.Unlock() }
+func (c *recConn) Room() (int, int)                     { return 1 << 30, 1 << 30 } // records everything at once
+func (c *recConn) WhenRoom(fn func())                   { go fn() }
 func (c *recConn) count() int                           { c.mu.Lock(); defer c.mu.Unlock(); return len(c.got) }
 
 func (c *recConn) Send(m *Message, at Cursor) {

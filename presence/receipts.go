@@ -38,7 +38,7 @@ func messageAt(ctx context.Context, h History, user string, pos Pos) (*Message, 
 	if pos.Seq == 0 || pos.Epoch == "" {
 		return nil, nil
 	}
-	w, err := h.Read(ctx, user, Pos{Epoch: pos.Epoch, Seq: pos.Seq - 1}, 1)
+	w, err := h.Read(ctx, user, Pos{Epoch: pos.Epoch, Seq: pos.Seq - 1}, 1, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -17,12 +17,13 @@ var _ presence.Conn = (*Poll)(nil)
 // the rest. Its replay is kept whole (see Replayed): the answer's cursor moves past
 // the messages the subscription leaves out.
 type Poll struct {
-	user   string
-	since  time.Time
-	max    int
-	topics *presence.Topics
-	ready  chan struct{} // closed at the first message or at a drain
-	done   chan struct{} // closed once the answer is written
+	user     string
+	since    time.Time
+	max      int
+	maxBytes int
+	topics   *presence.Topics
+	ready    chan struct{} // closed at the first message or at a drain
+	done     chan struct{} // closed once the answer is written
 
 	mu         sync.Mutex
 	replay     *presence.Replay
@@ -33,9 +34,9 @@ type Poll struct {
 }
 
 // NewPoll makes a waiting poll of user that keeps at most max messages of those topics
-// wants (nil: every message).
-func NewPoll(user string, max int, topics *presence.Topics) *Poll {
-	return &Poll{user: user, since: time.Now(), max: max, topics: topics, ready: make(chan struct{}), done: make(chan struct{})}
+// wants (nil: every message), and replays at most maxBytes of history.
+func NewPoll(user string, max, maxBytes int, topics *presence.Topics) *Poll {
+	return &Poll{user: user, since: time.Now(), max: max, maxBytes: maxBytes, topics: topics, ready: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (p *Poll) User() string      { return p.user }
@@ -55,6 +56,14 @@ func (p *Poll) Send(m *presence.Message, at presence.Cursor) {
 	}
 	p.signalLocked()
 }
+
+// Room is the bytes of history one answer holds: a poll reads what it missed once,
+// and the next poll the rest.
+func (p *Poll) Room() (msgs, bytes int) { return p.max, p.maxBytes }
+
+// WhenRoom never calls fn: a poll answers once, and the next poll reads on from its
+// cursor.
+func (p *Poll) WhenRoom(func()) {}
 
 // Replay keeps rp, whole, for the answer (see Replayed).
 func (p *Poll) Replay(rp *presence.Replay) {
@@ -125,13 +134,22 @@ type PollTail struct {
 // PollAnswer is a poll's answer, {"messages":[…],"cursor":…,"reset":…}: the messages
 // as their bridge.v1 frames, each with its id on this poll, then the tail.
 func PollAnswer(msgs []presence.Delivery, tail PollTail) []byte {
-	var b bytes.Buffer
+	// Each frame is written in place from its shared part (see V1JSON), the buffer
+	// sized for all of them at once.
+	size := 64
+	for _, d := range msgs {
+		size += len(v1Pre) + presence.MaxCursorLen + len(v1Post(d.M)) + 1
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size))
 	b.WriteString(`{"messages":[`)
+	var id [presence.MaxCursorLen]byte
 	for i, d := range msgs {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(V1JSON(d.M, d.At))
+		b.Write(v1Pre)
+		b.Write(d.At.Append(id[:0]))
+		b.Write(v1Post(d.M))
 	}
 	b.WriteString("],")
 	t := mustJSON(tail)

@@ -35,15 +35,19 @@ type item struct {
 }
 
 // sendQueue is the bounded queue between the senders of a connection and its one
-// writer. Live traffic is held to the limits; a replay is not (see WS.Replay). The
-// connection's mutex guards it.
+// writer. Live traffic is held to the limits; a replay is not (see WS.Replay), but it
+// counts toward the bytes, and what is read from the history for the connection — the
+// replay, a catch-up — fills at most half the byte budget (room), so live traffic
+// keeps the other half. The connection's mutex guards it.
 type sendQueue struct {
 	maxLen, maxBytes int
 
 	items  []item
 	pooled *[]item // where items came from (batches); nil while the queue is empty
-	bytes  int     // bytes of the items held to the limits
+	bytes  int     // bytes of the messages held, the replay's too
 	exempt int     // items at the front not held to the limits (a replay, our greeting)
+	flight int     // bytes of the messages the writer took and is still writing
+	onRoom func()  // called once the writer has drained the queue to its low mark (see presence.Conn.WhenRoom)
 }
 
 // batch is what a writer took from a queue; release gives its slice back once written.
@@ -73,10 +77,15 @@ func (q *sendQueue) push(it item, size int) bool {
 	return true
 }
 
-// pushExempt queues its outside the limits.
+// pushExempt queues its outside the limits; their messages count toward the bytes.
 func (q *sendQueue) pushExempt(its ...item) {
 	q.add(its...)
 	q.exempt += len(its)
+	for _, it := range its {
+		if it.m != nil {
+			q.bytes += it.m.Size()
+		}
+	}
 }
 
 func (q *sendQueue) add(its ...item) {
@@ -87,15 +96,57 @@ func (q *sendQueue) add(its ...item) {
 	q.items = append(q.items, its...)
 }
 
-// take empties the queue and returns what it held, oldest first.
+// room is how many messages and bytes of history the connection takes now: half
+// the budget of each, less what is queued and (bytes) what is being written. The
+// other half is for live traffic meanwhile.
+func (q *sendQueue) room() (msgs, bytes int) {
+	return max(0, max(q.maxLen/2, 1)-(len(q.items)-q.exempt)), max(0, q.maxBytes/2-q.bytes-q.flight)
+}
+
+// take empties the queue and returns what it held, oldest first; its bytes are in
+// flight until written (the one writer takes a batch once the last is written).
 func (q *sendQueue) take() batch {
 	b := batch{q.items, q.pooled}
+	q.flight = q.bytes
 	q.items, q.pooled, q.bytes, q.exempt = nil, nil, 0, 0
 	return b
 }
 
-// drop empties the queue, throwing away what it held.
-func (q *sendQueue) drop() { q.take().release() }
+// written marks what the writer took written. When what waits is under the low
+// mark, it returns the onRoom callback due, if any, for the caller to run without
+// the connection's mutex.
+func (q *sendQueue) written() (onRoom func()) {
+	q.flight = 0
+	if !q.low() {
+		return nil
+	}
+	onRoom, q.onRoom = q.onRoom, nil
+	return onRoom
+}
+
+// low reports whether the queue, what is being written included, holds under a
+// quarter of each limit: room for a good part of the next read from the history, so
+// a busy connection need not empty its queue for a catch-up to go on.
+func (q *sendQueue) low() bool {
+	return q.bytes+q.flight <= q.maxBytes/4 && len(q.items)-q.exempt <= q.maxLen/4
+}
+
+// whenRoom keeps fn for written, or returns it to be run now when the queue is low.
+func (q *sendQueue) whenRoom(fn func()) (now func()) {
+	if q.low() {
+		q.onRoom = nil
+		return fn
+	}
+	q.onRoom = fn
+	return nil
+}
+
+// drop empties the queue, throwing away what it held; a callback waiting for room is
+// forgotten (the connection is closing).
+func (q *sendQueue) drop() {
+	q.take().release()
+	q.flight, q.onRoom = 0, nil
+}
 
 // release gives b's slice back to the pool, emptied so that it holds on to no message.
 func (b batch) release() {

@@ -144,6 +144,29 @@ func (c *SSE) Replay(rp *presence.Replay) {
 	c.signal()
 }
 
+// Room is how many bytes of history the stream takes now (see sendQueue.room).
+func (c *SSE) Room() (msgs, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return 0, 0
+	}
+	return c.queue.room()
+}
+
+// WhenRoom has Serve call fn, on a goroutine of its own, once it has drained the queue
+// to a quarter of its limits (sendQueue.low); at once when the queue is that low now.
+func (c *SSE) WhenRoom(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if now := c.queue.whenRoom(fn); now != nil {
+		go now()
+	}
+}
+
 // Drain sends a reconnect event and ends the stream, then waits until Serve has
 // returned (so http.Server.Shutdown, which waits for open responses, is not held up)
 // or ctx ends.
@@ -233,6 +256,12 @@ func (c *SSE) Serve(ctx context.Context) error {
 			b, end := c.take()
 			if err := c.writeBatch(b); err != nil || end {
 				return err
+			}
+			c.mu.Lock()
+			onRoom := c.queue.written()
+			c.mu.Unlock()
+			if onRoom != nil {
+				go onRoom() // it queues more, and needs this loop to write it
 			}
 		}
 	}

@@ -158,8 +158,9 @@ func (c *WS) push(it item, size int) {
 // is incomplete — then what the client missed, ahead of anything sent later. A raw
 // socket that asked to resume gets the reset frame too, as it gets error frames: it
 // must not miss messages silently. None of it is held to the queue limits, which are
-// for live traffic: it is bounded by the history window, and a client cut off during
-// its replay would only come back for the same replay again.
+// for live traffic — a client cut off during its replay would only come back for the
+// same replay again — but it is bounded by them: the hub read only what Room gave, half
+// the byte budget, and its messages count toward the bytes queued.
 func (c *WS) Replay(rp *presence.Replay) {
 	var control [][]byte
 	if c.opts.V1 {
@@ -192,19 +193,29 @@ func (c *WS) kickLocked() {
 	}
 }
 
-// writeLoop writes everything queued, batch by batch, and exits when the queue is empty.
+// writeLoop writes everything queued, batch by batch, and exits when the queue is
+// empty. Once a batch is written and the queue is low, a catch-up waiting for room
+// (WhenRoom) is called back: on its own goroutine while the writer goes on, or on the
+// writer's on its way out.
 func (c *WS) writeLoop() {
 	for {
 		c.mu.Lock()
+		onRoom := c.queue.written() // the batch before, if any, is written
 		ping, pong := c.pingDue, c.pong
 		if c.queue.len() == 0 && !ping && pong == nil {
 			c.writing = false
 			c.mu.Unlock()
+			if onRoom != nil {
+				onRoom()
+			}
 			return
 		}
 		b := c.queue.take()
 		c.pingDue, c.pong = false, nil
 		c.mu.Unlock()
+		if onRoom != nil {
+			go onRoom()
+		}
 
 		err := c.write(b.items, ping, pong)
 		b.release()
@@ -216,6 +227,30 @@ func (c *WS) writeLoop() {
 			c.conn.Close()
 			return
 		}
+	}
+}
+
+// Room is how many bytes of history the connection takes now (see sendQueue.room).
+func (c *WS) Room() (msgs, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return 0, 0
+	}
+	return c.queue.room()
+}
+
+// WhenRoom has the writer call fn once it has drained the queue to a quarter of its
+// limits (sendQueue.low); fn runs on a goroutine of its own when the queue is that low
+// now.
+func (c *WS) WhenRoom(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if now := c.queue.whenRoom(fn); now != nil {
+		go now()
 	}
 }
 
