@@ -161,7 +161,7 @@ func TestRedisDispatchCountsFailedPublishes(t *testing.T) {
 	if n := d.PublishFailed.Load(); n != 1 {
 		t.Fatalf("%d failed publishes counted, want 1", n)
 	}
-	w, err := d.h.Read(ctx, "", Pos{}, 10)
+	w, err := d.h.Read(ctx, "", Pos{}, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

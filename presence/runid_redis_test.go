@@ -121,7 +121,7 @@ func TestRunIDRefence(t *testing.T) {
 				restored = uint64(tc.saved)
 			}
 			for _, s := range append(streams, "w") {
-				w, err := h.Read(ctx, s, last[s], 0)
+				w, err := h.Read(ctx, s, last[s], 0, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -171,7 +171,7 @@ func TestRunIDRefence(t *testing.T) {
 					if p.Epoch != last[s].Epoch {
 						continue
 					}
-					w, err := h.Read(ctx, s, p, 100)
+					w, err := h.Read(ctx, s, p, 100, 0)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -184,7 +184,7 @@ func TestRunIDRefence(t *testing.T) {
 					}
 				}
 				// The window is whole: the kept entries and the new ones, under the new epoch.
-				w, err := h.Read(ctx, s, Pos{}, 100)
+				w, err := h.Read(ctx, s, Pos{}, 100, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -198,7 +198,7 @@ func TestRunIDRefence(t *testing.T) {
 				}
 				// A cursor given after the restart resumes exactly.
 				first := Pos{Epoch: after[s].Epoch, Seq: after[s].Seq - 1}
-				w, err = h.Read(ctx, s, first, 100)
+				w, err = h.Read(ctx, s, first, 100, 0)
 				if err != nil {
 					t.Fatal(err)
 				}
