@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -35,8 +36,16 @@ func (t *RedisTransitions) Beat(ctx context.Context, lapsed bool) error {
 // longer than a state hash lives untouched).
 func (t *RedisTransitions) resync(ctx context.Context, all bool) error {
 	touch := t.now().Sub(t.touched) >= t.metaTTL/4
-	if err := t.rdb.PExpire(ctx, t.keys.held(t.instance), t.metaTTL).Err(); err != nil {
+	kept, err := t.rdb.PExpire(ctx, t.keys.held(t.instance), t.metaTTL).Result()
+	if err != nil {
 		return fmt.Errorf("transitions beat: %w", err)
+	}
+	if !kept && t.holdsAny() {
+		// The set of the users held here is gone while some are: a survivor took this
+		// instance for dead (a late beat, clocks apart) and handed them to the due
+		// set, or Redis lost it. Hold every one again: user.online for those that
+		// were announced offline meanwhile.
+		all = true
 	}
 	for i := range t.stripes {
 		s := &t.stripes[i]
@@ -69,24 +78,36 @@ func (t *RedisTransitions) resync(ctx context.Context, all bool) error {
 	return nil
 }
 
-// collectDead lists the instances the registry holds as dead (their lease plus its
-// grace passed), and moves the users each held into the due set, at the end of the
-// grace. Several survivors may do it at once: a member added twice is one member.
+// crashGrace is how long past its lease's deadline an instance is still not taken for
+// crashed here: a tenth of the TTL for clocks apart and a beat a little late, where the
+// data plane trusts a lease TTL/2 longer (leaseGrace). A crashed instance's users are
+// then announced within BRIDGE_PRESENCE_TTL + BRIDGE_OFFLINE_GRACE + one beat of the
+// crash (when the grace is at least TTL/10). An instance taken for dead by mistake
+// finds its held set gone at its next beat and holds its users again (resync).
+func crashGrace(ttl time.Duration) time.Duration { return ttl / 10 }
+
+// collectDead lists the instances the registry holds as dead (their lease plus
+// crashGrace passed), and moves the users each held into the due set, due at the
+// lease's deadline plus the grace: the grace counts from when the instance was last
+// known to hold them, so the claim of this very beat may announce them. Several
+// survivors may do it at once: a member added twice is one member.
 func (t *RedisTransitions) collectDead(ctx context.Context) ([]string, error) {
 	all, err := t.rdb.HGetAll(ctx, t.keys.registry()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("transitions beat: %w", err)
 	}
 	now := t.now()
-	live := now.Add(-leaseGrace(t.ttl)).UnixMilli()
+	live := now.Add(-crashGrace(t.ttl)).UnixMilli()
 	var dead []string
+	deadline := map[string]int64{}
 	for id, v := range all {
 		if d, _, ok := splitLease(v); ok && d < live && id != t.instance {
 			dead = append(dead, id)
+			deadline[id] = d
 		}
 	}
-	due := float64(now.Add(t.grace).UnixMilli())
 	for _, id := range dead {
+		due := float64(deadline[id] + t.grace.Milliseconds())
 		users, err := t.rdb.SMembers(ctx, t.keys.held(id)).Result()
 		if err != nil {
 			return nil, fmt.Errorf("transitions beat: users of %s: %w", id, err)
@@ -142,4 +163,18 @@ func (t *RedisTransitions) claim(ctx context.Context, dead []string) error {
 		}
 	}
 	return nil
+}
+
+// holdsAny reports whether some user is held here.
+func (t *RedisTransitions) holdsAny() bool {
+	for i := range t.stripes {
+		s := &t.stripes[i]
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+	}
+	return false
 }
