@@ -22,18 +22,9 @@ const maxAckBodyBytes = 64 << 10
 // WebSocket client sends them in an ack frame. Same admission and rate as /api/send.
 func handleAck(auth *Auth, rates *userRates, hub *presence.Hub) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := requireJSON(c.Request()); err != nil { // no simple-request CSRF, as /api/send
-			return err
-		}
-		user, err := auth.Admit(c.Request(), "")
-		if err != nil {
-			return err
-		}
-		if err := rates.allow(user); err != nil {
-			return err
-		}
 		var req ackRequest
-		if err := decodeJSON(c.Request(), maxAckBodyBytes, &req); err != nil {
+		user, err := admitClientPost(c.Request(), auth, rates, maxAckBodyBytes, &req)
+		if err != nil {
 			return err
 		}
 		if err := transport.AckIDs(req.IDs); err != nil {

@@ -47,18 +47,9 @@ func pongTTL(heartbeat time.Duration) time.Duration { return 2 * heartbeat }
 // as /api/ack; a client answers only its own user's streams.
 func handlePong(auth *Auth, rates *userRates, hub *presence.Hub, streams *sseStreams, heartbeat time.Duration) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := requireJSON(c.Request()); err != nil { // no simple-request CSRF, as /api/send
-			return err
-		}
-		user, err := auth.Admit(c.Request(), "")
-		if err != nil {
-			return err
-		}
-		if err := rates.allow(user); err != nil {
-			return err
-		}
 		var req pongRequest
-		if err := decodeJSON(c.Request(), maxPongBodyBytes, &req); err != nil {
+		user, err := admitClientPost(c.Request(), auth, rates, maxPongBodyBytes, &req)
+		if err != nil {
 			return err
 		}
 		id, beat, ok := transport.PongToken(req.Token)

@@ -21,21 +21,9 @@ type sendRequest struct {
 // BRIDGE_INBOUND like a WebSocket client's send frame.
 func handleSend(auth *Auth, rates *userRates, in *inbound, maxBytes int) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		// JSON only: a page may POST text/plain, form data or multipart to any site
-		// without a preflight, carrying the user's cookie; application/json needs a
-		// preflight, which the origin rules answer.
-		if err := requireJSON(c.Request()); err != nil {
-			return err
-		}
-		user, err := auth.Admit(c.Request(), "")
-		if err != nil {
-			return err
-		}
-		if err := rates.allow(user); err != nil {
-			return err
-		}
 		var req sendRequest
-		if err := decodeJSON(c.Request(), maxBytes+4096, &req); err != nil {
+		user, err := admitClientPost(c.Request(), auth, rates, maxBytes+4096, &req)
+		if err != nil {
 			return err
 		}
 		body, err := transport.MessageBody(req.RoutingKey, req.Data, maxBytes)
@@ -58,4 +46,26 @@ func requireJSON(r *http.Request) error {
 		return &Error{Status: http.StatusUnsupportedMediaType, Msg: "send the body as Content-Type: application/json"}
 	}
 	return nil
+}
+
+// admitClientPost is how a client's POST (/api/send, /api/ack, /api/pong) is let in:
+// JSON only — a page may POST text/plain, form data or multipart to any site without
+// a preflight, carrying the user's cookie; application/json needs a preflight, which
+// the origin rules answer — then the user's auth and message rate, then the body,
+// at most limit bytes, decoded into v. It returns the user.
+func admitClientPost(r *http.Request, auth *Auth, rates *userRates, limit int, v any) (string, error) {
+	if err := requireJSON(r); err != nil {
+		return "", err
+	}
+	user, err := auth.Admit(r, "")
+	if err != nil {
+		return "", err
+	}
+	if err := rates.allow(user); err != nil {
+		return "", err
+	}
+	if err := decodeJSON(r, limit, v); err != nil {
+		return "", err
+	}
+	return user, nil
 }
