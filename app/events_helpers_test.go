@@ -22,31 +22,7 @@ type eventsTap struct {
 // and a queue bound to it with each of keys ("#" when none), deleted when the test ends.
 func newEventsTap(t *testing.T, keys ...string) *eventsTap {
 	t.Helper()
-	ch := apptest.OpenChannel(t)
-	x, q := apptest.Unique("pbtest_events"), apptest.Unique("pbtest_events_q")
-	if err := ch.ExchangeDeclare(x, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		t.Fatalf("declare events exchange: %v", err)
-	}
-	if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
-		t.Fatalf("declare events queue: %v", err)
-	}
-	if len(keys) == 0 {
-		keys = []string{"#"}
-	}
-	for _, k := range keys {
-		if err := ch.QueueBind(q, k, x, false, nil); err != nil {
-			t.Fatalf("bind events queue: %v", err)
-		}
-	}
-	got, err := ch.Consume(q, "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatalf("consume events: %v", err)
-	}
-	t.Cleanup(func() {
-		_, _ = ch.QueueDelete(q, false, false, false)
-		_ = ch.ExchangeDelete(x, false, false)
-		ch.Close()
-	})
+	x, got := apptest.EventsQueue(t, "pbtest_events", keys...)
 	return &eventsTap{Exchange: x, got: got}
 }
 

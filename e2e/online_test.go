@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/pushbridge/pushbridge/app/apptest"
 	"github.com/pushbridge/pushbridge/handlers/transport"
@@ -39,28 +38,19 @@ type seenEvent struct {
 
 func newPresenceTap(t *testing.T, keys ...string) *presenceTap {
 	t.Helper()
-	ch := apptest.OpenChannel(t)
-	x, q := apptest.Unique("pbtest_online"), apptest.Unique("pbtest_online_q")
-	if err := ch.ExchangeDeclare(x, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
-		t.Fatalf("declare events exchange: %v", err)
-	}
-	if _, err := ch.QueueDeclare(q, false, false, false, false, nil); err != nil {
-		t.Fatalf("declare events queue: %v", err)
-	}
 	if len(keys) == 0 {
 		keys = []string{"user.*"}
 	}
-	for _, k := range keys {
-		if err := ch.QueueBind(q, k, x, false, nil); err != nil {
-			t.Fatalf("bind events queue: %v", err)
-		}
-	}
-	got, err := ch.Consume(q, "", true, false, false, false, nil)
-	if err != nil {
-		t.Fatalf("consume events: %v", err)
-	}
-	tap := &presenceTap{Exchange: x, byUser: make(map[string][]seenEvent)}
 	done := make(chan struct{})
+	started := false
+	t.Cleanup(func() { // after EventsQueue's: its channel's close ends the loop below
+		if started {
+			<-done
+		}
+	})
+	x, got := apptest.EventsQueue(t, "pbtest_online", keys...)
+	tap := &presenceTap{Exchange: x, byUser: make(map[string][]seenEvent)}
+	started = true
 	go func() {
 		defer close(done)
 		for d := range got {
@@ -73,12 +63,6 @@ func newPresenceTap(t *testing.T, keys ...string) *presenceTap {
 			tap.mu.Unlock()
 		}
 	}()
-	t.Cleanup(func() {
-		_, _ = ch.QueueDelete(q, false, false, false)
-		_ = ch.ExchangeDelete(x, false, false)
-		ch.Close()
-		<-done
-	})
 	return tap
 }
 
