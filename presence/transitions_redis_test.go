@@ -198,55 +198,38 @@ func TestRedisTransitionsCrashedInstance(t *testing.T) {
 	}
 }
 
-// After a lapse (Redis lost this instance's presence, and a survivor may have
-// announced its users offline) the next beat holds its users again: user.online.
+// An instance a survivor took for dead holds its users again at its next beat —
+// user.online — after a lapse its directory saw (Redis lost its presence), and also
+// when it was only late (its beat did not come in time, or its clock is behind) and
+// its directory saw no lapse: it finds that the set of the users it holds was handed
+// over.
 func TestRedisTransitionsLapse(t *testing.T) {
-	rdb, opts := newTestRedis(t)
-	opts.PresenceTTL = 600 * time.Millisecond
-	const grace = 100 * time.Millisecond
-	log := &eventLog{}
-	a := newTransNode(t, rdb, opts, "A", grace, log)
-	b := newTransNode(t, rdb, opts, "B", grace, log)
-	a.connect("u", 1)
-	// A pauses past its lease: B takes it for dead and announces u offline.
-	if !beatUntil(10*time.Second, func() bool { return log.len() == 2 }, b) {
-		t.Fatalf("A silent: %s, want u offline", log)
-	}
-	ctx := testCtx(t)
-	if _, err := a.dir.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.tr.Beat(ctx, true); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := log.String(), "[user.online u ws user.offline u  user.online u ws]"; got != want {
-		t.Fatalf("after A's lapse: %s, want %s", got, want)
-	}
-	if beatUntil(2*grace+opts.PresenceTTL, func() bool { return log.len() > 3 }, a, b) {
-		t.Fatalf("A back: %s, want nothing more", log)
-	}
-}
-
-// An instance a survivor took for dead while it was only late (its beat did not come
-// in time, or its clock is behind) finds, at its next beat, that the set of the users
-// it holds was handed over, and holds them again — user.online — even though its own
-// directory saw no lapse.
-func TestRedisTransitionsTakenForDead(t *testing.T) {
-	rdb, opts := newTestRedis(t)
-	opts.PresenceTTL = 600 * time.Millisecond
-	const grace = 100 * time.Millisecond
-	log := &eventLog{}
-	a := newTransNode(t, rdb, opts, "A", grace, log)
-	b := newTransNode(t, rdb, opts, "B", grace, log)
-	a.connect("u", 1)
-	if !beatUntil(10*time.Second, func() bool { return log.len() == 2 }, b) {
-		t.Fatalf("A silent: %s, want u offline", log)
-	}
-	a.beat() // lapsed: false
-	if got, want := log.String(), "[user.online u ws user.offline u  user.online u ws]"; got != want {
-		t.Fatalf("after A's late beat: %s, want %s", got, want)
-	}
-	if beatUntil(2*grace+opts.PresenceTTL, func() bool { return log.len() > 3 }, a, b) {
-		t.Fatalf("A back: %s, want nothing more", log)
+	for _, lapsed := range []bool{true, false} {
+		t.Run(fmt.Sprint("lapsed=", lapsed), func(t *testing.T) {
+			rdb, opts := newTestRedis(t)
+			opts.PresenceTTL = 600 * time.Millisecond
+			const grace = 100 * time.Millisecond
+			log := &eventLog{}
+			a := newTransNode(t, rdb, opts, "A", grace, log)
+			b := newTransNode(t, rdb, opts, "B", grace, log)
+			a.connect("u", 1)
+			// A pauses past its lease: B takes it for dead and announces u offline.
+			if !beatUntil(10*time.Second, func() bool { return log.len() == 2 }, b) {
+				t.Fatalf("A silent: %s, want u offline", log)
+			}
+			ctx := testCtx(t)
+			if _, err := a.dir.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.tr.Beat(ctx, lapsed); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := log.String(), "[user.online u ws user.offline u  user.online u ws]"; got != want {
+				t.Fatalf("after A's beat: %s, want %s", got, want)
+			}
+			if beatUntil(2*grace+opts.PresenceTTL, func() bool { return log.len() > 3 }, a, b) {
+				t.Fatalf("A back: %s, want nothing more", log)
+			}
+		})
 	}
 }
