@@ -18,6 +18,9 @@
 #   ROUNDS  runs of each setup (default 3)
 #   BIN     the pushbridge binary (default /tmp/pbq); LABEL names it in the results
 #   PREFETCH  BRIDGE_PREFETCH for the servers (default: the server's default)
+#   PROFILE=1 the first instance serves pprof (BRIDGE_PPROF): 2 s into publishing, an
+#           8 s CPU profile ($DIR/<run>.cpu.pprof), then RabbitMQ's channel and queue
+#           figures and Redis's INFO commandstats ($DIR/<run>.stats)
 #
 # Results: one line per run appended to $DIR/results.tsv, each run's bench output and
 # server logs in $DIR/<run>.*.
@@ -38,6 +41,7 @@ LAT_RATE=${LAT_RATE:-5000}
 CONNS=${CONNS:-1000}
 DURATION=${DURATION:-10s}
 PREFETCH=${PREFETCH:-}
+PROFILE=${PROFILE:-}
 KEEP_REDIS=${KEEP_REDIS:-}
 
 mkdir -p "$DIR"
@@ -101,7 +105,7 @@ start_server() {
 	local env=(PORT=0 BRIDGE_DEV=1 BRIDGE_SEND_QUEUE=4096 AMQP_URL="$AMQP" BRIDGE_EXCHANGE="$EXCHANGE"
 		BRIDGE_BINDINGS="$q=contract")
 	[ -n "$PREFETCH" ] && env+=(BRIDGE_PREFETCH="$PREFETCH")
-	[ -n "${PPROF:-}" ] && env+=(BRIDGE_PPROF=127.0.0.1:0)
+	[ -n "$PROFILE" ] && [ "${name##*.}" = a ] && env+=(BRIDGE_PPROF=127.0.0.1:0)
 	if [ "$mode" != mem ]; then
 		env+=(REDIS_URL="$(redis_url "$mode")" BRIDGE_REDIS_PREFIX="$prefix")
 	fi
@@ -136,6 +140,33 @@ metric() { # metric PORT NAME
 	curl -s "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'
 }
 
+# profile RUN MODE QUEUE: while RUN publishes, a CPU profile of its first instance,
+# then what RabbitMQ and Redis say.
+profile() {
+	local id=$1 mode=$2 q=$3 addr
+	addr=$(sed -n 's/.*pprof listening.*addr=\([0-9.:]*\).*/\1/p' "$DIR/$id.a.log")
+	for _ in $(seq 600); do
+		grep -q '^publishing' "$DIR/$id.bench" 2>/dev/null && break
+		sleep 0.1
+	done
+	sleep 2
+	local r0
+	[ "$mode" = redis ] && r0=$(redis-cli -p "$REDIS_PORT" info commandstats)
+	curl -s -o "$DIR/$id.cpu.pprof" "http://$addr/debug/pprof/profile?seconds=8"
+	{
+		echo "# rabbitmqctl list_channels (during the run)"
+		rabbitmqctl -q list_channels connection name consumer_count messages_unacknowledged prefetch_count acks_uncommitted 2>&1 | grep -v bench
+		echo "# rabbitmqctl list_queues"
+		rabbitmqctl -q list_queues name messages_ready messages_unacknowledged consumers consumer_utilisation 2>&1 | grep "$q"
+		if [ "$mode" = redis ]; then
+			echo "# INFO commandstats before the profile"
+			echo "$r0"
+			echo "# INFO commandstats after"
+			redis-cli -p "$REDIS_PORT" info commandstats
+		fi
+	} >"$DIR/$id.stats"
+}
+
 # run KIND MODE ROUND
 run() {
 	local kind=$1 mode=$2 round=$3
@@ -159,8 +190,14 @@ run() {
 	local stats=()
 	[ "$mode" != mem ] && stats=(-redis-stats -redis-url "$(redis_url "$mode")")
 	echo "== $id: $instances instance(s), $rate msg/s, load $load0"
+	local prof=""
+	if [ -n "$PROFILE" ]; then
+		profile "$id" "$mode" "$q" &
+		prof=$!
+	fi
 	"$BIN" bench -url "http://127.0.0.1:$port" -amqp-url "$AMQP" -exchange "$EXCHANGE" \
 		-conns "$CONNS" -rate "$rate" -duration "$DURATION" -sources 4 "${stats[@]}" >"$DIR/$id.bench" 2>&1
+	[ -n "$prof" ] && wait "$prof"
 	local load1
 	load1=$(cut -d' ' -f1 /proc/loadavg)
 	local batches=0 acked=0 p b a
