@@ -3,12 +3,13 @@
 # Cluster (BENCHMARKS.md, "One queue: memory vs Redis vs Redis Cluster").
 #
 #   go build -o /tmp/pbq . && scripts/qbench.sh
+#   BINS="/tmp/pb-before /tmp/pb-after" scripts/qbench.sh     # before/after, alternated
 #
 # Starts its own Redis servers (one on $REDIS_PORT, a 3-master cluster on
 # $CLUSTER_PORTS, no persistence, under $DIR) and stops them at the end; never touches
 # the shared Redis. Every run gets a fresh queue ($EXCHANGE, qbench_<run>) and Redis
 # prefix, and deletes its queue afterwards. The setups alternate, back to back:
-# for each round, for each kind, for each mode, one run.
+# for each round, for each kind, for each mode, for each binary, one run.
 #
 #   KINDS   tput: 1 instance, -rate $TPUT_RATE (above what one queue takes): deliveries/s
 #                 is what the queue sustains
@@ -16,7 +17,8 @@
 #                 -rate $LAT_RATE: p50/p99 publish-to-read
 #   MODES   mem redis cluster
 #   ROUNDS  runs of each setup (default 3)
-#   BIN     the pushbridge binary (default /tmp/pbq); LABEL names it in the results
+#   BINS    the pushbridge binaries to compare (default /tmp/pbq), each named in the
+#           results by its file name; every setup runs with each, one after the other
 #   PREFETCH  BRIDGE_PREFETCH for the servers (default: the server's default)
 #   PROFILE=1 the first instance serves pprof (BRIDGE_PPROF): 2 s into publishing, an
 #           8 s CPU profile ($DIR/<run>.cpu.pprof), then RabbitMQ's channel and queue
@@ -26,8 +28,8 @@
 # server logs in $DIR/<run>.*.
 set -u
 
-BIN=${BIN:-/tmp/pbq}
-LABEL=${LABEL:-$(basename "$BIN")}
+BINS=${BINS:-/tmp/pbq}
+BIN= LABEL=
 DIR=${DIR:-/tmp/qbench}
 AMQP=${AMQP:-amqp://guest:guest@127.0.0.1:5672/}
 EXCHANGE=${EXCHANGE:-qbench_x}
@@ -68,6 +70,9 @@ start_redises() {
 	start_redis "$REDIS_PORT"
 	local addrs=() p
 	for p in $CLUSTER_PORTS; do
+		# A node that is not running starts empty: its old nodes file would name a
+		# cluster of an earlier call.
+		redis-cli -p "$p" ping >/dev/null 2>&1 || rm -f "$DIR/nodes-$p.conf"
 		start_redis "$p" --cluster-enabled yes --cluster-config-file "$DIR/nodes-$p.conf"
 		addrs+=("127.0.0.1:$p")
 	done
@@ -224,12 +229,17 @@ run() {
 }
 
 trap 'stop_servers; stop_redises' EXIT
-[ -x "$BIN" ] || die "$BIN: build it first (go build -o /tmp/pbq .)"
+for BIN in $BINS; do
+	[ -x "$BIN" ] || die "$BIN: build it first (go build -o /tmp/pbq .)"
+done
 start_redises
 for round in $(seq "$ROUNDS"); do
 	for kind in $KINDS; do
 		for mode in $MODES; do
-			run "$kind" "$mode" "$round"
+			for BIN in $BINS; do
+				LABEL=$(basename "$BIN")
+				run "$kind" "$mode" "$round"
+			done
 		done
 	done
 done
