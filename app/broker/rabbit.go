@@ -184,13 +184,18 @@ func (r *Rabbit) Ready() bool { return r.ready.Load() }
 
 // session is one AMQP connection with its channels.
 type session struct {
-	conn    *amqp.Connection
-	consume *amqp.Channel
-	pub     *publisher
-	events  *publisher // nil without an events exchange
-	tags    []string
-	cancels chan string // consumer tags the broker cancelled (their queue was deleted)
-	closed  chan *amqp.Error
+	conn      *amqp.Connection
+	consumers []consumer // one per queue
+	pub       *publisher
+	events    *publisher // nil without an events exchange
+	closed    chan *amqp.Error
+}
+
+// consumer is one queue's consumer on its own channel.
+type consumer struct {
+	ch      *amqp.Channel
+	tag     string
+	cancels chan string // the tag, when the broker cancelled the consumer (its queue was deleted)
 }
 
 func (r *Rabbit) connect(ctx context.Context, handle Handler) (*session, error) {
@@ -239,17 +244,29 @@ func (r *Rabbit) watch(s *session) {
 	if s.events != nil {
 		evClosed = s.events.ch.NotifyClose(make(chan *amqp.Error, 1))
 	}
-	conClosed := s.consume.NotifyClose(make(chan *amqp.Error, 1))
+	broken := make(chan any, len(s.consumers))
+	for _, c := range s.consumers {
+		closed := c.ch.NotifyClose(make(chan *amqp.Error, 1))
+		go func() { // ends when the channel does: the connection's close closes it too
+			select {
+			case err := <-closed:
+				broken <- err
+			case tag, ok := <-c.cancels:
+				if !ok {
+					broken <- <-closed
+					return
+				}
+				broken <- "the broker cancelled consumer " + tag + " (its queue was deleted?)"
+			}
+		}()
+	}
 	var reason any
 	select {
 	case err := <-pubClosed:
 		reason = err
-	case err := <-conClosed:
-		reason = err
+	case reason = <-broken:
 	case err := <-evClosed:
 		reason = err
-	case tag := <-s.cancels:
-		reason = "the broker cancelled consumer " + tag + " (its queue was deleted?)"
 	}
 	if s.conn.IsClosed() {
 		return
@@ -362,9 +379,9 @@ func (r *Rabbit) StopConsuming(ctx context.Context) {
 	if s != nil {
 		// So the broker sends what is queued to other instances from now on. No wait
 		// for cancel-ok: on a half-dead connection it could outlast the drain.
-		for _, tag := range s.tags {
-			if err := s.consume.Cancel(tag, true); err != nil {
-				r.log.Warn("cancel consumer", "tag", tag, "err", err)
+		for _, c := range s.consumers {
+			if err := c.ch.Cancel(c.tag, true); err != nil {
+				r.log.Warn("cancel consumer", "tag", c.tag, "err", err)
 			}
 		}
 	}

@@ -8,27 +8,27 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// consume starts one consumer goroutine per queue on one channel.
+// consume starts one consumer goroutine per queue, each on a channel of its own: a
+// channel's delivery tags are then the queue's alone, so one ack with multiple set can
+// settle a whole batch (settle), and one queue's acks never wait behind another's.
 func (r *Rabbit) consume(ctx context.Context, s *session, handle Handler) error {
-	ch, err := s.conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open consumer channel: %w", err)
-	}
-	if err := ch.Qos(r.cfg.Prefetch, 0, false); err != nil {
-		return fmt.Errorf("set prefetch: %w", err)
-	}
-	s.consume = ch
-	s.cancels = ch.NotifyCancel(make(chan string, len(r.cfg.Bindings)))
 	if r.isStopping() { // draining: publish, but take no new deliveries
 		return nil
 	}
 	for i, q := range Queues(r.cfg.Bindings) {
-		tag := fmt.Sprintf("pushbridge-%d", i)
-		ds, err := ch.Consume(q, tag, false, false, false, false, nil)
+		ch, err := s.conn.Channel()
+		if err != nil {
+			return fmt.Errorf("open consumer channel for %s: %w", q, err)
+		}
+		if err := ch.Qos(r.cfg.Prefetch, 0, false); err != nil {
+			return fmt.Errorf("set prefetch: %w", err)
+		}
+		c := consumer{ch: ch, tag: fmt.Sprintf("pushbridge-%d", i), cancels: ch.NotifyCancel(make(chan string, 1))}
+		ds, err := ch.Consume(q, c.tag, false, false, false, false, nil)
 		if err != nil {
 			return fmt.Errorf("consume %s: %w", q, err)
 		}
-		s.tags = append(s.tags, tag)
+		s.consumers = append(s.consumers, c)
 		// Checked with the Add as one step, so no Add can race StopConsuming's Wait.
 		r.mu.Lock()
 		if r.stopping {
@@ -83,7 +83,7 @@ func (r *Rabbit) consumeQueue(ctx context.Context, ch *amqp.Channel, q string, d
 			// twice, since none could be acked.
 			return
 		}
-		r.settle(q, batch, handle(context.WithoutCancel(ctx), deliveries(q, batch)), w)
+		r.settle(ch, q, batch, handle(context.WithoutCancel(ctx), deliveries(q, batch)), w)
 	}
 }
 
@@ -136,12 +136,23 @@ func deliveries(queue string, batch []amqp.Delivery) []Delivery {
 }
 
 // settle acks or rejects each delivery of a batch at once, and puts the ones to try
-// again in w, each to wait out its own pause. Each is settled on its own: the
-// channel's delivery tags interleave the queues, so one ack with multiple set would
-// also ack deliveries another queue's goroutine still holds.
-func (r *Rabbit) settle(q string, batch []amqp.Delivery, outcomes []Outcome, w *waiting) {
+// again in w, each to wait out its own pause. A batch that is all acked while nothing
+// waits in w is acked with one ack, multiple set, of its highest tag: the channel
+// carries this queue's deliveries only, every earlier one was settled with its batch
+// or waits in w, and the later ones have higher tags. Otherwise each is settled on
+// its own, so a waiting delivery is never acked with the others.
+func (r *Rabbit) settle(ch *amqp.Channel, q string, batch []amqp.Delivery, outcomes []Outcome, w *waiting) {
 	now := time.Now()
 	tracked := r.cfg.QueueType != QueueQuorum && !r.fails.empty()
+	if last, ok := ackAll(batch, outcomes, w); ok {
+		if tracked {
+			for _, d := range batch {
+				r.fails.forget(r.fails.key(q, d.MessageId, d.Body))
+			}
+		}
+		r.settled(ch.Ack(last, true))
+		return
+	}
 	for i, d := range batch {
 		switch outcomes[i] {
 		case Ack, Reject:
@@ -162,6 +173,23 @@ func (r *Rabbit) settle(q string, batch []amqp.Delivery, outcomes []Outcome, w *
 			w.add(d, true, now)
 		}
 	}
+}
+
+// ackAll says whether the whole batch can be acked with one multiple ack, and of
+// which tag: every outcome is Ack, and no delivery of the queue waits in w (its tag
+// may be lower than the batch's).
+func ackAll(batch []amqp.Delivery, outcomes []Outcome, w *waiting) (uint64, bool) {
+	if len(batch) < 2 || len(w.items) > 0 {
+		return 0, false
+	}
+	var last uint64
+	for i, d := range batch {
+		if outcomes[i] != Ack {
+			return 0, false
+		}
+		last = max(last, d.DeliveryTag)
+	}
+	return last, true
 }
 
 // givenUp settles d, whose hand-off failed because of itself, as a poison message
