@@ -291,7 +291,7 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 	}
 	// First every id and header into the scratch buffer (it may move as it grows),
 	// then the buffers that point into it.
-	sc := scratches.Get().(*wsScratch)
+	sc := scratches.Get().(*writeScratch)
 	ids, heads := sc.ids[:0], sc.heads[:0]
 	if c.opts.V1 {
 		for _, it := range batch {
@@ -336,17 +336,20 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 
 // Bounds of what a writer gives back to scratches, so that one burst to a slow client
 // does not keep its memory for everyone: a bridge.v1 message is four buffers of the
-// vectored write (header, shared prefix, id, shared suffix) and one header and id in
-// ids; the pong and the ping are two more buffers.
+// vectored write (WebSocket: header, shared prefix, id, shared suffix; SSE: id line,
+// shared prefix, id, shared suffix) and one header and id, or id line, in ids; the pong
+// and the ping, or an SSE stream's chunk head, heartbeat, chunk end and last chunk, are
+// up to four more buffers.
 const (
-	maxPooledVector = 4*maxPooledBatch + 2
-	maxPooledIDs    = maxPooledBatch * (maxFrameHeader + presence.MaxCursorLen)
+	maxPooledVector = 4*maxPooledBatch + 4
+	maxPooledIDs    = maxPooledBatch*(maxFrameHeader+presence.MaxCursorLen) + maxChunkHead
 )
 
-// wsScratch is what a writer needs for one batch besides the frames shared by every
-// recipient: the per-connection part of each bridge.v1 frame (header and id, in ids),
-// where each frame's parts sit in ids (heads), and the vectored write (bufs).
-type wsScratch struct {
+// writeScratch is what a writer, WebSocket or SSE (writeConn), needs for one batch
+// besides the bytes shared by every recipient: the per-connection part of each
+// bridge.v1 frame (header and id, in ids), where each frame's parts sit in ids (heads),
+// and the vectored write (bufs).
+type writeScratch struct {
 	ids   []byte
 	heads [][3]int
 	bufs  net.Buffers
@@ -355,11 +358,11 @@ type wsScratch struct {
 // scratches recycles the writers' scratch, as batches does the queues' slices: a
 // writer holds one only while it writes, so an idle connection holds none, and once
 // the pool is warm a batch costs no allocation whatever its ids.
-var scratches = sync.Pool{New: func() any { return new(wsScratch) }}
+var scratches = sync.Pool{New: func() any { return new(writeScratch) }}
 
 // putScratch gives sc back to the pool with the grown slices it lent, emptied so that
 // it holds on to no frame; slices grown past the bounds are left to the GC.
-func putScratch(sc *wsScratch, ids []byte, heads [][3]int, bufs net.Buffers) {
+func putScratch(sc *writeScratch, ids []byte, heads [][3]int, bufs net.Buffers) {
 	clear(bufs)
 	if cap(bufs) > maxPooledVector || cap(ids) > maxPooledIDs || cap(heads) > maxPooledBatch {
 		return
@@ -372,7 +375,7 @@ func putScratch(sc *wsScratch, ids []byte, heads [][3]int, bufs net.Buffers) {
 // (it reslices bufs' elements as it goes, never the shared frames' bytes), so it is
 // called on sc.bufs, a header inside the pooled scratch, which is already on the heap
 // where WriteTo needs it; bufs keeps its elements for putScratch to clear.
-func flush(nc net.Conn, sc *wsScratch, bufs net.Buffers) error {
+func flush(nc net.Conn, sc *writeScratch, bufs net.Buffers) error {
 	sc.bufs = bufs
 	_, err := sc.bufs.WriteTo(nc)
 	return err
