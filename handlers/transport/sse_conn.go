@@ -45,13 +45,13 @@ var errClientSent = errors.New("the client sent too much on its event stream")
 // nc and writer, set before anything else runs.
 type hijacked struct {
 	nc     net.Conn
-	writer func() // c.writeLoop, made once: a go statement with a method value would allocate each time
+	writer func() // c.writeLoop, made once: a method value made per wake-up would allocate each time
 
 	beats *time.Timer // the next heartbeat
 	age   *time.Timer // the maximum age; nil: none
 	late  *time.Timer // fires pongWait after a ping is written (Echo); nil until the first
 
-	writing bool   // a writer goroutine is running
+	writing bool   // the writer runs (on one of writers)
 	beatDue bool   // a heartbeat is due
 	beat    uint64 // the latest ping's (Echo)
 	pinged  uint64 // the latest written ping's
@@ -173,7 +173,7 @@ func (c *SSE) endConn() {
 func (c *SSE) kickLocked() {
 	if !c.hj.writing {
 		c.hj.writing = true
-		go c.hj.writer()
+		writers.run(c.hj.writer)
 	}
 }
 
@@ -297,18 +297,28 @@ func (c *SSE) finish() {
 }
 
 // writeConn writes items, then ev (a heartbeat or ping, when not nil), as one chunk in
-// one vectored write, and the last chunk when end. A message is its id line from the
-// scratch buffer and the event's bytes shared by every recipient (sseParts), with the
-// id again inside a bridge.v1 frame, so a recipient costs no copy of a message and, once
-// the pools are warm, no allocation.
+// one vectored write, and the last chunk when end. Its frame is small and the vector is
+// built by a function that has returned, for the reason WS.write gives.
 func (c *SSE) writeConn(items []item, ev []byte, end bool) error {
+	sc := scratches.Get().(*writeScratch)
+	defer sc.release()
+	c.vector(sc, items, ev, end)
 	nc := c.hj.nc
-	if err := nc.SetWriteDeadline(time.Now().Add(c.opts.writeWait())); err != nil {
+	if err := setWriteDeadline(nc, c.opts.writeWait()); err != nil {
 		return err
 	}
+	return sc.flush(nc)
+}
+
+// vector puts into sc.vec what writeConn writes. A message is its id line from the
+// scratch buffer and the event's bytes shared by every recipient (sseParts), with the
+// id again inside a bridge.v1 frame, so a recipient costs no copy of a message and,
+// once the pools are warm, no allocation.
+//
+//go:noinline
+func (c *SSE) vector(sc *writeScratch, items []item, ev []byte, end bool) {
 	// First the chunk head's room and every id line into the scratch buffer (it may
 	// move as it grows), then the buffers that point into it.
-	sc := scratches.Get().(*writeScratch)
 	ids, heads := append(sc.ids[:0], noChunkHead[:]...), sc.heads[:0]
 	for _, it := range items {
 		if it.m != nil {
@@ -322,8 +332,7 @@ func (c *SSE) writeConn(items []item, ev []byte, end bool) error {
 			heads = append(heads, h)
 		}
 	}
-	bufs := append(sc.bufs[:0], nil) // the chunk head, once its size is known
-	defer func() { putScratch(sc, ids, heads, bufs) }()
+	bufs := append(sc.vec[:0], nil) // the chunk head, once its size is known
 	size, next := 0, 0
 	for _, it := range items {
 		if it.m == nil {
@@ -352,7 +361,7 @@ func (c *SSE) writeConn(items []item, ev []byte, end bool) error {
 	if end {
 		bufs = append(bufs, lastChunk)
 	}
-	return flush(nc, sc, bufs)
+	sc.ids, sc.heads, sc.vec = ids, heads, bufs
 }
 
 // putChunkHead writes the chunk-size line of n bytes at the end of room, of length
