@@ -295,6 +295,9 @@ func (c *SSE) Serve(ctx context.Context) error {
 			}
 			c.mu.Lock()
 			onRoom := c.queue.written()
+			if c.queue.len() > 0 || c.end {
+				c.signal() // more segments than the one written
+			}
 			c.mu.Unlock()
 			if onRoom != nil {
 				go onRoom() // it queues more, and needs this loop to write it
@@ -303,11 +306,12 @@ func (c *SSE) Serve(ctx context.Context) error {
 	}
 }
 
-// take empties the queue.
+// take takes the oldest segment of the queue; end when the stream ends with it.
 func (c *SSE) take() (b batch, end bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.queue.take(), c.end
+	b = c.queue.take()
+	return b, c.end && c.queue.len() == 0
 }
 
 // writeBatch writes every item of b, flushes once and releases b. Each write has its

@@ -228,7 +228,8 @@ func (c *SSE) writeLoop() {
 			}
 			return
 		}
-		b, end, beat := c.queue.take(), c.end, hj.beatDue
+		b, beat := c.queue.take(), hj.beatDue
+		end := c.end && c.queue.len() == 0 // the last segment
 		hj.beatDue = false
 		var n uint64 // the ping's beat; 0: none
 		if beat && c.opts.Echo {
@@ -319,6 +320,7 @@ func (c *SSE) writeConn(items []item, ev []byte, end bool) error {
 func (c *SSE) vector(sc *writeScratch, items []item, ev []byte, end bool) {
 	// First the chunk head's room and every id line into the scratch buffer (it may
 	// move as it grows), then the buffers that point into it.
+	sc.grow(len(items), maxChunkHead+len("id: \n"))
 	ids, heads := append(sc.ids[:0], noChunkHead[:]...), sc.heads[:0]
 	for _, it := range items {
 		if it.m != nil {

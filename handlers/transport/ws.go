@@ -332,6 +332,7 @@ func setWriteDeadline(nc net.Conn, d time.Duration) error {
 func (c *WS) vector(sc *writeScratch, batch []item, ping bool, pong []byte) (closing *item) {
 	// First every id and header into the scratch buffer (it may move as it grows),
 	// then the buffers that point into it.
+	sc.grow(len(batch), maxFrameHeader)
 	ids, heads := sc.ids[:0], sc.heads[:0]
 	if c.opts.V1 {
 		for _, it := range batch {
@@ -397,6 +398,21 @@ type writeScratch struct {
 // writer holds one only while it writes, so an idle connection holds none, and once
 // the pool is warm a batch costs no allocation whatever its ids.
 var scratches = sync.Pool{New: func() any { return new(writeScratch) }}
+
+// grow makes sc's slices large enough for a batch of n items, each with up to perItem
+// bytes of its own besides its id, in one allocation each where they are not: grown by
+// append they would take a dozen to reach a deep batch's size.
+func (sc *writeScratch) grow(n, perItem int) {
+	if need := n * (perItem + presence.MaxCursorLen); cap(sc.ids) < need {
+		sc.ids = make([]byte, 0, need)
+	}
+	if cap(sc.heads) < n {
+		sc.heads = make([][3]int, 0, n)
+	}
+	if need := 4*n + 4; cap(sc.vec) < need {
+		sc.vec = make(net.Buffers, 0, need)
+	}
+}
 
 // release gives sc back to the pool, emptied so that it holds on to no frame; slices
 // grown past the bounds are left to the GC.
