@@ -317,3 +317,38 @@ func BenchmarkSSEFanout(b *testing.B) {
 type quietSSE struct{ *SSE }
 
 func (quietSSE) Replay(*presence.Replay) {}
+
+// TestSSEHijackedWhenRoom: a catch-up waiting for room on a taken stream is called back
+// once its writer has drained the queue to the low mark, as on a WebSocket.
+func TestSSEHijackedWhenRoom(t *testing.T) {
+	called := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := NewSSE(w, "u", SSEOptions{QueueLen: 8, Heartbeat: time.Hour})
+		for i := range 6 {
+			c.Send(&presence.Message{Body: []byte("m")}, presence.Cursor{Bcast: presence.Pos{Epoch: "abcdefghij", Seq: uint64(i) + 1}})
+		}
+		if msgs, _ := c.Room(); msgs != 0 {
+			t.Errorf("room with 6 of 8 queued: %d messages, want 0", msgs)
+		}
+		c.WhenRoom(func() { close(called) })
+		select {
+		case <-called:
+			t.Error("WhenRoom called back before anything was written")
+		default:
+		}
+		if taken, err := c.Hijack(r); !taken || err != nil {
+			t.Errorf("Hijack: %v, %v", taken, err)
+			return
+		}
+		go func() { _ = c.ServeConn() }()
+	}))
+	t.Cleanup(srv.Close)
+	_, lines := sseLines(t, srv.URL)
+	sixth := "id: " + presence.Cursor{Bcast: presence.Pos{Epoch: "abcdefghij", Seq: 6}}.String()
+	waitLine(t, lines, func(l string) bool { return l == sixth }, "the sixth message")
+	select {
+	case <-called:
+	case <-time.After(5 * time.Second):
+		t.Fatal("WhenRoom not called back within 5s of the queue being written")
+	}
+}
