@@ -41,8 +41,9 @@ var refusal = func() []byte {
 
 // connGate counts every TCP connection against BRIDGE_MAX_CONNS from accept until it
 // closes: before its request, between requests, while a request runs, and as a stream
-// (an SSE response or a long poll stays net/http's; a WebSocket is followed past the
-// hijack until its handler ends it, see hijacking).
+// (a long poll, and an SSE stream over HTTP/2, stays net/http's; a WebSocket or an
+// HTTP/1.1 SSE stream is followed past the hijack until its handler ends it, see
+// hijacking).
 //
 // At the limit, a new connection takes the place of the one that has waited longest
 // for its client — no request yet, idle between requests, or a request whose body has
@@ -70,7 +71,7 @@ type connRec struct {
 	c     net.Conn
 	state http.ConnState
 	body  bool          // the running request's body is still awaited
-	owned bool          // a WebSocket handler is taking the connection over
+	owned bool          // a WebSocket or SSE handler is taking the connection over
 	wait  *list.Element // in connGate.waiting, nil when not waiting
 }
 
@@ -218,8 +219,9 @@ func (g *connGate) awaitBody(ctx context.Context, waiting bool) {
 }
 
 // hijacking is handlers.Deps.Hijacking: the request's connection is about to become a
-// WebSocket, which net/http no longer reports on, so it stays counted until ended is
-// called (the WebSocket ended, or the upgrade failed before or after the hijack).
+// WebSocket or an SSE stream of our own, which net/http no longer reports on, so it
+// stays counted until ended is called (the stream ended, or the take-over failed
+// before or after the hijack).
 func (g *connGate) hijacking(r *http.Request) (ended func()) {
 	rec := recOf(r.Context())
 	if rec == nil {

@@ -179,3 +179,24 @@ func isReset(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && strings.Contains(oe.Err.Error(), "reset")
 }
+
+// TestTakenStreamsCounted: an SSE stream's connection, which its handler takes from
+// net/http, counts against BRIDGE_MAX_CONNS until it closes, as a WebSocket's does.
+func TestTakenStreamsCounted(t *testing.T) {
+	ls := newLimitServer(t, map[string]string{"BRIDGE_MAX_CONNS": "100"})
+	count := func() int { return int(metric(t, ls.Server, "pushbridge_tcp_connections")) }
+	before := count()
+	var streams []*apptest.SSEClient
+	for i := range 3 {
+		s := apptest.OpenSSE(t, ls.URL+"/sse?user=taken"+strconv.Itoa(i), nil)
+		if ev := s.Next(t, 5*time.Second); ev.Retry == "" {
+			t.Fatalf("stream %d opened with %+v, want the retry hint", i, ev)
+		}
+		streams = append(streams, s)
+	}
+	apptest.Eventually(t, 5*time.Second, "the streams' connections counted", func() bool { return count() == before+3 })
+	for _, s := range streams {
+		s.Close()
+	}
+	apptest.Eventually(t, 5*time.Second, "the closed streams' connections no longer counted", func() bool { return count() == before })
+}

@@ -52,9 +52,10 @@ type Deps struct {
 	MetricsKey  string // bearer key of /metrics; empty: open
 	Log         *slog.Logger
 
-	// Hijacking is told that a request's connection is about to be taken over as a
-	// WebSocket, which its HTTP server then no longer reports on; ended is called once,
-	// when that WebSocket has ended or the upgrade failed. nil: nobody is told.
+	// Hijacking is told that a request's connection is about to be taken over, as a
+	// WebSocket or an HTTP/1.1 SSE stream, which its HTTP server then no longer reports
+	// on; ended is called once, when that connection has ended or the take-over failed.
+	// nil: nobody is told.
 	Hijacking func(r *http.Request) (ended func())
 
 	// ConsumedKeys are the routing keys our own queues are bound with; clients may not

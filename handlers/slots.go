@@ -119,8 +119,8 @@ func (dr *door) resuming(user, cursor string) error {
 	return dr.budget.allow(user)
 }
 
-// hijacking tells Deps.Hijacking that r's connection becomes a WebSocket; the returned
-// func says it ended.
+// hijacking tells Deps.Hijacking that r's connection is taken over (a WebSocket, an
+// SSE stream); the returned func says it ended.
 func (dr *door) hijacking(r *http.Request) (ended func()) {
 	if dr.hijack == nil {
 		return func() {}

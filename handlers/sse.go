@@ -3,7 +3,9 @@ package handlers
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -26,7 +28,11 @@ func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog
 		if err != nil {
 			return err
 		}
-		defer release()
+		defer func() {
+			if release != nil { // the stream did not start
+				release()
+			}
+		}()
 		// After admission: the rule's refusal names the keys this gateway consumes.
 		topics, err := rule.query(r)
 		if err != nil {
@@ -70,25 +76,66 @@ func handleSSE(dr *door, rule *topicRule, lim Limits, instance string, log *slog
 				return dr.hub.Ponged(ctx, user, token, pongTTL(lim.Heartbeat))
 			},
 		})
-		if echoOn {
-			defer streams.add(conn)()
-		}
 		ctx := context.WithoutCancel(r.Context())
 		detach, err := dr.attach(ctx, presence.Subscribe(conn, topics), cursor, 0)
 		if err != nil {
 			return err
 		}
-		defer detach()
+		ended := func() {} // the stream's end, for all that was taken for it
+		if echoOn {
+			ended = streams.add(conn)
+		}
+		ended = both(detach, both(ended, release))
+		release = nil // ended has it
 
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Accel-Buffering", "no") // nginx and its kin: pass each event on at once
 		h.Del("Content-Length")
-		w.WriteHeader(http.StatusOK)
-		if err := conn.Serve(r.Context()); err != nil && !errors.Is(err, context.Canceled) {
-			log.Debug("sse stream ended", "user", user, "err", err)
+		if served, err := serveHijacked(r, dr, conn, user, ended, log); served {
+			return err
 		}
+		defer ended()
+		w.WriteHeader(http.StatusOK)
+		logEnd(log, user, conn.Serve(r.Context()))
 		return nil
+	}
+}
+
+// serveHijacked takes an HTTP/1.1 stream's connection over (transport.SSE.Hijack) and
+// serves it on a goroutine of its own, as a WebSocket is, which calls ended when the
+// stream is over. The handler returns at once: net/http's goroutine for the connection,
+// whose stack grew deep through the middleware and the replay, ends, and an idle stream
+// keeps one goroutine with a shallow stack (BENCHMARKS.md, memory per idle connection).
+// It reports false, with nothing done, when the connection stays net/http's (HTTP/2).
+func serveHijacked(r *http.Request, dr *door, conn *transport.SSE, user string, ended func(), log *slog.Logger) (served bool, err error) {
+	gone := dr.hijacking(r) // the connection stays counted past the hijack
+	taken, err := conn.Hijack(r)
+	if !taken {
+		gone()
+		if err != nil { // nothing written: the handler answers
+			ended()
+			return true, err
+		}
+		return false, nil
+	}
+	ended = both(ended, gone)
+	if err != nil {
+		ended()
+		logEnd(log, user, err)
+		return true, nil // the response has begun: nothing more can be said
+	}
+	go func() {
+		defer ended()
+		logEnd(log, user, conn.ServeConn())
+	}()
+	return true, nil
+}
+
+// logEnd logs why a stream ended, unless the client left or we ended it.
+func logEnd(log *slog.Logger, user string, err error) {
+	if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		log.Debug("sse stream ended", "user", user, "err", err)
 	}
 }

@@ -1,11 +1,13 @@
 package handlers_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -32,6 +34,60 @@ func TestSSEOutlivesWriteTimeout(t *testing.T) {
 		if ev.Data == "still here" {
 			return
 		}
+	}
+}
+
+// TestSSEOverHTTP2: over HTTP/2, where the connection cannot be taken from net/http,
+// the stream is a net/http response and works as one over HTTP/1.1 does.
+func TestSSEOverHTTP2(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub, disp := apptest.LocalHub(t, "test", 100)
+	srv := httptest.NewUnstartedServer(handlers.NewServer(handlers.Deps{
+		Instance: "test", Hub: hub, Dispatcher: disp,
+		Inbound: "off", Auth: &handlers.Auth{Dev: true}, Ready: func() error { return nil },
+		Metrics: http.NotFoundHandler(), Log: log,
+		Limits: handlers.Limits{MaxMessageBytes: 1 << 16, SendQueue: 16, Heartbeat: time.Hour},
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	resp, err := srv.Client().Get(srv.URL + "/sse?user=h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("got %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	next := func(what string) string {
+		t.Helper()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("stream ended before %s", what)
+			}
+			return l
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s within 5s", what)
+		}
+		return ""
+	}
+	if l := next("the retry hint"); l != "retry: 2000" {
+		t.Errorf("first line %q, want the retry hint", l)
+	}
+	apptest.Eventually(t, 5*time.Second, "the stream registered", func() bool { return hub.Count() == 1 })
+	if _, err := disp.Dispatch(context.Background(), &presence.Message{UserID: "h2", RoutingKey: "k", Body: []byte("over h2")}, ""); err != nil {
+		t.Fatal(err)
+	}
+	for l := next("the message"); l != "data: over h2"; l = next("the message") {
 	}
 }
 

@@ -86,6 +86,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.BoolVar(&o.compare, "compare", false, "run the same broadcast workload (-conns raw WebSockets, every message to all, -rate, -duration) against a fresh `pushbridge serve -dev` process and a fresh minimal gorilla server (app/bench/minimal), one after the other, and print deliveries/s, p50/p99, idle RSS per connection and the ratios")
 	fs.StringVar(&o.pushbridgeBin, "pushbridge", "", "with -compare: the pushbridge binary to start (empty: this one)")
 	fs.StringVar(&o.minimalBin, "minimal", "", "with -compare: the minimal server's binary (empty: go build it from this repository)")
+	fs.IntVar(&o.pid, "pid", 0, "the -url server's process id: report its RSS per idle connection too, from /proc (-compare knows its servers')")
 	fs.StringVar(&o.redisURL, "redis-url", getenv("REDIS_URL"), "the servers' Redis, for -redis-stats (and the in-process server's REDIS_URL)")
 	fs.BoolVar(&o.redisStats, "redis-stats", false, "print Redis commands and CPU per message: INFO commandstats and cpu of -redis-url around the run, less an idle interval of -duration measured first")
 	if err := fs.Parse(args); err != nil {

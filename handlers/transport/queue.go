@@ -39,21 +39,30 @@ type item struct {
 // counts toward the bytes, and what is read from the history for the connection — the
 // replay, a catch-up — fills at most half the byte budget (room), so live traffic
 // keeps the other half. The connection's mutex guards it.
+//
+// What waits is held in segments of at most maxPooledBatch items, each a slice from
+// batches, and the writer takes one segment at a time: a connection far behind (a
+// queue limit above maxPooledBatch, a long replay) grows no slice past what the pools
+// keep, so a delivery allocates nothing however deep its queue, and neither does the
+// writer's scratch, which is sized by the batch.
 type sendQueue struct {
 	maxLen, maxBytes int
 
-	items  []item
-	pooled *[]item // where items came from (batches); nil while the queue is empty
+	head   batch   // the oldest segment (the one being filled while there is one)
+	more   []batch // the segments after it, oldest first; nil until a queue first outgrows one
+	n      int     // items held
 	bytes  int     // bytes of the messages held, the replay's too
 	exempt int     // items at the front not held to the limits (a replay, our greeting)
 	flight int     // bytes of the messages the writer took and is still writing
 	onRoom func()  // called once the writer has drained the queue to its low mark (see presence.Conn.WhenRoom)
 }
 
-// batch is what a writer took from a queue; release gives its slice back once written.
+// batch is a segment of a queue, and what a writer took from one; release gives its
+// slice back once written.
 type batch struct {
 	items  []item
-	pooled *[]item
+	pooled *[]item // where items came from (batches); nil while empty
+	bytes  int     // bytes of its messages
 }
 
 func newSendQueue(maxLen, maxBytes int) sendQueue {
@@ -69,46 +78,68 @@ func newSendQueue(maxLen, maxBytes int) sendQueue {
 // push queues it, of size bytes, unless that passes a limit: then it reports false and
 // the client is too slow to keep.
 func (q *sendQueue) push(it item, size int) bool {
-	if len(q.items)-q.exempt >= q.maxLen || q.bytes+size > q.maxBytes {
+	if q.n-q.exempt >= q.maxLen || q.bytes+size > q.maxBytes {
 		return false
 	}
-	q.add(it)
-	q.bytes += size
+	q.add(it, size)
 	return true
 }
 
 // pushExempt queues its outside the limits; their messages count toward the bytes.
 func (q *sendQueue) pushExempt(its ...item) {
-	q.add(its...)
-	q.exempt += len(its)
 	for _, it := range its {
+		size := 0
 		if it.m != nil {
-			q.bytes += it.m.Size()
+			size = it.m.Size()
 		}
+		q.add(it, size)
 	}
+	q.exempt += len(its)
 }
 
-func (q *sendQueue) add(its ...item) {
-	if q.pooled == nil {
-		q.pooled = batches.Get().(*[]item)
-		q.items = (*q.pooled)[:0]
+// add appends it, of size bytes, to the last segment, or to a new one when that is full.
+func (q *sendQueue) add(it item, size int) {
+	last := &q.head
+	if len(q.more) > 0 {
+		last = &q.more[len(q.more)-1]
 	}
-	q.items = append(q.items, its...)
+	if len(last.items) >= maxPooledBatch {
+		q.more = append(q.more, batch{})
+		last = &q.more[len(q.more)-1]
+	}
+	if last.pooled == nil {
+		last.pooled = batches.Get().(*[]item)
+		last.items = (*last.pooled)[:0]
+	}
+	last.items = append(last.items, it)
+	last.bytes += size
+	q.n++
+	q.bytes += size
 }
 
 // room is how many messages and bytes of history the connection takes now: half
 // the budget of each, less what is queued and (bytes) what is being written. The
 // other half is for live traffic meanwhile.
 func (q *sendQueue) room() (msgs, bytes int) {
-	return max(0, max(q.maxLen/2, 1)-(len(q.items)-q.exempt)), max(0, q.maxBytes/2-q.bytes-q.flight)
+	return max(0, max(q.maxLen/2, 1)-(q.n-q.exempt)), max(0, q.maxBytes/2-q.bytes-q.flight)
 }
 
-// take empties the queue and returns what it held, oldest first; its bytes are in
-// flight until written (the one writer takes a batch once the last is written).
+// take removes the oldest segment and returns it; its bytes are in flight until written
+// (the one writer takes a batch once the last is written). What is left, if anything,
+// is for the writer's next round.
 func (q *sendQueue) take() batch {
-	b := batch{q.items, q.pooled}
-	q.flight = q.bytes
-	q.items, q.pooled, q.bytes, q.exempt = nil, nil, 0, 0
+	b := q.head
+	q.head = batch{}
+	if len(q.more) > 0 {
+		q.head = q.more[0]
+		copy(q.more, q.more[1:])
+		q.more[len(q.more)-1] = batch{}
+		q.more = q.more[:len(q.more)-1]
+	}
+	q.n -= len(b.items)
+	q.bytes -= b.bytes
+	q.exempt = max(0, q.exempt-len(b.items))
+	q.flight = b.bytes
 	return b
 }
 
@@ -128,7 +159,7 @@ func (q *sendQueue) written() (onRoom func()) {
 // quarter of each limit: room for a good part of the next read from the history, so
 // a busy connection need not empty its queue for a catch-up to go on.
 func (q *sendQueue) low() bool {
-	return q.bytes+q.flight <= q.maxBytes/4 && len(q.items)-q.exempt <= q.maxLen/4
+	return q.bytes+q.flight <= q.maxBytes/4 && q.n-q.exempt <= q.maxLen/4
 }
 
 // whenRoom keeps fn for written, or returns it to be run now when the queue is low.
@@ -144,7 +175,9 @@ func (q *sendQueue) whenRoom(fn func()) (now func()) {
 // drop empties the queue, throwing away what it held; a callback waiting for room is
 // forgotten (the connection is closing).
 func (q *sendQueue) drop() {
-	q.take().release()
+	for q.n > 0 || q.head.pooled != nil {
+		q.take().release()
+	}
 	q.flight, q.onRoom = 0, nil
 }
 
@@ -160,4 +193,4 @@ func (b batch) release() {
 	}
 }
 
-func (q *sendQueue) len() int { return len(q.items) }
+func (q *sendQueue) len() int { return q.n }

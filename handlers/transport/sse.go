@@ -30,6 +30,9 @@ const (
 // invisible to EventSource.
 var heartbeat = []byte(": heartbeat\n\n")
 
+// retryHint opens every stream: the reconnect delay EventSource is to use.
+var retryHint = []byte("retry: " + strconv.FormatInt(SSERetry.Milliseconds(), 10) + "\n\n")
+
 // SSEOptions are the limits of one SSE stream. Zero values mean the defaults named
 // beside each field.
 type SSEOptions struct {
@@ -60,33 +63,37 @@ func (o *SSEOptions) defaults() {
 // stopped answering pings is (sse_echo.go).
 func (o *SSEOptions) writeWait() time.Duration { return min(writeWait, o.Heartbeat) }
 
-// SSE is a Server-Sent Events stream. The handler goroutine that runs Serve is its only
-// writer, alive for the stream's whole life; Send only queues and wakes it.
+// SSE is a Server-Sent Events stream, driven one of two ways. Over HTTP/1.1 the
+// connection is taken from net/http once the response head is out (Hijack, sse_conn.go)
+// and driven as a WebSocket is: one reader goroutine that notices the client leave, and
+// a writer goroutine only while something is queued, every batch one vectored write.
+// Where it cannot be taken (HTTP/2, HTTP/1.0) the handler goroutine runs Serve, the
+// stream's only writer for its whole life; Send only queues and wakes it.
 type SSE struct {
-	w     http.ResponseWriter
-	rc    *http.ResponseController
+	w     http.ResponseWriter // nil once the connection is taken
 	user  string
 	since time.Time
 	opts  SSEOptions
-	wake  chan struct{} // buffered 1: "the queue has something, or the stream must end"
-	done  chan struct{} // closed when Serve returns
+	done  chan struct{} // closed when Serve or ServeConn returns
 	id    string        // the stream's id in its ping tokens; empty without Echo
 
 	ponged atomic.Uint64 // the newest beat the client answered
 
 	mu      sync.Mutex
 	queue   sendQueue
-	closing bool // no more is accepted
-	end     bool // Serve returns once what is queued is written
+	closing bool          // no more is accepted
+	end     bool          // the stream ends once what is queued is written
+	wake    chan struct{} // Serve's: buffered 1, "the queue has something, or the stream must end"
+	hj      *hijacked     // the taken connection's state; nil while net/http has it
 }
 
-// NewSSE makes a stream of user on w; the caller has sent the response headers' values
-// (not yet written). Call Serve to run it.
+// NewSSE makes a stream of user on w; the caller has set the response headers' values
+// (not yet written). Then Hijack and ServeConn run it, or else Serve does.
 func NewSSE(w http.ResponseWriter, user string, opts SSEOptions) *SSE {
 	opts.defaults()
 	c := &SSE{
-		w: w, rc: http.NewResponseController(w), user: user, since: time.Now(), opts: opts,
-		wake: make(chan struct{}, 1), done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes),
+		w: w, user: user, since: time.Now(), opts: opts,
+		done: make(chan struct{}), queue: newSendQueue(opts.QueueLen, opts.QueueBytes),
 	}
 	if opts.Echo {
 		c.id = newStreamID()
@@ -110,6 +117,10 @@ func (c *SSE) Send(m *presence.Message, at presence.Cursor) {
 		c.queue.drop()
 		if c.opts.Stats != nil {
 			c.opts.Stats.SlowDisconnect.Add(1)
+		}
+		if c.hj != nil {
+			c.hj.nc.Close() // the reader fails and ends the stream; the client resumes from history
+			return
 		}
 		c.signal()
 		return
@@ -167,25 +178,43 @@ func (c *SSE) WhenRoom(fn func()) {
 	}
 }
 
-// Drain sends a reconnect event and ends the stream, then waits until Serve has
-// returned (so http.Server.Shutdown, which waits for open responses, is not held up)
-// or ctx ends.
+// Drain sends a reconnect event and ends the stream, then waits until Serve or
+// ServeConn has returned (so http.Server.Shutdown, which waits for open responses, is
+// not held up) or ctx ends; a taken connection is then cut.
 func (c *SSE) Drain(ctx context.Context, after time.Duration) {
-	c.mu.Lock()
-	if !c.closing {
-		c.queue.pushExempt(item{frame: reconnectEvent("draining", after)})
-		c.closing, c.end = true, true
-		c.signal()
-	}
-	c.mu.Unlock()
+	c.endAfterQueue(reconnectEvent("draining", after))
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		c.mu.Lock()
+		if c.hj != nil {
+			c.hj.nc.Close()
+		}
+		c.mu.Unlock()
 	}
 }
 
-// signal wakes Serve. c.mu must be held.
+// endAfterQueue queues ev, our last event, behind what is queued and ends the stream
+// once it is written.
+func (c *SSE) endAfterQueue(ev []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.queue.pushExempt(item{frame: ev})
+	c.closing, c.end = true, true
+	c.signal()
+}
+
+// signal wakes the writer: Serve, or on a taken connection a writer goroutine, unless
+// one runs. Before either exists it does nothing; they look at the queue first. c.mu
+// must be held.
 func (c *SSE) signal() {
+	if c.hj != nil {
+		c.kickLocked()
+		return
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -195,6 +224,13 @@ func (c *SSE) signal() {
 // Serve writes the stream until the client goes (ctx ends), the stream is drained or
 // overflows, or it reaches its maximum age. It returns why it ended; nil when we ended it.
 func (c *SSE) Serve(ctx context.Context) error {
+	rc := http.NewResponseController(c.w)
+	c.mu.Lock()
+	c.wake = make(chan struct{}, 1)
+	if c.queue.len() > 0 || c.end {
+		c.signal() // queued before Serve ran: the replay
+	}
+	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		c.closing = true
@@ -220,7 +256,7 @@ func (c *SSE) Serve(ctx context.Context) error {
 			pongDue.Stop()
 		}
 	}()
-	if err := c.write([]byte("retry: " + strconv.FormatInt(SSERetry.Milliseconds(), 10) + "\n\n")); err != nil {
+	if err := c.write(rc, retryHint); err != nil {
 		return err
 	}
 	for {
@@ -229,13 +265,13 @@ func (c *SSE) Serve(ctx context.Context) error {
 			return ctx.Err()
 		case <-hb.C:
 			if !c.opts.Echo {
-				if err := c.write(heartbeat); err != nil {
+				if err := c.write(rc, heartbeat); err != nil {
 					return err
 				}
 				continue
 			}
 			beat++
-			if err := c.write(c.ping(beat)); err != nil {
+			if err := c.write(rc, c.ping(beat)); err != nil {
 				return err
 			}
 			if pongDue == nil {
@@ -251,14 +287,17 @@ func (c *SSE) Serve(ctx context.Context) error {
 		case <-age:
 			b, _ := c.take()
 			b.items = append(b.items, item{frame: reconnectEvent("max connection age", 0)})
-			return c.writeBatch(b)
+			return c.writeBatch(rc, b)
 		case <-c.wake:
 			b, end := c.take()
-			if err := c.writeBatch(b); err != nil || end {
+			if err := c.writeBatch(rc, b); err != nil || end {
 				return err
 			}
 			c.mu.Lock()
 			onRoom := c.queue.written()
+			if c.queue.len() > 0 || c.end {
+				c.signal() // more segments than the one written
+			}
 			c.mu.Unlock()
 			if onRoom != nil {
 				go onRoom() // it queues more, and needs this loop to write it
@@ -267,17 +306,18 @@ func (c *SSE) Serve(ctx context.Context) error {
 	}
 }
 
-// take empties the queue.
+// take takes the oldest segment of the queue; end when the stream ends with it.
 func (c *SSE) take() (b batch, end bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.queue.take(), c.end
+	b = c.queue.take()
+	return b, c.end && c.queue.len() == 0
 }
 
 // writeBatch writes every item of b, flushes once and releases b. Each write has its
 // own deadline, so neither a stalled client nor the server's WriteTimeout (which would
 // cut a long stream) decides how long a stream lives.
-func (c *SSE) writeBatch(b batch) error {
+func (c *SSE) writeBatch(rc *http.ResponseController, b batch) error {
 	defer b.release()
 	if len(b.items) == 0 {
 		return nil
@@ -301,7 +341,7 @@ func (c *SSE) writeBatch(b batch) error {
 			buf.Write(it.frame)
 		}
 	}
-	return c.write(buf.Bytes())
+	return c.write(rc, buf.Bytes())
 }
 
 // maxPooledSSEBuffer bounds a buffer given back to sseBuffers, so one large batch does
@@ -319,15 +359,15 @@ func putSSEBuffer(b *bytes.Buffer) {
 	}
 }
 
-func (c *SSE) write(b []byte) error {
+func (c *SSE) write(rc *http.ResponseController, b []byte) error {
 	// A writer without deadlines (not net/http's) is written to without one.
-	if err := c.rc.SetWriteDeadline(time.Now().Add(c.opts.writeWait())); err != nil && !errors.Is(err, http.ErrNotSupported) {
+	if err := rc.SetWriteDeadline(time.Now().Add(c.opts.writeWait())); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	if _, err := c.w.Write(b); err != nil {
 		return err
 	}
-	return c.rc.Flush()
+	return rc.Flush()
 }
 
 // jitterDown returns d less a random part of up to maxAgeJitter of it.

@@ -65,9 +65,10 @@ func (o *WSOptions) defaults() {
 }
 
 // WS is a WebSocket connection. It has one reader goroutine (Serve, run by the caller)
-// and at most one writer goroutine, which exists only while the send queue is not
-// empty: an idle connection costs one goroutine. gorilla/websocket allows one
-// concurrent writer, and the writer goroutine is it: it sends each batch of queued
+// and at most one writer, which runs only while the send queue is not empty, on a
+// goroutine of the shared writers (writers.go): an idle connection costs one
+// goroutine. gorilla/websocket allows one concurrent writer, and the writer is it:
+// it sends each batch of queued
 // frames in one vectored write straight to the net.Conn (see write), and only close
 // frames through gorilla.
 type WS struct {
@@ -78,7 +79,7 @@ type WS struct {
 	ping  *time.Timer
 	age   *time.Timer // ends the connection at its maximum age
 
-	writer func()                 // c.writeLoop, made once: a go statement with a method value would allocate each time
+	writer func()                 // c.writeLoop, made once: a method value made per wake-up would allocate each time
 	guard  func(payload int) bool // see Guard; nil: every frame is taken
 	done   chan struct{}          // closed when Serve returns
 
@@ -86,7 +87,7 @@ type WS struct {
 
 	mu      sync.Mutex
 	queue   sendQueue
-	writing bool   // a writer goroutine is running
+	writing bool   // the writer runs (on one of writers)
 	pingDue bool   // our ping is due
 	pong    []byte // the frame answering the client's latest ping, nil when none is due
 	closing bool   // no more frames are accepted
@@ -189,7 +190,7 @@ func (c *WS) Replay(rp *presence.Replay) {
 func (c *WS) kickLocked() {
 	if !c.writing {
 		c.writing = true
-		go c.writer()
+		writers.run(c.writer)
 	}
 }
 
@@ -282,16 +283,56 @@ var errClosed = errors.New("connection closed by us")
 //     pinging while its socket is stalled would cut our write short.
 //   - Any error, a partial write included, may leave a frame cut off: writeLoop closes
 //     the socket, as it did when gorilla wrote.
+//
+// Stack depth: a new writer goroutine starts with the runtime's smallest stack, and
+// growing it (runtime.newstack, a copy) costs more than a write. Writers outlive their
+// batch (writers.go), so few grow one; and the vector is built by a function that has
+// returned (vector) before the deep calls — deadline, writev — which sit right under
+// write, itself with a small frame, so the deepest point is not deeper than needed.
 func (c *WS) write(batch []item, ping bool, pong []byte) error {
-	deadline := time.Now().Add(writeWait)
-	_ = c.conn.SetWriteDeadline(deadline) // for the close frame, written by gorilla
+	sc := scratches.Get().(*writeScratch)
+	defer sc.release()
+	closing := c.vector(sc, batch, ping, pong)
+	_ = c.conn.SetWriteDeadline(time.Now().Add(writeWait)) // for the close frame, written by gorilla
 	nc := c.conn.NetConn()
-	if err := nc.SetWriteDeadline(deadline); err != nil {
+	if err := setWriteDeadline(nc, writeWait); err != nil {
 		return err
 	}
+	if err := sc.flush(nc); err != nil {
+		return err
+	}
+	if closing == nil {
+		return nil
+	}
+	return c.writeClose(closing.closeCode, closing.reason)
+}
+
+// writeClose writes our close frame through gorilla, which then refuses to write
+// anything more (ErrCloseSent), its close handler's answer to the client's close
+// included; then it waits for the client's answer (errClosedAfterGrace).
+//
+//go:noinline
+func (c *WS) writeClose(code int, reason string) error {
+	_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason))
+	return errClosedAfterGrace(c)
+}
+
+// setWriteDeadline sets nc's write deadline d from now, in a frame of its own: the
+// writers' deep calls stay off their callers' frames (see WS.write).
+//
+//go:noinline
+func setWriteDeadline(nc net.Conn, d time.Duration) error {
+	return nc.SetWriteDeadline(time.Now().Add(d))
+}
+
+// vector puts into sc.vec the pong, the batch up to its close item, if any, and the
+// ping, and returns that close item (nil: none).
+//
+//go:noinline
+func (c *WS) vector(sc *writeScratch, batch []item, ping bool, pong []byte) (closing *item) {
 	// First every id and header into the scratch buffer (it may move as it grows),
 	// then the buffers that point into it.
-	sc := scratches.Get().(*wsScratch)
+	sc.grow(len(batch), maxFrameHeader)
 	ids, heads := sc.ids[:0], sc.heads[:0]
 	if c.opts.V1 {
 		for _, it := range batch {
@@ -302,13 +343,12 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 			}
 		}
 	}
-	bufs := sc.bufs[:0]
-	defer func() { putScratch(sc, ids, heads, bufs) }()
+	bufs := sc.vec[:0]
 	if pong != nil {
 		bufs = append(bufs, pong)
 	}
 	next := 0 // heads[next] is the next bridge.v1 message's
-	for _, it := range batch {
+	for i, it := range batch {
 		switch {
 		case it.m != nil && c.opts.V1:
 			h := heads[next]
@@ -319,62 +359,82 @@ func (c *WS) write(batch []item, ping bool, pong []byte) error {
 		case it.frame != nil:
 			bufs = append(bufs, it.frame)
 		default:
-			if err := flush(nc, sc, bufs); err != nil {
-				return err
-			}
-			// Through gorilla, which then refuses to write anything more (ErrCloseSent),
-			// its close handler's answer to the client's close included.
-			_ = c.conn.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(it.closeCode, it.reason))
-			return errClosedAfterGrace(c)
+			closing = &batch[i]
+		}
+		if closing != nil {
+			break
 		}
 	}
-	if ping {
+	if ping && closing == nil {
 		bufs = append(bufs, pingFrame)
 	}
-	return flush(nc, sc, bufs)
+	sc.ids, sc.heads, sc.vec = ids, heads, bufs
+	return closing
 }
 
 // Bounds of what a writer gives back to scratches, so that one burst to a slow client
 // does not keep its memory for everyone: a bridge.v1 message is four buffers of the
-// vectored write (header, shared prefix, id, shared suffix) and one header and id in
-// ids; the pong and the ping are two more buffers.
+// vectored write (WebSocket: header, shared prefix, id, shared suffix; SSE: id line,
+// shared prefix, id, shared suffix) and one header and id, or id line, in ids; the pong
+// and the ping, or an SSE stream's chunk head, heartbeat, chunk end and last chunk, are
+// up to four more buffers.
 const (
-	maxPooledVector = 4*maxPooledBatch + 2
-	maxPooledIDs    = maxPooledBatch * (maxFrameHeader + presence.MaxCursorLen)
+	maxPooledVector = 4*maxPooledBatch + 4
+	maxPooledIDs    = maxPooledBatch*(maxFrameHeader+presence.MaxCursorLen) + maxChunkHead
 )
 
-// wsScratch is what a writer needs for one batch besides the frames shared by every
-// recipient: the per-connection part of each bridge.v1 frame (header and id, in ids),
-// where each frame's parts sit in ids (heads), and the vectored write (bufs).
-type wsScratch struct {
+// writeScratch is what a writer, WebSocket or SSE (writeConn), needs for one batch
+// besides the bytes shared by every recipient: the per-connection part of each
+// bridge.v1 frame (header and id, in ids), where each frame's parts sit in ids (heads),
+// and the vectored write (vec).
+type writeScratch struct {
 	ids   []byte
 	heads [][3]int
-	bufs  net.Buffers
+	vec   net.Buffers
+	out   net.Buffers // what flush consumes of vec
 }
 
 // scratches recycles the writers' scratch, as batches does the queues' slices: a
 // writer holds one only while it writes, so an idle connection holds none, and once
 // the pool is warm a batch costs no allocation whatever its ids.
-var scratches = sync.Pool{New: func() any { return new(wsScratch) }}
+var scratches = sync.Pool{New: func() any { return new(writeScratch) }}
 
-// putScratch gives sc back to the pool with the grown slices it lent, emptied so that
-// it holds on to no frame; slices grown past the bounds are left to the GC.
-func putScratch(sc *wsScratch, ids []byte, heads [][3]int, bufs net.Buffers) {
-	clear(bufs)
-	if cap(bufs) > maxPooledVector || cap(ids) > maxPooledIDs || cap(heads) > maxPooledBatch {
+// grow makes sc's slices large enough for a batch of n items, each with up to perItem
+// bytes of its own besides its id, in one allocation each where they are not: grown by
+// append they would take a dozen to reach a deep batch's size.
+func (sc *writeScratch) grow(n, perItem int) {
+	if need := n * (perItem + presence.MaxCursorLen); cap(sc.ids) < need {
+		sc.ids = make([]byte, 0, need)
+	}
+	if cap(sc.heads) < n {
+		sc.heads = make([][3]int, 0, n)
+	}
+	if need := 4*n + 4; cap(sc.vec) < need {
+		sc.vec = make(net.Buffers, 0, need)
+	}
+}
+
+// release gives sc back to the pool, emptied so that it holds on to no frame; slices
+// grown past the bounds are left to the GC.
+func (sc *writeScratch) release() {
+	clear(sc.vec)
+	sc.out = nil
+	if cap(sc.vec) > maxPooledVector || cap(sc.ids) > maxPooledIDs || cap(sc.heads) > maxPooledBatch {
 		return
 	}
-	sc.ids, sc.heads, sc.bufs = ids[:0], heads[:0], bufs[:0]
+	sc.ids, sc.heads, sc.vec = sc.ids[:0], sc.heads[:0], sc.vec[:0]
 	scratches.Put(sc)
 }
 
-// flush writes bufs in one vectored write. WriteTo consumes the slice it is called on
-// (it reslices bufs' elements as it goes, never the shared frames' bytes), so it is
-// called on sc.bufs, a header inside the pooled scratch, which is already on the heap
-// where WriteTo needs it; bufs keeps its elements for putScratch to clear.
-func flush(nc net.Conn, sc *wsScratch, bufs net.Buffers) error {
-	sc.bufs = bufs
-	_, err := sc.bufs.WriteTo(nc)
+// flush writes sc.vec in one vectored write. WriteTo consumes the slice it is called
+// on (it reslices it and its elements as it goes, never the shared frames' bytes), so
+// it is called on sc.out, a copy of vec's header inside the pooled scratch, already on
+// the heap where WriteTo needs it; vec keeps its elements for release to clear.
+//
+//go:noinline
+func (sc *writeScratch) flush(nc net.Conn) error {
+	sc.out = sc.vec
+	_, err := sc.out.WriteTo(nc)
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gorilla/websocket"
@@ -127,4 +128,63 @@ func fanoutFrameLen(m *presence.Message, v1 bool) int {
 	}
 	head, hs, _, _ := appendV1Head(nil, cp, presence.Cursor{Bcast: cp.Pos()})
 	return len(head) - hs + len(v1Pre) + len(v1Post(cp))
+}
+
+// BenchmarkWSWake measures one broadcast at a time to conns bridge.v1 recipients, each
+// read by every client before the next is delivered: every delivery wakes an idle
+// connection, so a fresh writer goroutine starts for each recipient, as on a server
+// whose broadcasts are far apart. Its CPU profile shows what a wake-up costs
+// (runtime.newstack when the writer outgrows its first stack).
+func BenchmarkWSWake(b *testing.B) {
+	body := []byte(`{"receiveUserId":"x","amount":1234,"text":"a message of a typical size for a push"}`)
+	const epoch, conns = "benchbench", 50
+	hub := newTestHub()
+	srv := wsServer(b, hub, WSOptions{V1: true, Stats: &hub.Stats})
+	ncs := make([]net.Conn, conns)
+	for i := range ncs {
+		ncs[i] = dialUser(b, srv, fmt.Sprint(i)).NetConn()
+	}
+	for hub.Count() < conns {
+		runtime.Gosched()
+	}
+	msgs := make([]*presence.Message, b.N)
+	want := make([]int64, b.N) // bytes all clients have read once message i is through
+	total := int64(0)
+	for i := range msgs {
+		msgs[i] = &presence.Message{Epoch: epoch, Seq: uint64(i) + 1, RoutingKey: "contract", Body: body}
+		total += int64(conns * fanoutFrameLen(msgs[i], true))
+		want[i] = total
+	}
+	// The clients wake the benchmark when the message is through (spinning instead
+	// would starve the network poller on 2 cores).
+	var read, target atomic.Int64
+	through := make(chan struct{}, 1)
+	for _, nc := range ncs {
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := nc.Read(buf)
+				if read.Add(int64(n)) >= target.Load() {
+					select {
+					case through <- struct{}{}:
+					default:
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i, m := range msgs {
+		target.Store(want[i])
+		hub.Deliver(m)
+		for read.Load() < want[i] {
+			<-through
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*conns)/b.Elapsed().Seconds(), "deliveries/s")
 }
