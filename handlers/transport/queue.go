@@ -172,6 +172,30 @@ func (q *sendQueue) whenRoom(fn func()) (now func()) {
 	return nil
 }
 
+// queueRoom is a connection's Room: q.room, or nothing once closing; mu guards both.
+func queueRoom(mu *sync.Mutex, closing *bool, q *sendQueue) (msgs, bytes int) {
+	mu.Lock()
+	defer mu.Unlock()
+	if *closing {
+		return 0, 0
+	}
+	return q.room()
+}
+
+// queueWhenRoom is a connection's WhenRoom: fn is kept for the writer (q.whenRoom),
+// run on a goroutine of its own when the queue is low now, dropped once closing; mu
+// guards both.
+func queueWhenRoom(mu *sync.Mutex, closing *bool, q *sendQueue, fn func()) {
+	mu.Lock()
+	defer mu.Unlock()
+	if *closing {
+		return
+	}
+	if now := q.whenRoom(fn); now != nil {
+		go now()
+	}
+}
+
 // drop empties the queue, throwing away what it held; a callback waiting for room is
 // forgotten (the connection is closing).
 func (q *sendQueue) drop() {

@@ -156,27 +156,11 @@ func (c *SSE) Replay(rp *presence.Replay) {
 }
 
 // Room is how many bytes of history the stream takes now (see sendQueue.room).
-func (c *SSE) Room() (msgs, bytes int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return 0, 0
-	}
-	return c.queue.room()
-}
+func (c *SSE) Room() (msgs, bytes int) { return queueRoom(&c.mu, &c.closing, &c.queue) }
 
 // WhenRoom has Serve call fn, on a goroutine of its own, once it has drained the queue
 // to a quarter of its limits (sendQueue.low); at once when the queue is that low now.
-func (c *SSE) WhenRoom(fn func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	if now := c.queue.whenRoom(fn); now != nil {
-		go now()
-	}
-}
+func (c *SSE) WhenRoom(fn func()) { queueWhenRoom(&c.mu, &c.closing, &c.queue, fn) }
 
 // Drain sends a reconnect event and ends the stream, then waits until Serve or
 // ServeConn has returned (so http.Server.Shutdown, which waits for open responses, is

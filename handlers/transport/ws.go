@@ -232,28 +232,12 @@ func (c *WS) writeLoop() {
 }
 
 // Room is how many bytes of history the connection takes now (see sendQueue.room).
-func (c *WS) Room() (msgs, bytes int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return 0, 0
-	}
-	return c.queue.room()
-}
+func (c *WS) Room() (msgs, bytes int) { return queueRoom(&c.mu, &c.closing, &c.queue) }
 
 // WhenRoom has the writer call fn once it has drained the queue to a quarter of its
 // limits (sendQueue.low); fn runs on a goroutine of its own when the queue is that low
 // now.
-func (c *WS) WhenRoom(fn func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	if now := c.queue.whenRoom(fn); now != nil {
-		go now()
-	}
-}
+func (c *WS) WhenRoom(fn func()) { queueWhenRoom(&c.mu, &c.closing, &c.queue, fn) }
 
 var errClosed = errors.New("connection closed by us")
 
