@@ -116,12 +116,12 @@ func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 		return
 	}
 	cmds := make([]*redis.Cmd, len(b))
-	todo := make([]int, len(b))
+	pending := make([]int, len(b))
 	for i := range b {
-		todo[i] = i
+		pending[i] = i
 	}
-	for try := 0; len(todo) > 0 && try < runScriptTries; try++ {
-		todo = d.runCalls(ctx, b, cmds, todo)
+	for try := 0; len(pending) > 0 && try < runScriptTries; try++ {
+		pending = d.runCalls(ctx, b, cmds, pending)
 	}
 	var out relayOut
 	for i := range b {
@@ -140,15 +140,15 @@ func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	}
 }
 
-// runCalls sends the calls of b named by todo in one pipeline (on a cluster,
+// runCalls sends the calls of b named by pending in one pipeline (on a cluster,
 // go-redis splits it per node) into cmds, and returns those answered NOSCRIPT, whose
 // stale copies are forgotten so the next round loads the right ones.
-func (d *RedisDispatcher) runCalls(ctx context.Context, b []Dispatch, cmds []*redis.Cmd, todo []int) []int {
+func (d *RedisDispatcher) runCalls(ctx context.Context, b []Dispatch, cmds []*redis.Cmd, pending []int) []int {
 	pipe := d.rdb.Pipeline()
 	hashes := make([]string, len(b))
 	failed := map[string]error{}
 	sent := 0
-	for _, i := range todo {
+	for _, i := range pending {
 		keys, args := d.args(&b[i])
 		h, err := dispatchScript.hash(ctx, d.rdb, keys[0], failed)
 		if err != nil {
@@ -166,7 +166,7 @@ func (d *RedisDispatcher) runCalls(ctx context.Context, b []Dispatch, cmds []*re
 	}
 	var again []int
 	reloaded := false
-	for _, i := range todo {
+	for _, i := range pending {
 		if err := cmds[i].Err(); err != nil && !reloaded && !isNoScript(err) {
 			reloadSlotsAfter(ctx, d.rdb, err)
 			reloaded = true

@@ -99,15 +99,13 @@ func (t *RedisTransitions) collectDead(ctx context.Context) ([]string, error) {
 	now := t.now()
 	live := now.Add(-crashGrace(t.ttl)).UnixMilli()
 	var dead []string
-	deadline := map[string]int64{}
 	for id, v := range all {
-		if d, _, ok := splitLease(v); ok && d < live && id != t.instance {
-			dead = append(dead, id)
-			deadline[id] = d
+		d, _, ok := splitLease(v)
+		if !ok || d >= live || id == t.instance {
+			continue
 		}
-	}
-	for _, id := range dead {
-		due := float64(deadline[id] + t.grace.Milliseconds())
+		dead = append(dead, id)
+		due := float64(d + t.grace.Milliseconds())
 		users, err := t.rdb.SMembers(ctx, t.keys.held(id)).Result()
 		if err != nil {
 			return nil, fmt.Errorf("transitions beat: users of %s: %w", id, err)
