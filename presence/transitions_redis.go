@@ -178,22 +178,31 @@ func (t *RedisTransitions) stripe(user string) *transStripe {
 }
 
 func (t *RedisTransitions) Connected(ctx context.Context, user, transport string) {
-	t.closeMu.RLock()
-	defer t.closeMu.RUnlock()
-	if t.closed {
-		return
-	}
-	s := t.stripe(user)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.conns[user]++
-	s.kind[user] = transport
-	if s.conns[user] == 1 || s.dirty[user] {
-		t.sync(ctx, s, user)
-	}
+	t.withStripe(user, func(s *transStripe) {
+		s.conns[user]++
+		s.kind[user] = transport
+		if s.conns[user] == 1 || s.dirty[user] {
+			t.sync(ctx, s, user)
+		}
+	})
 }
 
 func (t *RedisTransitions) Disconnected(ctx context.Context, user string) {
+	t.withStripe(user, func(s *transStripe) {
+		if s.conns[user] == 0 {
+			return
+		}
+		if s.conns[user]--; s.conns[user] > 0 {
+			return
+		}
+		delete(s.conns, user)
+		delete(s.kind, user)
+		t.sync(ctx, s, user)
+	})
+}
+
+// withStripe runs fn with user's stripe locked, unless Close ran: Close waits for it.
+func (t *RedisTransitions) withStripe(user string, fn func(s *transStripe)) {
 	t.closeMu.RLock()
 	defer t.closeMu.RUnlock()
 	if t.closed {
@@ -202,15 +211,7 @@ func (t *RedisTransitions) Disconnected(ctx context.Context, user string) {
 	s := t.stripe(user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conns[user] == 0 {
-		return
-	}
-	if s.conns[user]--; s.conns[user] > 0 {
-		return
-	}
-	delete(s.conns, user)
-	delete(s.kind, user)
-	t.sync(ctx, s, user)
+	fn(s)
 }
 
 // sync tells Redis whether this instance holds user, as s says, and announces what
