@@ -296,18 +296,7 @@ func BenchmarkSSEFanout(b *testing.B) {
 						}
 					})
 				}
-				b.ReportAllocs()
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				b.ResetTimer()
-				for _, m := range msgs {
-					hub.Deliver(m)
-				}
-				wg.Wait()
-				b.StopTimer()
-				runtime.ReadMemStats(&after)
-				b.ReportMetric(float64(b.N*conns)/b.Elapsed().Seconds(), "deliveries/s")
-				b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(b.N*conns), "allocs/delivery")
+				measureFanout(b, hub, msgs, &wg, conns)
 			})
 		}
 	}
