@@ -123,25 +123,42 @@ func tryCluster(t testing.TB, replicas int) (*RedisCluster, error) {
 
 // waitReplicas polls until every master has a replica in sync (master_link_status up).
 func (c *RedisCluster) waitReplicas(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+	var replicas []int
 	for i := clusterMasters; i < len(c.Addrs); i++ {
-		rdb := c.node(i)
-		for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			info, err := rdb.Info(ctx, "replication").Result()
-			cancel()
-			if err == nil && strings.Contains(info, "master_link_status:up") {
-				break
-			}
-			if time.Now().After(deadline) {
-				rdb.Close()
-				return fmt.Errorf("replica %s not in sync within %s: %v\n%s", c.Addrs[i], timeout, err, info)
-			}
-			time.Sleep(wait)
+		replicas = append(replicas, i)
+	}
+	return c.pollNodes(replicas, timeout, 50*time.Millisecond, func(ctx context.Context, rdb *redis.Client) (string, bool) {
+		info, err := rdb.Info(ctx, "replication").Result()
+		return fmt.Sprintf("not in sync: %v\n%s", err, info), err == nil && strings.Contains(info, "master_link_status:up")
+	})
+}
+
+// pollNodes polls each of the nodes in turn with check, backing off up to most, until
+// check says ok, or fails with check's last word once timeout has passed in all.
+func (c *RedisCluster) pollNodes(nodes []int, timeout, most time.Duration, check func(context.Context, *redis.Client) (why string, ok bool)) error {
+	deadline := time.Now().Add(timeout)
+	for _, i := range nodes {
+		if err := pollNode(c.node(i), deadline, most, check); err != nil {
+			return fmt.Errorf("node %s within %s: %w", c.Addrs[i], timeout, err)
 		}
-		rdb.Close()
 	}
 	return nil
+}
+
+func pollNode(rdb *redis.Client, deadline time.Time, most time.Duration, check func(context.Context, *redis.Client) (string, bool)) error {
+	defer rdb.Close()
+	for wait := time.Millisecond; ; wait = min(2*wait, most) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		why, ok := check(ctx, rdb)
+		cancel()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New(why)
+		}
+		time.Sleep(wait) // polling with a deadline
+	}
 }
 
 // Masters are the indexes of the nodes serving slots now, as node from (a live node)
@@ -173,30 +190,23 @@ func (c *RedisCluster) Masters(t testing.TB, from int) []int {
 // replica took over.
 func (c *RedisCluster) WaitFailover(t testing.TB, i int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	var others []int
 	for j := range c.Addrs {
-		if j == i {
-			continue
+		if j != i {
+			others = append(others, j)
 		}
-		rdb := c.node(j)
-		for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			info, err := rdb.ClusterInfo(ctx).Result()
-			var slots []redis.ClusterSlot
-			if err == nil {
-				slots, err = rdb.ClusterSlots(ctx).Result()
-			}
-			cancel()
-			if err == nil && strings.Contains(info, "cluster_state:ok") && !servedBy(slots, c.Addrs[i]) {
-				break
-			}
-			if time.Now().After(deadline) {
-				rdb.Close()
-				t.Fatalf("node %s: master %s not failed over within %s: %v\n%s", c.Addrs[j], c.Addrs[i], timeout, err, info)
-			}
-			time.Sleep(wait)
+	}
+	err := c.pollNodes(others, timeout, 100*time.Millisecond, func(ctx context.Context, rdb *redis.Client) (string, bool) {
+		info, err := rdb.ClusterInfo(ctx).Result()
+		var slots []redis.ClusterSlot
+		if err == nil {
+			slots, err = rdb.ClusterSlots(ctx).Result()
 		}
-		rdb.Close()
+		return fmt.Sprintf("master %s not failed over: %v\n%s", c.Addrs[i], err, info),
+			err == nil && strings.Contains(info, "cluster_state:ok") && !servedBy(slots, c.Addrs[i])
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -217,28 +227,15 @@ func (c *RedisCluster) Rejoin(t testing.TB, i int) { c.Restart(t, i) }
 
 // waitOK polls every node until each says cluster_state:ok and knows all the others.
 func (c *RedisCluster) waitOK(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for _, addr := range c.Addrs {
-		rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-		var info string
-		var err error
-		for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			info, err = rdb.ClusterInfo(ctx).Result()
-			cancel()
-			if err == nil && strings.Contains(info, "cluster_state:ok") &&
-				strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", len(c.Addrs))) {
-				break
-			}
-			if time.Now().After(deadline) {
-				rdb.Close()
-				return fmt.Errorf("node %s not ok within %s: %v\n%s", addr, timeout, err, info)
-			}
-			time.Sleep(wait)
-		}
-		rdb.Close()
+	all := make([]int, len(c.Addrs))
+	for i := range all {
+		all[i] = i
 	}
-	return nil
+	return c.pollNodes(all, timeout, 50*time.Millisecond, func(ctx context.Context, rdb *redis.Client) (string, bool) {
+		info, err := rdb.ClusterInfo(ctx).Result()
+		return fmt.Sprintf("not ok: %v\n%s", err, info), err == nil && strings.Contains(info, "cluster_state:ok") &&
+			strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d", len(c.Addrs)))
+	})
 }
 
 // Client is a go-redis cluster client on the seeds, closed when the test ends.
