@@ -70,10 +70,13 @@ func (c *bodyConn) Drain(context.Context, time.Duration) {}
 func (c *bodyConn) Replay(*presence.Replay)              {}
 func (c *bodyConn) Room() (int, int)                     { return 1 << 30, 1 << 30 } // records everything at once
 func (c *bodyConn) WhenRoom(fn func())                   { go fn() }
-func (c *bodyConn) Send(m *presence.Message, _ presence.Cursor) {
+func (c *bodyConn) Send(ds []presence.Delivery) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.bodies, c.ids = append(c.bodies, string(m.Body)), append(c.ids, m.Pos().Epoch+"-"+strconv.FormatUint(m.Seq, 10))
+	for _, d := range ds {
+		m := d.M
+		c.bodies, c.ids = append(c.bodies, string(m.Body)), append(c.ids, m.Pos().Epoch+"-"+strconv.FormatUint(m.Seq, 10))
+	}
 }
 
 // wantBodies waits for the connection to hold as many messages as want and checks

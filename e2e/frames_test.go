@@ -74,11 +74,11 @@ func TestBrowserParsesWSFrames(t *testing.T) {
 	var want []string
 	for _, n := range []int{0, 1, 125, 126, 127, 65535, 65536, 60 << 10} {
 		text := []byte(strings.Repeat("abcdefgh", n/8+1)[:n])
-		ws.Send(&presence.Message{UserID: "b", Body: text}, presence.Cursor{})
+		ws.Send([]presence.Delivery{{M: &presence.Message{UserID: "b", Body: text}, At: presence.Cursor{}}})
 		want = append(want, frameSummary(false, text))
 		if n > 0 {
 			bin := append(bytes.Repeat([]byte{0xfe, 0x01}, n/2+1)[:n-1], 0xff) // not UTF-8: a binary frame
-			ws.Send(&presence.Message{UserID: "b", Body: bin}, presence.Cursor{})
+			ws.Send([]presence.Delivery{{M: &presence.Message{UserID: "b", Body: bin}, At: presence.Cursor{}}})
 			want = append(want, frameSummary(true, bin))
 		}
 	}

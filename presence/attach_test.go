@@ -193,10 +193,12 @@ func (c *pacedConn) take(m *Message) {
 	c.all = append(c.all, strconv.Itoa(streamOf(m))+"/"+strconv.FormatUint(m.Seq, 10))
 }
 
-func (c *pacedConn) Send(m *Message, at Cursor) {
+func (c *pacedConn) Send(ds []Delivery) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.take(m)
+	for _, d := range ds {
+		c.take(d.M)
+	}
 }
 
 func (c *pacedConn) Replay(rp *Replay) {

@@ -78,9 +78,10 @@ type pending struct {
 	f *feed
 }
 
-// offerLocked sends m to c unless c has it, or holds it back, and says whether c now
-// needs a catch-up or a reconnect. f.mu is held.
-func (f *feed) offerLocked(c Conn, m *Message) int {
+// offerLocked adds m to out, with its id on the connection, unless the connection
+// has it or holds it back, and says whether it now needs a catch-up or a reconnect.
+// f.mu is held.
+func (f *feed) offerLocked(m *Message, out *[]Delivery) int {
 	if f.lost {
 		return offered
 	}
@@ -89,7 +90,7 @@ func (f *feed) offerLocked(c Conn, m *Message) int {
 		return offered
 	}
 	if m.Seq == 0 { // not recorded: nothing to order it by
-		c.Send(m, f.at)
+		*out = append(*out, Delivery{M: m, At: f.at})
 		return offered
 	}
 	i := streamOf(m)
@@ -97,7 +98,7 @@ func (f *feed) offerLocked(c Conn, m *Message) int {
 	switch {
 	case !f.tracked, p.Epoch == "" && m.Seq == 1, p.Epoch == m.Epoch && m.Seq == p.Seq+1:
 		*p = m.Pos()
-		c.Send(m, f.at)
+		*out = append(*out, Delivery{M: m, At: f.at})
 		return offered
 	case p.Epoch == m.Epoch && m.Seq <= p.Seq:
 		return offered // a copy
@@ -110,10 +111,26 @@ func (f *feed) offerLocked(c Conn, m *Message) int {
 	return lostIt
 }
 
-func (f *feed) offer(c Conn, m *Message) int {
+// offer sends c, in one Send, what of ms (in order) it does not have, and returns the
+// worst outcome; out is scratch, left empty.
+func (f *feed) offer(c Conn, ms []*Message, out *[]Delivery) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.offerLocked(c, m)
+	worst := offered
+	for _, m := range ms {
+		worst = max(worst, f.offerLocked(m, out))
+	}
+	sendAll(c, out)
+	return worst
+}
+
+// sendAll sends what out holds to c, if anything, and empties it.
+func sendAll(c Conn, out *[]Delivery) {
+	if len(*out) > 0 {
+		c.Send(*out)
+		clear(*out)
+		*out = (*out)[:0]
+	}
 }
 
 // Hold registers c while its replay is being read: messages for it wait until
@@ -138,9 +155,11 @@ func (h *Hub) Release(ctx context.Context, c Conn, at Cursor, behind bool) error
 	if behind {
 		f.gap, worst = [2]bool{true, true}, gapped
 	}
+	var out []Delivery
 	for _, m := range waiting {
-		worst = max(worst, f.offerLocked(c, m))
+		worst = max(worst, f.offerLocked(m, &out))
 	}
+	sendAll(c, &out)
 	return h.settleLocked(ctx, c, f, worst)
 }
 
@@ -238,13 +257,15 @@ func (h *Hub) catchUpLocked(ctx context.Context, c Conn, f *feed) error {
 			h.loseLocked(c, f)
 			return fmt.Errorf("catch up %s: %s: %w", c.User(), w.Reset, errIncomplete)
 		}
+		var out []Delivery
 		for _, m := range w.Msgs {
 			if m.Seq > p.Seq || p.Epoch == "" {
 				*p = m.Pos()
-				c.Send(m, f.at)
-				h.Stats.CaughtUp.Add(1)
+				out = append(out, Delivery{M: m, At: f.at})
 			}
 		}
+		h.Stats.CaughtUp.Add(int64(len(out)))
+		sendAll(c, &out)
 		if w.Cut() {
 			h.awaitRoomLocked(c, f) // the gap stays: live messages of the stream wait for the rest
 			continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,10 +15,13 @@ type Conn interface {
 	User() string
 	Transport() string // "ws", "sse", "poll"
 	Since() time.Time
-	// Send queues m without blocking; at is the connection's cursor just after m, the
-	// message's id on this connection. A connection whose queue is full closes itself
-	// (the client resumes from history) rather than slow down the sender.
-	Send(m *Message, at Cursor)
+	// Send queues ds in order without blocking; ds[i].At is the connection's cursor
+	// just after ds[i].M, the message's id on this connection. One call carries what
+	// one relay batch holds for the connection, so it is queued under one lock and
+	// written together. A connection whose queue is full closes itself (the client
+	// resumes from history) rather than slow down the sender. Send must not keep ds
+	// (the caller reuses it) but may overwrite it.
+	Send(ds []Delivery)
 	// Replay queues, ahead of anything sent later, what the connection hears when it
 	// attaches: its own greeting (welcome, and reset when rp.Reset says the replay is
 	// incomplete, as its wire has them) and rp.Messages. It runs while live messages
@@ -152,29 +156,62 @@ func (h *Hub) remove(c Conn) (found, last bool) {
 	return f.attached, last
 }
 
-// Deliver queues m to each of its recipients held here and returns how many there were.
-// A connection is not sent a message it already has; one that reveals a gap (see feed)
-// is caught up from the history instead.
-func (h *Hub) Deliver(m *Message) int {
-	var fix []pending
-	var outcomes []int
-	h.mu.RLock()
-	n := 0
-	offer := func(c Conn, f *feed) {
-		n++
-		if o := f.offer(c, m); o != offered {
+// Deliver queues m to each of its recipients held here and returns how many there
+// were; see DeliverAll.
+func (h *Hub) Deliver(m *Message) int { return h.DeliverAll([]*Message{m}) }
+
+// DeliverAll queues each message of ms, in order, to each of its recipients held here
+// and returns how many deliveries that made. A connection is not sent a message it
+// already has; one that reveals a gap (see feed) is caught up from the history
+// instead. What one connection gets of ms goes to it in one Send, under its feed's
+// lock once: when the relay brings batches (it does when this instance falls behind),
+// the work per recipient — locks, the writer's wake-up, the write — is per batch, not
+// per message.
+func (h *Hub) DeliverAll(ms []*Message) int {
+	if len(ms) == 0 {
+		return 0
+	}
+	var (
+		fix      []pending
+		outcomes []int
+		out      []Delivery
+		n        int
+	)
+	offer := func(c Conn, f *feed, mine []*Message) {
+		n += len(mine)
+		if o := f.offer(c, mine, &out); o != offered {
 			fix, outcomes = append(fix, pending{c, f}), append(outcomes, o)
 		}
 	}
-	if m.Broadcast() {
-		for _, set := range h.users {
+	g := groupByUser(ms)
+	h.mu.RLock()
+	if len(g.bcast) > 0 {
+		var mine []*Message
+		for user, set := range h.users {
+			sel := g.bcast
+			if g.users[user] {
+				mine = g.of(ms, user, mine[:0])
+				sel = mine
+			}
 			for c, f := range set {
-				offer(c, f)
+				offer(c, f, sel)
 			}
 		}
 	} else {
-		for c, f := range h.users[m.UserID] {
-			offer(c, f)
+		var mine []*Message
+		for _, user := range g.order {
+			set := h.users[user]
+			if len(set) == 0 {
+				continue
+			}
+			sel := ms
+			if len(g.order) > 1 {
+				mine = g.of(ms, user, mine[:0])
+				sel = mine
+			}
+			for c, f := range set {
+				offer(c, f, sel)
+			}
 		}
 	}
 	h.mu.RUnlock()
@@ -183,6 +220,54 @@ func (h *Hub) Deliver(m *Message) int {
 		h.repair(p.c, p.f, outcomes[i])
 	}
 	return n
+}
+
+// batchGroups is how a batch's messages divide between the broadcasts and the users
+// they are for.
+type batchGroups struct {
+	bcast []*Message      // the broadcasts, in order
+	order []string        // the users with targeted messages, in order of their first
+	users map[string]bool // the same users, when there are broadcasts too (nil otherwise)
+}
+
+func groupByUser(ms []*Message) batchGroups {
+	var g batchGroups
+	if len(ms) == 1 { // the common case at low rates: nothing to allocate
+		if ms[0].Broadcast() {
+			g.bcast = ms
+		} else {
+			g.order = []string{ms[0].UserID}
+		}
+		return g
+	}
+	for _, m := range ms {
+		if m.Broadcast() {
+			g.bcast = append(g.bcast, m)
+		} else if !slices.Contains(g.order, m.UserID) {
+			g.order = append(g.order, m.UserID)
+		}
+	}
+	if len(g.bcast) == len(ms) {
+		g.bcast = ms
+	}
+	if len(g.bcast) > 0 && len(g.order) > 0 {
+		g.users = make(map[string]bool, len(g.order))
+		for _, u := range g.order {
+			g.users[u] = true
+		}
+	}
+	return g
+}
+
+// of appends to dst, in order, the messages of ms that user's connections get: the
+// broadcasts and the user's own.
+func (g batchGroups) of(ms []*Message, user string, dst []*Message) []*Message {
+	for _, m := range ms {
+		if m.Broadcast() || m.UserID == user {
+			dst = append(dst, m)
+		}
+	}
+	return dst
 }
 
 // Count is the number of connections held.

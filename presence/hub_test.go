@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ type recConn struct {
 	rp    *Replay       // what Replay was given
 	lost  bool          // told to reconnect
 	wake  chan struct{} // signalled after each Send when not nil (see newRecConn)
+	sends int           // Send calls
 }
 
 func (c *recConn) User() string                         { return c.user }
@@ -27,10 +29,13 @@ func (c *recConn) Room() (int, int)                     { return 1 << 30, 1 << 3
 func (c *recConn) WhenRoom(fn func())                   { go fn() }
 func (c *recConn) count() int                           { c.mu.Lock(); defer c.mu.Unlock(); return len(c.got) }
 
-func (c *recConn) Send(m *Message, at Cursor) {
+func (c *recConn) Send(ds []Delivery) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.got, c.at = append(c.got, m), append(c.at, at)
+	c.sends++
+	for _, d := range ds {
+		c.got, c.at = append(c.got, d.M), append(c.at, d.At)
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -70,6 +75,44 @@ func userConns(h *Hub, user string) int {
 		}
 	}
 	return n
+}
+
+// TestDeliverAllGivesEachConnectionItsShareInOneSend: a batch of broadcasts and two
+// users' messages reaches each connection as what it should get of the batch, in
+// batch order, in one Send; a batch of targeted messages alone reaches only their
+// users.
+func TestDeliverAllGivesEachConnectionItsShareInOneSend(t *testing.T) {
+	h, _, _ := newTestHub(t, 100)
+	a, b, c := &recConn{user: "a"}, &recConn{user: "b"}, &recConn{user: "c"}
+	for _, x := range []Conn{a, b, c} {
+		if err := h.Attach(context.Background(), x, "", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := func(user, body string) *Message { return &Message{UserID: user, Body: []byte(body)} }
+	batch := []*Message{m("a", "a1"), m("", "B1"), m("b", "b1"), m("a", "a2"), m("", "B2"), m("nobody", "n1")}
+	if n := h.DeliverAll(batch); n != 4+3+2 {
+		t.Errorf("delivered %d, want 9", n)
+	}
+	if n := h.DeliverAll([]*Message{m("b", "b2"), m("c", "c1"), m("b", "b3")}); n != 3 {
+		t.Errorf("targeted batch: delivered %d, want 3", n)
+	}
+	for _, x := range []struct {
+		c     *recConn
+		want  string
+		sends int
+	}{{a, "a1 B1 a2 B2", 1}, {b, "B1 b1 B2 b2 b3", 2}, {c, "B1 B2 c1", 2}} {
+		x.c.mu.Lock()
+		var got []string
+		for _, m := range x.c.got {
+			got = append(got, string(m.Body))
+		}
+		sends := x.c.sends
+		x.c.mu.Unlock()
+		if g := strings.Join(got, " "); g != x.want || sends != x.sends {
+			t.Errorf("%s got %q in %d sends, want %q in %d", x.c.user, g, sends, x.want, x.sends)
+		}
+	}
 }
 
 func TestHubDeliversToTheUsersConnectionsOrToAll(t *testing.T) {

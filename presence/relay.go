@@ -29,11 +29,13 @@ type Relay interface {
 	// Broadcast hands ms to every other instance; the sender delivers its own copy.
 	// (A dispatched broadcast reaches every instance, the dispatching one included.)
 	Broadcast(ctx context.Context, ms ...*Message) error
-	// Run hands to deliver, one at a time and in arrival order, each message sent to
-	// this instance or broadcast, until ctx ends. Call it once per instance. It calls subscribed each
+	// Run hands to deliver, in arrival order, each message sent to this instance or
+	// broadcast, until ctx ends: a batch at a time (a payload's messages, or what
+	// waited while the previous batch was delivered), one call at a time; deliver
+	// must not keep the slice. Call it once per instance. It calls subscribed each
 	// time it starts listening, first and after every reconnect, before the messages
 	// that follow.
-	Run(ctx context.Context, deliver func(*Message), subscribed func()) error
+	Run(ctx context.Context, deliver func([]*Message), subscribed func()) error
 	// Flush returns once what was sent to this instance before the call has been
 	// handed to deliver, where the relay can know it; a drain calls it after the last
 	// acked delivery, before the clients are sent away.

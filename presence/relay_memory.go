@@ -12,6 +12,9 @@ var _ Relay = (*MemoryRelay)(nil)
 // one process nothing is lost, and the queue absorbs a burst.
 const memRelayQueue = 1024
 
+// memRelayBatch bounds what Run hands to deliver at once.
+const memRelayBatch = 256
+
 // MemoryBus connects the MemoryRelays of the instances in one process (tests, and
 // the single instance, where it carries nothing).
 type MemoryBus struct {
@@ -105,7 +108,7 @@ func (s *memSub) putItem(ctx context.Context, it memItem) error {
 	return nil
 }
 
-func (r *MemoryRelay) Run(ctx context.Context, deliver func(*Message), subscribed func()) error {
+func (r *MemoryRelay) Run(ctx context.Context, deliver func([]*Message), subscribed func()) error {
 	s := &memSub{ch: make(chan memItem, memRelayQueue), done: make(chan struct{})}
 	r.bus.mu.Lock()
 	if r.bus.subs[r.instance] != nil {
@@ -121,17 +124,38 @@ func (r *MemoryRelay) Run(ctx context.Context, deliver func(*Message), subscribe
 		close(s.done)
 	}()
 	subscribed()
+	batch := make([]*Message, 0, memRelayBatch)
 	for {
 		select {
 		case it := <-s.ch:
-			if it.flushed != nil {
-				close(it.flushed)
-				continue
+			// What waited while the last batch was delivered goes as one batch: the
+			// hub's work per recipient is then per batch (Hub.DeliverAll).
+			for more := true; more; {
+				if it.flushed != nil {
+					deliverBatch(deliver, &batch)
+					close(it.flushed)
+				} else if batch = append(batch, it.m); len(batch) == memRelayBatch {
+					deliverBatch(deliver, &batch)
+				}
+				select {
+				case it = <-s.ch:
+				default:
+					more = false
+				}
 			}
-			deliver(it.m)
+			deliverBatch(deliver, &batch)
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// deliverBatch hands what batch holds to deliver, if anything, and empties it.
+func deliverBatch(deliver func([]*Message), batch *[]*Message) {
+	if len(*batch) > 0 {
+		deliver(*batch)
+		clear(*batch)
+		*batch = (*batch)[:0]
 	}
 }
 

@@ -83,7 +83,7 @@ func (r *RedisRelay) publish(ctx context.Context, channel string, ms []*Message)
 // sends away get it when they resume with their cursor.
 func (r *RedisRelay) Flush(context.Context) error { return nil }
 
-func (r *RedisRelay) Run(ctx context.Context, deliver func(*Message), subscribed func()) error {
+func (r *RedisRelay) Run(ctx context.Context, deliver func([]*Message), subscribed func()) error {
 	if r.instance == "" {
 		return errors.New("relay: no instance id")
 	}
@@ -114,7 +114,7 @@ func (r *RedisRelay) Run(ctx context.Context, deliver func(*Message), subscribed
 // connection (SUBSCRIBE); on a cluster each is a sharded channel (SSUBSCRIBE) on the
 // shard of its slot, so each has a connection of its own, and the relay is up once
 // both are confirmed.
-func (r *RedisRelay) session(ctx context.Context, deliver func(*Message), subscribed func()) error {
+func (r *RedisRelay) session(ctx context.Context, deliver func([]*Message), subscribed func()) error {
 	defer r.up.Store(false)
 	bcast := relayBroadcast(r.ns)
 	chans := []string{relayInstance(r.ns, r.instance), bcast}
@@ -230,7 +230,7 @@ func (r *RedisRelay) watch(ctx context.Context, ps *redis.PubSub, heard *atomic.
 }
 
 // handle decodes one payload and delivers it, unless it is our own broadcast.
-func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func(*Message)) {
+func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func([]*Message)) {
 	ms, from, err := decodeRelay(r.ns, []byte(x.Payload))
 	if err != nil {
 		if err == errForeignRelay {
@@ -244,9 +244,7 @@ func (r *RedisRelay) handle(x *redis.Message, bcast string, deliver func(*Messag
 	if x.Channel == bcast && from == r.instance {
 		return // the sender delivered it already
 	}
-	for _, m := range ms {
-		deliver(m)
-	}
+	deliver(ms)
 }
 
 // publishCmd publishes payload on channel through c (the client, or a pipeline of

@@ -38,7 +38,11 @@ func startRelay(t *testing.T, r Relay) *relayProbe {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- r.Run(ctx, func(m *Message) { p.msgs <- m }, func() { p.subs <- struct{}{} })
+		done <- r.Run(ctx, func(ms []*Message) {
+			for _, m := range ms {
+				p.msgs <- m
+			}
+		}, func() { p.subs <- struct{}{} })
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -69,11 +69,14 @@ func Subscribe(c Conn, t *Topics) *Subscribed {
 	return s
 }
 
-// Send passes m on when the subscription wants it. A message left out still moves the
-// connection's cursor: the next id it is sent is past it.
-func (s *Subscribed) Send(m *Message, at Cursor) {
-	if s.topics.Load().Wants(m) {
-		s.Conn.Send(m, at)
+// Send passes on the deliveries the subscription wants (filtered in place). A message
+// left out still moves the connection's cursor: the next id it is sent is past it.
+func (s *Subscribed) Send(ds []Delivery) {
+	if t := s.topics.Load(); t != nil {
+		ds = slices.DeleteFunc(ds, func(d Delivery) bool { return !t.Wants(d.M) })
+	}
+	if len(ds) > 0 {
+		s.Conn.Send(ds)
 	}
 }
 

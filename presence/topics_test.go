@@ -38,10 +38,9 @@ func TestTopics(t *testing.T) {
 func TestSubscribedSendsWhatItWants(t *testing.T) {
 	c := &recConn{user: "u"}
 	s := Subscribe(c, NewTopics([]string{"a"}))
-	s.Send(&Message{Seq: 1, RoutingKey: "b"}, Cursor{})
-	s.Send(&Message{Seq: 2, RoutingKey: "a"}, Cursor{})
+	s.Send([]Delivery{{M: &Message{Seq: 1, RoutingKey: "b"}}, {M: &Message{Seq: 2, RoutingKey: "a"}}, {M: &Message{Seq: 4, RoutingKey: "c"}}})
 	s.Set(nil)
-	s.Send(&Message{Seq: 3, RoutingKey: "b"}, Cursor{})
+	s.Send([]Delivery{{M: &Message{Seq: 3, RoutingKey: "b"}}})
 	var ids []string
 	for _, m := range c.got {
 		ids = append(ids, fmt.Sprint(m.Seq))

@@ -43,16 +43,15 @@ func (p *Poll) User() string      { return p.user }
 func (p *Poll) Transport() string { return "poll" }
 func (p *Poll) Since() time.Time  { return p.since }
 
-// Send keeps m, whose id here is at, if the subscription wants it and there is room,
-// and wakes the request.
-func (p *Poll) Send(m *presence.Message, at presence.Cursor) {
-	if !p.topics.Wants(m) {
-		return
-	}
+// Send keeps what of ds the subscription wants while there is room, and wakes the
+// request.
+func (p *Poll) Send(ds []presence.Delivery) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.msgs) < p.max {
-		p.msgs = append(p.msgs, presence.Delivery{M: m, At: at})
+	for _, d := range ds {
+		if len(p.msgs) < p.max && p.topics.Wants(d.M) {
+			p.msgs = append(p.msgs, d)
+		}
 	}
 	p.signalLocked()
 }

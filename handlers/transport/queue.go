@@ -85,6 +85,17 @@ func (q *sendQueue) push(it item, size int) bool {
 	return true
 }
 
+// pushAll queues the messages of ds, in order, within the limits, and reports false
+// at the first that does not fit (those before it stay queued).
+func (q *sendQueue) pushAll(ds []presence.Delivery) bool {
+	for _, d := range ds {
+		if !q.push(item{m: d.M, at: d.At}, d.M.Size()) {
+			return false
+		}
+	}
+	return true
+}
+
 // pushExempt queues its outside the limits; their messages count toward the bytes.
 func (q *sendQueue) pushExempt(its ...item) {
 	for _, it := range its {

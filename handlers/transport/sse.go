@@ -105,14 +105,15 @@ func (c *SSE) User() string      { return c.user }
 func (c *SSE) Transport() string { return "sse" }
 func (c *SSE) Since() time.Time  { return c.since }
 
-// Send queues m. A stream whose queue overflows ends; the client resumes from history.
-func (c *SSE) Send(m *presence.Message, at presence.Cursor) {
+// Send queues ds, written together. A stream whose queue overflows ends; the client
+// resumes from history.
+func (c *SSE) Send(ds []presence.Delivery) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return
 	}
-	if !c.queue.push(item{m: m, at: at}, m.Size()) {
+	if !c.queue.pushAll(ds) {
 		c.closing, c.end = true, true
 		c.queue.drop()
 		if c.opts.Stats != nil {

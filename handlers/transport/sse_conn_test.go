@@ -139,7 +139,7 @@ func TestSSEHijacked(t *testing.T) {
 	waitLine(t, lines, func(l string) bool { return l == ": heartbeat" }, "heartbeat")
 
 	m := &presence.Message{Epoch: "abcdefghij", Seq: 8, RoutingKey: "k", Body: []byte(`{"a":1}`)}
-	c.Send(m, testNext)
+	c.Send([]presence.Delivery{{M: m, At: testNext}})
 	waitLine(t, lines, func(l string) bool { return l == "id: "+testNext.String() }, "the message's id")
 	data := waitLine(t, lines, func(l string) bool { return strings.HasPrefix(l, "data: ") }, "the message's data")
 	if !strings.Contains(data, `"id":"`+testNext.String()+`"`) || !strings.Contains(data, `{"a":1}`) {
@@ -314,7 +314,7 @@ func TestSSEHijackedWhenRoom(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := NewSSE(w, "u", SSEOptions{QueueLen: 8, Heartbeat: time.Hour})
 		for i := range 6 {
-			c.Send(&presence.Message{Body: []byte("m")}, presence.Cursor{Bcast: presence.Pos{Epoch: "abcdefghij", Seq: uint64(i) + 1}})
+			c.Send([]presence.Delivery{{M: &presence.Message{Body: []byte("m")}, At: presence.Cursor{Bcast: presence.Pos{Epoch: "abcdefghij", Seq: uint64(i) + 1}}}})
 		}
 		if msgs, _ := c.Room(); msgs != 0 {
 			t.Errorf("room with 6 of 8 queued: %d messages, want 0", msgs)

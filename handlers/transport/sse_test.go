@@ -57,12 +57,12 @@ func TestSSESlowClientIsCut(t *testing.T) {
 	go func() { served <- c.Serve(context.Background()) }()
 	<-w.wrote // the writer is stuck in its first write
 
-	c.Send(&presence.Message{Body: []byte("d")}, presence.Cursor{})
-	c.Send(&presence.Message{Body: []byte("e")}, presence.Cursor{})
+	c.Send([]presence.Delivery{{M: &presence.Message{Body: []byte("d")}, At: presence.Cursor{}}})
+	c.Send([]presence.Delivery{{M: &presence.Message{Body: []byte("e")}, At: presence.Cursor{}}})
 	if n := st.SlowDisconnect.Load(); n != 0 {
 		t.Fatalf("slow disconnects %d within the limit, want 0", n)
 	}
-	c.Send(&presence.Message{Body: []byte("f")}, presence.Cursor{})
+	c.Send([]presence.Delivery{{M: &presence.Message{Body: []byte("f")}, At: presence.Cursor{}}})
 	if n := st.SlowDisconnect.Load(); n != 1 {
 		t.Fatalf("slow disconnects %d over the limit, want 1", n)
 	}

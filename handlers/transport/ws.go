@@ -106,8 +106,16 @@ func (c *WS) Transport() string { return "ws" }
 func (c *WS) V1() bool          { return c.opts.V1 }
 func (c *WS) Since() time.Time  { return c.since }
 
-// Send queues m for the writer; at is its id on this connection.
-func (c *WS) Send(m *presence.Message, at presence.Cursor) { c.push(item{m: m, at: at}, m.Size()) }
+// Send queues ds for the writer, which writes them together; each one's At is its id
+// on this connection.
+func (c *WS) Send(ds []presence.Delivery) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.pushedLocked(c.queue.pushAll(ds))
+}
 
 // SendError queues an error frame saying what was wrong with what the client sent.
 // In raw mode it is sent too: errors must be visible.
@@ -141,7 +149,13 @@ func (c *WS) push(it item, size int) {
 		c.mu.Unlock()
 		return
 	}
-	if !c.queue.push(it, size) {
+	c.pushedLocked(c.queue.push(it, size))
+}
+
+// pushedLocked starts the writer after a push that fitted, or closes the connection
+// after one that overflowed its queue. c.mu is held, and unlocked on return.
+func (c *WS) pushedLocked(fitted bool) {
+	if !fitted {
 		c.closing = true
 		c.queue.drop()
 		c.mu.Unlock()

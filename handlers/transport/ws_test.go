@@ -25,7 +25,7 @@ func TestWSCutsAClientByQueuedBytes(t *testing.T) {
 		if i == maxPushes {
 			t.Fatalf("not cut after %d MiB queued to a client that reads nothing", maxPushes)
 		}
-		ws.Send(m, presence.Cursor{})
+		ws.Send([]presence.Delivery{{M: m, At: presence.Cursor{}}})
 	}
 	eventually(t, 5*time.Second, "the cut client unregistered", func() bool { return hub.Count() == 0 })
 	ws.mu.Lock()
