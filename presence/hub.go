@@ -174,12 +174,13 @@ func (h *Hub) DeliverAll(ms []*Message) int {
 	var (
 		fix      []pending
 		outcomes []int
-		out      []Delivery
 		n        int
 	)
+	out := deliveryScratch.Get().(*[]Delivery)
+	defer deliveryScratch.Put(out)
 	offer := func(c Conn, f *feed, mine []*Message) {
 		n += len(mine)
-		if o := f.offer(c, mine, &out); o != offered {
+		if o := f.offer(c, mine, out); o != offered {
 			fix, outcomes = append(fix, pending{c, f}), append(outcomes, o)
 		}
 	}
@@ -221,6 +222,10 @@ func (h *Hub) DeliverAll(ms []*Message) int {
 	}
 	return n
 }
+
+// deliveryScratch holds what DeliverAll hands one connection (Conn.Send keeps none
+// of it), so a delivery allocates nothing per recipient or per batch.
+var deliveryScratch = sync.Pool{New: func() any { return new([]Delivery) }}
 
 // batchGroups is how a batch's messages divide between the broadcasts and the users
 // they are for.
