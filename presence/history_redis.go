@@ -73,8 +73,23 @@ local function appendEntry(meta, stream, e, s, x, y, fresh, run, prev, now, size
     set[#set + 1] = 'r'; set[#set + 1] = run
   end
   if prev then
+    -- The epochs refenced before prev (pp: "epoch:top;…", newest first, at most
+    -- three) stay known too, so a cursor from two refences back (two failovers in a
+    -- row) also gets only what it lacks.
+    local o = redis.call('HMGET', meta, 'p', 'q', 'pp')
+    local pp = ''
+    if o[1] then
+      pp = o[1] .. ':' .. (o[2] or '0')
+      local n = 1
+      for x in string.gmatch(o[3] or '', '[^;]+') do
+        if n >= 3 then break end
+        pp = pp .. ';' .. x
+        n = n + 1
+      end
+    end
     set[#set + 1] = 'p'; set[#set + 1] = prev
     set[#set + 1] = 'q'; set[#set + 1] = s
+    set[#set + 1] = 'pp'; set[#set + 1] = pp
   end
   s = s + 1
   local id = fmt(s) .. '-0'
@@ -123,9 +138,10 @@ return {e, s}
 // read cut by its bytes does not make Redis copy a whole page.
 // A cursor of the epoch the current one refenced (p) at top q had every entry up to
 // min(seq, q) — the entries the refence kept are that epoch's — so its reset is
-// followed by what comes after that, not by what it has already.
+// followed by what comes after that, not by what it has already; likewise for the
+// up to three epochs refenced before p (pp, "epoch:top;…").
 var readScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'e', 's', 'p', 'q')
+local h = redis.call('HMGET', KEYS[1], 'e', 's', 'p', 'q', 'pp')
 if not h[1] then return {'', 0, 0, {}} end
 local top = tonumber(h[2] or '0')
 local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
@@ -134,7 +150,14 @@ if #head > 0 then first = tonumber(string.match(head[1][1], '^(%d+)')) end
 local start = '-'
 local seq = tonumber(ARGV[2])
 if (ARGV[1] == '' or ARGV[1] == h[1]) and seq <= top then start = '(' .. ARGV[2] .. '-0'
-elseif ARGV[1] ~= '' and ARGV[1] == h[3] then start = '(' .. string.format('%d', math.min(seq, tonumber(h[4] or '0'))) .. '-0' end
+elseif ARGV[1] ~= '' then
+  local q = nil
+  if ARGV[1] == h[3] then q = tonumber(h[4] or '0') end
+  for x, y in string.gmatch(h[5] or '', '(%w+):(%d+)') do
+    if not q and x == ARGV[1] then q = tonumber(y) end
+  end
+  if q then start = '(' .. string.format('%d', math.min(seq, q)) .. '-0' end
+end
 local es, limit, maxb, fixed, size = {}, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0
 local lo, hi = 1, 0
 if ARGV[6] == h[1] then lo, hi = tonumber(ARGV[7]), tonumber(ARGV[8]) end

@@ -3,6 +3,7 @@ package presence
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -248,5 +249,58 @@ func TestRunIDAdoptsAnOlderMeta(t *testing.T) {
 	}
 	if r, err := rdb.HGet(ctx, meta, "r").Result(); err != nil || r == "" {
 		t.Fatalf("meta's r after the adopting append: %q (%v), want the run id", r, err)
+	}
+}
+
+// TestRunIDRefenceChain: after several refences in a row (a failover, then another
+// before the clients came back), a cursor of any of the last four epochs gets its
+// reset and then only what it lacks; one from further back gets the whole window.
+func TestRunIDRefenceChain(t *testing.T) {
+	proc, rdb := persistedRedis(t, "--save", "", "--appendonly", "no", "--dbfilename", "dump.rdb")
+	ctx := testCtx(t)
+	opts := RedisOptions{Prefix: "bridge:runid:"}
+	d := NewRedisDispatcher(rdb, opts)
+	h := NewRedisHistory(rdb, opts)
+	const restarts = 5
+	var tops []Pos // the last position given in each epoch, oldest first
+	for r := 0; r <= restarts; r++ {
+		var last Pos
+		for i := range 2 {
+			m := &Message{UserID: "u", Body: []byte(fmt.Sprintf("run-%d-%d", r, i))}
+			dispatchAfterRestart(t, d, m)
+			last = m.Pos()
+		}
+		if len(tops) > 0 && last.Epoch == tops[len(tops)-1].Epoch {
+			t.Fatalf("restart %d: epoch %s kept", r, last.Epoch)
+		}
+		tops = append(tops, last)
+		if r == restarts {
+			break
+		}
+		if err := rdb.Save(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := proc.Restart(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	top := tops[restarts]
+	for k, p := range tops[:restarts] {
+		back := restarts - k
+		w, err := h.Read(ctx, "u", p, 100, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := p.Seq + 1 // it has everything up to its position: nothing was lost
+		if back > 4 {
+			from = 1 // older than the chain keeps: the whole window
+		}
+		if w.Reset != ResetLost || len(w.Msgs) == 0 || w.Msgs[0].Seq != from || w.Msgs[len(w.Msgs)-1].Pos() != top {
+			first := uint64(0)
+			if len(w.Msgs) > 0 {
+				first = w.Msgs[0].Seq
+			}
+			t.Errorf("cursor %v, %d refences back: reset %q, %d messages from seq %d; want %q, then seq %d to %v", p, back, w.Reset, len(w.Msgs), first, ResetLost, from, top)
+		}
 	}
 }
