@@ -145,19 +145,46 @@ func dedupeOf(d broker.Delivery, m *presence.Message) presence.Dispatch {
 	return presence.Dispatch{M: m, Key: presence.ContentKey(d.RoutingKey, d.Body), RecordOnly: !d.Redelivered}
 }
 
-// decode makes the message of d, or says why d can never be delivered.
+// decode makes the message of d, or says why d can never be delivered. The broker's
+// order key (orderKey) has usually found d's recipient already.
 func (r *Consumer) decode(d broker.Delivery) (*presence.Message, error) {
-	if len(d.Body) > r.maxBytes {
-		return nil, fmt.Errorf("body of %d bytes is over BRIDGE_MAX_MESSAGE_BYTES (%d)", len(d.Body), r.maxBytes)
+	t, ok := d.Decoded.(target)
+	if !ok {
+		t.user, t.err = findTarget(d, r.maxBytes)
+	}
+	if t.err != nil {
+		return nil, t.err
+	}
+	return &presence.Message{UserID: t.user, RoutingKey: d.RoutingKey, Body: d.Body, MessageID: d.MessageID, CorrelationID: d.CorrelationID}, nil
+}
+
+// target is d's recipient ("" for a broadcast), or why d can never be delivered.
+type target struct {
+	user string
+	err  error
+}
+
+// findTarget reads d's recipient, or says why d can never be delivered.
+func findTarget(d broker.Delivery, maxBytes int) (string, error) {
+	if len(d.Body) > maxBytes {
+		return "", fmt.Errorf("body of %d bytes is over BRIDGE_MAX_MESSAGE_BYTES (%d)", len(d.Body), maxBytes)
 	}
 	if len(d.Body) == 0 {
-		return nil, fmt.Errorf("empty body")
+		return "", fmt.Errorf("empty body")
 	}
-	user, err := Target(d.Body, d.Headers)
-	if err != nil {
-		return nil, err
+	return Target(d.Body, d.Headers)
+}
+
+// orderKey is the broker's RabbitConfig.OrderKey: a delivery's recipient, "" for a
+// broadcast (and for an unusable body), so each user's messages are handled in queue
+// order, and so are the broadcasts (their stream numbers them in that order). What it
+// found reaches Consumer.Handle with the delivery (broker.Delivery.Decoded), so the
+// body is read once; maxBytes must be the Consumer's.
+func orderKey(maxBytes int) func(broker.Delivery) (string, any) {
+	return func(d broker.Delivery) (string, any) {
+		user, err := findTarget(d, maxBytes)
+		return user, target{user: user, err: err}
 	}
-	return &presence.Message{UserID: user, RoutingKey: d.RoutingKey, Body: d.Body, MessageID: d.MessageID, CorrelationID: d.CorrelationID}, nil
 }
 
 func (r *Consumer) reject(d broker.Delivery, err error) {

@@ -143,6 +143,7 @@ func newBroker(cfg *Config, log *slog.Logger) broker.Broker {
 	}
 	return broker.NewRabbit(broker.RabbitConfig{
 		URL: cfg.AMQPURL, Exchange: cfg.Exchange, Bindings: cfg.Bindings, Prefetch: cfg.Prefetch,
+		Lanes: cfg.QueueLanes, OrderKey: orderKey(cfg.MaxMessageBytes),
 		DeadLetterExchange: cfg.DeadLetterExchange, SingleActive: cfg.SingleActive,
 		QueueType: cfg.QueueType, DeliveryLimit: cfg.DeliveryLimit, EventsExchange: cfg.EventsExchange, Logger: log,
 	})

@@ -62,6 +62,10 @@ type Delivery struct {
 	// CorrelationID is the AMQP correlation-id, carried to events about the message.
 	CorrelationID string
 	Redelivered   bool
+	// Decoded is what RabbitConfig.OrderKey returned besides the key when it chose the
+	// delivery's lane, for the handler to reuse rather than read the body again; nil
+	// without one (and from the in-process queue).
+	Decoded any
 }
 
 // Outcome is what becomes of a delivery once handled. A delivery to try again waits
@@ -100,11 +104,13 @@ func (o Outcome) String() string {
 const requeuePause = time.Second
 
 // Handler handles a batch of deliveries of one queue, in order, and returns one
-// Outcome per delivery. It is called from one goroutine per queue, so the deliveries
-// of a queue are handled in order. A batch is what the queue's consumer already
-// holds, up to maxBatch: the consumer never waits for more, so at a low rate a batch
-// is one delivery and nothing is delayed, and under load one call (one round trip to
-// Redis) hands off many.
+// Outcome per delivery. A batch is what the queue's consumer (or one of its lanes)
+// already holds, up to maxBatch: the consumer never waits for more, so at a low rate a
+// batch is one delivery and nothing is delayed, and under load one call (one round
+// trip to Redis) hands off many. RabbitMQ calls it from each of a queue's lanes at
+// once (RabbitConfig.Lanes): the deliveries with one order key come in one lane, in
+// queue order, so they are handled in that order; the in-process queue calls it from
+// one goroutine per queue.
 type Handler func(ctx context.Context, ds []Delivery) []Outcome
 
 // maxBatch bounds a batch: RabbitMQ holds no more than the prefetch unacknowledged

@@ -47,7 +47,16 @@ type RabbitConfig struct {
 	// DeliveryLimit is how many times a message whose hand-off failed is tried again
 	// before it is given up (see poison.go).
 	DeliveryLimit int
-	Logger        *slog.Logger
+	// Lanes is how many batches of one queue may be in flight at once (0 or 1: one).
+	// A queue's deliveries are spread over its lanes by OrderKey; without OrderKey
+	// there is one lane.
+	Lanes int
+	// OrderKey names what a delivery must stay in order with: deliveries with the same
+	// key go to the same lane and are handled in queue order; deliveries with different
+	// keys may be handled in any order. Its second result reaches the handler as the
+	// delivery's Decoded. It is called from one goroutine per queue.
+	OrderKey func(Delivery) (key string, decoded any)
+	Logger   *slog.Logger
 }
 
 // Queue types of BRIDGE_QUEUE_TYPE.

@@ -48,10 +48,15 @@ func (tr *tries) snapshot() []string {
 // keeps refusing (Requeue) waits out each pause alone — the deliveries behind it are
 // handled meanwhile — and is dead-lettered after limit+1 tries; a delivery that only
 // fails with everyone's hand-off (Retry) is held and retried as often as it takes and
-// never counted, not even by a quorum queue.
+// never counted, not even by a quorum queue. With one lane and with four (the poison,
+// the outage and the good ones each a key of their own).
 func TestRabbitPoisonWaitsAloneAndIsDeadLettered(t *testing.T) {
-	for _, qt := range []string{broker.QueueClassic, broker.QueueQuorum} {
-		t.Run(qt, func(t *testing.T) {
+	for _, tc := range []struct {
+		qt    string
+		lanes int
+	}{{broker.QueueClassic, 1}, {broker.QueueQuorum, 1}, {broker.QueueClassic, 4}, {broker.QueueQuorum, 4}} {
+		qt := tc.qt
+		t.Run(fmt.Sprintf("%s/lanes=%d", qt, tc.lanes), func(t *testing.T) {
 			const limit = 2
 			tp := apptest.NewTopology(t, "k")
 			dl := apptest.NewDeadLetter(t)
@@ -60,6 +65,7 @@ func TestRabbitPoisonWaitsAloneAndIsDeadLettered(t *testing.T) {
 			r := broker.NewRabbit(broker.RabbitConfig{
 				URL: apptest.AMQPURL(), Exchange: tp.Exchange, Bindings: []broker.Binding{{Queue: tp.Queues[0], Key: "k"}},
 				Prefetch: 8, DeadLetterExchange: dl.Exchange, QueueType: qt, DeliveryLimit: limit,
+				Lanes: tc.lanes, OrderKey: func(d broker.Delivery) (string, any) { return string(d.Body), nil },
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			})
 			err := r.Start(context.Background(), func(_ context.Context, ds []broker.Delivery) []broker.Outcome {

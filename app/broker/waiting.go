@@ -2,20 +2,18 @@ package broker
 
 import (
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// waiting holds one queue's deliveries while each waits out its pause before it is
+// waiting holds one lane's deliveries while each waits out its pause before it is
 // tried again, so a failing delivery never holds up the ones behind it. Only the
-// queue's consumer goroutine uses it.
+// lane's goroutine uses it; each waiting delivery is held in the queue's acks.
 type waiting struct {
 	items []waiter    // in the order they come due: every pause is the same
 	timer *time.Timer // fires when items[0] is due; stopped while none waits
 }
 
 type waiter struct {
-	d     amqp.Delivery
+	d     delivery
 	retry bool // handled again here (Retry); else nacked back to the queue (Requeue)
 	at    time.Time
 }
@@ -27,7 +25,7 @@ func newWaiting() *waiting {
 }
 
 // add makes d wait requeuePause from now.
-func (w *waiting) add(d amqp.Delivery, retry bool, now time.Time) {
+func (w *waiting) add(d delivery, retry bool, now time.Time) {
 	w.items = append(w.items, waiter{d: d, retry: retry, at: now.Add(requeuePause)})
 	if len(w.items) == 1 {
 		w.timer.Reset(requeuePause)
@@ -37,8 +35,8 @@ func (w *waiting) add(d amqp.Delivery, retry bool, now time.Time) {
 // due ends the wait of what is due at now: a delivery the handler requeued goes
 // back to the queue with a nack (where a quorum queue counts it); the ones to retry
 // are returned, at most maxBatch, to be handled again as one batch. The rest wait on.
-func (w *waiting) due(r *Rabbit, now time.Time) []amqp.Delivery {
-	var again []amqp.Delivery
+func (w *waiting) due(a *acks, now time.Time) []delivery {
+	var again []delivery
 	n := 0
 	for ; n < len(w.items) && !w.items[n].at.After(now) && len(again) < maxBatch; n++ {
 		if w.items[n].retry {
@@ -49,7 +47,8 @@ func (w *waiting) due(r *Rabbit, now time.Time) []amqp.Delivery {
 			d.Redelivered = true
 			again = append(again, d)
 		} else {
-			r.settled(w.items[n].d.Nack(false, true))
+			d := w.items[n].d
+			a.settle(d.DeliveryTag, func() error { return d.Nack(false, true) })
 		}
 	}
 	clear(w.items[:n])
@@ -61,10 +60,10 @@ func (w *waiting) due(r *Rabbit, now time.Time) []amqp.Delivery {
 }
 
 // release sends everything still waiting back to the queue, for another consumer.
-func (w *waiting) release(r *Rabbit) {
+func (w *waiting) release(a *acks) {
 	w.timer.Stop()
 	for _, it := range w.items {
-		r.settled(it.d.Nack(false, true))
+		a.settle(it.d.DeliveryTag, func() error { return it.d.Nack(false, true) })
 	}
 	clear(w.items)
 	w.items = nil
