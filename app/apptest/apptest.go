@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -220,6 +221,28 @@ func ServerOf(t testing.TB) *Server {
 		t.Fatalf("this test started no server with apptest.Start")
 	}
 	return s.(*Server)
+}
+
+// Metric reads one unlabelled metric from s's /metrics, failing the test if it is absent.
+func (s *Server) Metric(t testing.TB, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(s.URL + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
 }
 
 // WSURL is the ws:// address of path on s.

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,6 +33,7 @@ const maxPublishers = 64
 
 type benchOpts struct {
 	url, amqpURL, exchange, key, apiKey string
+	urls                                []string // the instances to load: -url's list, each scheme://host[/path]
 	transport                           string
 	redisURL                            string // for -redis-stats, and the in-process server
 	redisStats                          bool
@@ -65,7 +67,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var o benchOpts
 	fs := flag.NewFlagSet("pushbridge bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.url, "url", "", "server to load, e.g. http://127.0.0.1:8080 (empty: start one in this process, -dev)")
+	fs.StringVar(&o.url, "url", "", "server to load, e.g. http://127.0.0.1:8080 (empty: start one in this process, -dev); "+
+		"or a comma-separated list of instances of one deployment (sharing Redis): client i connects to instance i mod N, "+
+		"a -jitter reconnect goes to the next instance in the list (as a load balancer may send it elsewhere), "+
+		"and /api/publish requests go round-robin over them; with several, loss and duplicates are counted as a set per stream, "+
+		"since instances dispatch in their own order")
 	fs.StringVar(&o.amqpURL, "amqp-url", "", "publish through RabbitMQ (empty: through the server's /api/publish)")
 	fs.StringVar(&o.exchange, "exchange", "exchange_test", "exchange to publish to with -amqp-url")
 	fs.StringVar(&o.key, "routing-key", "contract", "routing key to publish with")
@@ -86,7 +92,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.BoolVar(&o.compare, "compare", false, "run the same broadcast workload (-conns raw WebSockets, every message to all, -rate, -duration) against a fresh `pushbridge serve -dev` process and a fresh minimal gorilla server (app/bench/minimal), one after the other, and print deliveries/s, p50/p99, idle RSS per connection and the ratios")
 	fs.StringVar(&o.pushbridgeBin, "pushbridge", "", "with -compare: the pushbridge binary to start (empty: this one)")
 	fs.StringVar(&o.minimalBin, "minimal", "", "with -compare: the minimal server's binary (empty: go build it from this repository)")
-	fs.IntVar(&o.pid, "pid", 0, "the -url server's process id: report its RSS per idle connection too, from /proc (-compare knows its servers')")
+	fs.IntVar(&o.pid, "pid", 0, "the -url server's process id (one -url only): report its RSS per idle connection too, from /proc (-compare knows its servers')")
 	fs.StringVar(&o.redisURL, "redis-url", getenv("REDIS_URL"), "the servers' Redis, for -redis-stats (and the in-process server's REDIS_URL)")
 	fs.BoolVar(&o.redisStats, "redis-stats", false, "print Redis commands and CPU per message: INFO commandstats and cpu of -redis-url around the run, less an idle interval of -duration measured first")
 	if err := fs.Parse(args); err != nil {
@@ -94,6 +100,18 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if o.jitter < 0 {
 		return errors.New("bench: -jitter must not be negative")
+	}
+	if o.url != "" {
+		var err error
+		if o.urls, err = parseURLs(o.url); err != nil {
+			return err
+		}
+		if len(o.urls) > 1 && o.pid != 0 {
+			return errors.New("bench: -pid reads one server's RSS: give it with a single -url, not a list")
+		}
+		if len(o.urls) > 1 && o.settle > 0 {
+			return errors.New("bench: -settle waits for one server's GC: give it with a single -url, not a list")
+		}
 	}
 	if o.publishers < 1 || o.publishers > maxPublishers || (o.publishers > 1 && (o.jitter > 0 || o.amqpURL != "")) {
 		return fmt.Errorf("bench: -publishers must be 1..%d, and 1 with -jitter (its catch-up is by order) or -amqp-url", maxPublishers)
@@ -119,10 +137,39 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		defer stop()
-		o.url = s
+		o.urls = []string{s}
 	}
 	_, err := runBench(ctx, o, stdout)
 	return err
+}
+
+// parseURLs reads -url: one instance, or a comma-separated list of them, each an
+// http(s) URL with a host and nothing after its path (no query, no fragment); a
+// trailing slash is dropped, so paths are appended to it as they are to a bare host.
+func parseURLs(list string) ([]string, error) {
+	var out []string
+	for raw := range strings.SplitSeq(list, ",") {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		switch {
+		case raw == "":
+			return nil, fmt.Errorf("bench: -url %q: an empty entry in the list", list)
+		case err != nil:
+			return nil, fmt.Errorf("bench: -url: %w", err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			return nil, fmt.Errorf("bench: -url %q: want http:// or https://, e.g. http://127.0.0.1:8080", raw)
+		case u.Host == "":
+			return nil, fmt.Errorf("bench: -url %q: no host", raw)
+		case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+			return nil, fmt.Errorf("bench: -url %q: only scheme, host and path are used: leave out user info, query and fragment", raw)
+		}
+		base := strings.TrimSuffix(u.Scheme+"://"+u.Host+u.EscapedPath(), "/")
+		if slices.Contains(out, base) {
+			return nil, fmt.Errorf("bench: -url: %s is listed twice", base)
+		}
+		out = append(out, base)
+	}
+	return out, nil
 }
 
 // benchServer starts a dev server in this process and returns its URL.
@@ -161,6 +208,16 @@ func benchServer(ctx context.Context, o benchOpts, getenv func(string) string, s
 	return "http://127.0.0.1:" + strings.TrimSpace(line[i+1:]), stop, nil
 }
 
+// newBenchClient is a client of user, counting by order, or as a set where messages
+// may come out of order: several publishes in flight, or several instances.
+func newBenchClient(o benchOpts, user string) *benchClient {
+	c := &benchClient{user: user, lastSeq: map[string]int64{}}
+	if o.publishers > 1 || len(o.urls) > 1 {
+		c.seen = map[string]*seenSet{}
+	}
+	return c
+}
+
 type benchClient struct {
 	user     string
 	lastSeq  map[string]int64 // by sender stream: user or "*" for broadcasts
@@ -171,17 +228,12 @@ type benchClient struct {
 }
 
 func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult, error) {
-	u, err := url.Parse(o.url)
-	if err != nil {
-		return nil, fmt.Errorf("bench: -url: %w", err)
-	}
 	clients := make([]*benchClient, o.conns)
 	conns := make([]benchConn, o.conns)
 	connsOf := make(map[string]int)
 	before, _ := settledMemory(ctx, o, stdout)
 	rssBefore, rssErr := rssOf(o.pid)
-	fmt.Fprintf(stdout, "connecting %d %s clients (%d users) to %s ...\n", o.conns, o.transport, o.users, o.url)
-	dial := benchDialer(ctx, o, u.Host)
+	fmt.Fprintf(stdout, "connecting %d %s clients (%d users) to %s ...\n", o.conns, o.transport, o.users, strings.Join(o.urls, ","))
 	defer func() {
 		for _, c := range conns {
 			if c != nil {
@@ -196,8 +248,12 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 	var wg sync.WaitGroup
 	if o.jitter > 0 {
 		var err error
-		dial := resumeDialer(ctx, o, u.Host)
-		if js, err = dialJitter(o, clients, connsOf, dial); err != nil {
+		dials := make([]resumeDial, len(o.urls))
+		for k, base := range o.urls {
+			dials[k] = resumeDialer(ctx, o, base)
+		}
+		st.reconnectsTo = make([]atomic.Int64, len(o.urls))
+		if js, err = dialJitter(o, clients, connsOf, dials); err != nil {
 			return nil, err
 		}
 		defer func() {
@@ -210,20 +266,21 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				c.run(ctx, o, c.conn, dial, a, &st, &got)
+				c.run(ctx, o, c.conn, dials, a, &st, &got)
 			}()
 		}
 	} else {
+		dials := make([]func(string, net.IP) (benchConn, error), len(o.urls))
+		for k, base := range o.urls {
+			dials[k] = benchDialer(ctx, o, base)
+		}
 		for i := range o.conns {
 			user := fmt.Sprintf("u%d", i%o.users)
-			c, err := dial(user, sourceOf(o, i))
+			c, err := dials[i%len(dials)](user, sourceOf(o, i))
 			if err != nil {
-				return nil, fmt.Errorf("bench: connection %d: %w", i, err)
+				return nil, fmt.Errorf("bench: connection %d (to %s): %w", i, o.urls[i%len(o.urls)], err)
 			}
-			conns[i], clients[i] = c, &benchClient{user: user, lastSeq: map[string]int64{}}
-			if o.publishers > 1 {
-				clients[i].seen = map[string]*seenSet{}
-			}
+			conns[i], clients[i] = c, newBenchClient(o, user)
 			connsOf[user]++
 		}
 		// The readers run from here on: they answer the server's pings while the bench
@@ -237,6 +294,11 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 		}
 	}
 
+	if len(o.urls) > 1 {
+		for k, base := range o.urls {
+			fmt.Fprintf(stdout, "instance %d   %s holds %d clients at the start\n", k, base, (o.conns-k+len(o.urls)-1)/len(o.urls))
+		}
+	}
 	if after, err := settledMemory(ctx, o, stdout); err == nil && before != nil {
 		reportMemory(stdout, o, before, after)
 	}
@@ -249,6 +311,7 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 
 	var redis *redisRun
 	if o.redisStats {
+		var err error
 		if redis, err = startRedisStats(ctx, o, stdout); err != nil {
 			return nil, err
 		}
@@ -366,6 +429,17 @@ func (bc *benchClient) take(data []byte, got *atomic.Int64) {
 	got.Add(1)
 }
 
+// upTo is the highest n such that every message 1..n of stream has been received.
+func (bc *benchClient) upTo(stream string) int64 {
+	if bc.seen == nil {
+		return bc.lastSeq[stream] // by order: one that came out of order was counted lost (and a duplicate)
+	}
+	if set := bc.seen[stream]; set != nil {
+		return set.upTo
+	}
+	return 0
+}
+
 func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expected int64, pubDone, elapsed time.Duration) (*benchResult, error) {
 	var received, dups int64
 	var lat []time.Duration
@@ -395,13 +469,16 @@ func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expecte
 	return r, nil
 }
 
-// benchPublisher publishes through RabbitMQ (confirms checked at the end) or the API.
+// benchPublisher publishes through RabbitMQ (confirms checked at the end) or the API,
+// of each instance in turn.
 func benchPublisher(o benchOpts) (func(context.Context, []byte) error, func(), error) {
 	if o.amqpURL == "" {
 		client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		var next atomic.Uint64 // -publishers calls this from several goroutines
 		return func(ctx context.Context, body []byte) error {
+			base := o.urls[(next.Add(1)-1)%uint64(len(o.urls))]
 			req, _ := json.Marshal(map[string]any{"routingKey": o.key, "data": json.RawMessage(body)})
-			r, _ := http.NewRequestWithContext(ctx, http.MethodPost, o.url+"/api/publish", strings.NewReader(string(req)))
+			r, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/publish", strings.NewReader(string(req)))
 			if o.apiKey != "" {
 				r.Header.Set("Authorization", "Bearer "+o.apiKey)
 			}
@@ -412,7 +489,7 @@ func benchPublisher(o benchOpts) (func(context.Context, []byte) error, func(), e
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusAccepted {
-				return fmt.Errorf("publish API answered %s", resp.Status)
+				return fmt.Errorf("publish API of %s answered %s", base, resp.Status)
 			}
 			return nil
 		}, func() {}, nil
@@ -448,10 +525,26 @@ func benchPublisher(o benchOpts) (func(context.Context, []byte) error, func(), e
 	}, nil
 }
 
-// serverMemory reads the Go runtime gauges of the server's /metrics, after a GC there
-// cannot be forced: figures are what the server holds, garbage included, so take them
-// with many connections and compare runs rather than trusting one.
-func serverMemory(base string) (map[string]float64, error) {
+// serverMemory reads the Go runtime gauges of the servers' /metrics, summed over
+// them, after a GC there cannot be forced: figures are what the servers hold, garbage
+// included, so take them with many connections and compare runs rather than trusting
+// one.
+func serverMemory(bases []string) (map[string]float64, error) {
+	sum := map[string]float64{}
+	for _, base := range bases {
+		m, err := instanceMemory(base)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", base, err)
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
+	}
+	return sum, nil
+}
+
+// instanceMemory is serverMemory of one instance.
+func instanceMemory(base string) (map[string]float64, error) {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		return nil, err
@@ -482,20 +575,24 @@ func serverMemory(base string) (map[string]float64, error) {
 func reportMemory(w io.Writer, o benchOpts, before, after map[string]float64) {
 	per := func(k string) float64 { return (after[k] - before[k]) / float64(o.conns) }
 	heapInUse, live, stacks := per("go_memstats_heap_inuse_bytes"), per("go_memstats_heap_alloc_bytes"), per("go_memstats_stack_inuse_bytes")
-	fmt.Fprintf(w, "server, per idle connection: heap %.0f B, stacks %.0f B, goroutines %.2f (from its /metrics)\n",
-		heapInUse, stacks, per("go_goroutines"))
+	from := "its /metrics"
+	if len(o.urls) > 1 {
+		from = fmt.Sprintf("the /metrics of its %d instances, summed", len(o.urls))
+	}
+	fmt.Fprintf(w, "server, per idle connection: heap %.0f B, stacks %.0f B, goroutines %.2f (from %s)\n",
+		heapInUse, stacks, per("go_goroutines"), from)
 	if o.settle > 0 {
 		fmt.Fprintf(w, "server, per idle connection after its GC: live heap %.0f B + stacks %.0f B = %.0f B\n",
 			live, stacks, live+stacks)
 	}
 }
 
-// settledMemory is serverMemory, read (with -settle) just after the server's next
+// settledMemory is serverMemory, read (with -settle, one server only) just after its next
 // garbage collection: the bench cannot force one, but Go runs one at least every two
 // minutes, and right after it the allocated heap is what is live. Without -settle, or
 // if no GC comes in time, it reads at once.
 func settledMemory(ctx context.Context, o benchOpts, stdout io.Writer) (map[string]float64, error) {
-	m, err := serverMemory(o.url)
+	m, err := serverMemory(o.urls)
 	if err != nil || o.settle <= 0 {
 		return m, err
 	}
@@ -503,7 +600,7 @@ func settledMemory(ctx context.Context, o benchOpts, stdout io.Writer) (map[stri
 	deadline := time.Now().Add(o.settle)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(500 * time.Millisecond) // polling another process's counter; nothing to wait on
-		next, err := serverMemory(o.url)
+		next, err := serverMemory(o.urls)
 		if err != nil {
 			return nil, err
 		}
@@ -512,5 +609,5 @@ func settledMemory(ctx context.Context, o benchOpts, stdout io.Writer) (map[stri
 		}
 	}
 	fmt.Fprintln(stdout, "no GC came in time: the figures include garbage")
-	return serverMemory(o.url)
+	return serverMemory(o.urls)
 }

@@ -3,11 +3,13 @@ package bench_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/pushbridge/pushbridge/app"
+	"github.com/pushbridge/pushbridge/app/apptest"
 )
 
 // TestBenchEachTransport: `pushbridge bench` against an in-process dev server, on each
@@ -91,5 +93,77 @@ func TestBenchConcurrentPublishers(t *testing.T) {
 		func(string) string { return "" }, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "-publishers") {
 		t.Fatalf("-publishers 2 -jitter 1s answered %v, want a refusal", err)
+	}
+}
+
+// TestBenchJitterOverTwoInstances: -url with two instances sharing Redis (each with its
+// in-process queue: what /api/publish hands one is numbered in the shared history and
+// relayed to the other). Clients start on both, every killed client reconnects to the
+// other instance and resumes there with its cursor, and the bench counts every message
+// once — nothing lost, nothing repeated — on each transport. Both servers' own
+// counters show resumes with a cursor, so the reconnects did land on both.
+func TestBenchJitterOverTwoInstances(t *testing.T) {
+	for _, tr := range []string{"ws", "sse", "poll"} {
+		t.Run(tr, func(t *testing.T) {
+			rds := apptest.NewRedis(t)
+			env := map[string]string{"BRIDGE_DEV": "1", "BRIDGE_SEND_QUEUE": "4096",
+				"BRIDGE_USER_RATE": "1000000", "BRIDGE_USER_BURST": "1000000"}
+			maps.Copy(env, rds.Env)
+			a, b := apptest.Start(t, env), apptest.Start(t, env)
+			var out, errOut bytes.Buffer
+			args := []string{"pushbridge", "bench", "-url", a.URL + "," + b.URL, "-transport", tr, "-conns", "20", "-users", "10",
+				"-rate", "200", "-duration", "2s", "-broadcast-every", "10", "-jitter", "300ms"}
+			if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+				t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
+			}
+			m := regexp.MustCompile(`deliveries +(\d+) of (\d+) expected`).FindStringSubmatch(out.String())
+			if m == nil || m[1] != m[2] || m[1] == "0" {
+				t.Fatalf("deliveries not all counted:\n%s", out.String())
+			}
+			for _, want := range []string{"lost          0\n", "duplicates    0\n", "100.000 % delivered",
+				"instance 0   " + a.URL + " holds 10 clients", "instance 1   " + b.URL + " holds 10 clients"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+			if tr != "poll" { // poll has no welcome naming its instance
+				w := regexp.MustCompile(`welcomes +(\d+) reconnects welcomed by another instance than the one left, (\d+) by the same one`).FindStringSubmatch(out.String())
+				if w == nil || w[1] == "0" || w[2] != "0" {
+					t.Errorf("reconnects did not all resume on the other instance:\n%s", out.String())
+				}
+			}
+			for _, s := range []*apptest.Server{a, b} {
+				r := regexp.MustCompile(regexp.QuoteMeta(s.URL) + ` took (\d+) reconnects`).FindStringSubmatch(out.String())
+				if r == nil || r[1] == "0" {
+					t.Errorf("no reconnect went to %s:\n%s", s.URL, out.String())
+				}
+				if n := s.Metric(t, "pushbridge_replays_total"); n == 0 {
+					t.Errorf("%s counts no connection that came back with a cursor", s.URL)
+				}
+			}
+		})
+	}
+}
+
+// TestBenchRefusesABadURLList: each -url entry must be an http(s) URL with a host, and
+// -pid, which reads one process, takes one.
+func TestBenchRefusesABadURLList(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-url", "ftp://127.0.0.1:1"}, "want http:// or https://"},
+		{[]string{"-url", "127.0.0.1:8080"}, "-url"},
+		{[]string{"-url", "http://127.0.0.1:1,,http://127.0.0.1:2"}, "an empty entry"},
+		{[]string{"-url", "http://"}, "no host"},
+		{[]string{"-url", "http://127.0.0.1:1?x=1"}, "leave out"},
+		{[]string{"-url", "http://127.0.0.1:1,http://127.0.0.1:1/"}, "listed twice"},
+		{[]string{"-url", "http://127.0.0.1:1,http://127.0.0.1:2", "-pid", "1"}, "-pid"},
+	} {
+		var out, errOut bytes.Buffer
+		err := app.Run(context.Background(), append([]string{"pushbridge", "bench"}, c.args...), func(string) string { return "" }, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q answered %v, want an error with %q", c.args, err, c.want)
+		}
 	}
 }

@@ -149,7 +149,7 @@ func benchProcess(ctx context.Context, o benchOpts, cmd *exec.Cmd, stdout io.Wri
 	if _, err := strconv.Atoi(p); err != nil {
 		return nil, fmt.Errorf("did not say where it listens within %s", compareStartTimeout)
 	}
-	o.url, o.pid = "http://127.0.0.1:"+p, cmd.Process.Pid
+	o.urls, o.pid = []string{"http://127.0.0.1:" + p}, cmd.Process.Pid
 	return runBench(ctx, o, stdout)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,22 +27,23 @@ type benchConn interface {
 // benchTransports are what -transport takes; benchDialer opens each.
 var benchTransports = []string{"ws", "sse", "poll"}
 
-// benchDialer opens o.transport connections of a user to host, from src when set.
-func benchDialer(ctx context.Context, o benchOpts, host string) func(user string, src net.IP) (benchConn, error) {
+// benchDialer opens o.transport connections of a user to the server at base (one of
+// o.urls), from src when set.
+func benchDialer(ctx context.Context, o benchOpts, base string) func(user string, src net.IP) (benchConn, error) {
 	switch o.transport {
 	case "sse":
 		clients := benchHTTPClients(o)
-		return func(user string, src net.IP) (benchConn, error) { return dialBenchSSE(ctx, clients(src), host, user) }
+		return func(user string, src net.IP) (benchConn, error) { return dialBenchSSE(ctx, clients(src), base, user) }
 	case "poll":
 		clients := benchHTTPClients(o)
-		return func(user string, src net.IP) (benchConn, error) { return dialBenchPoll(ctx, clients(src), host, user) }
+		return func(user string, src net.IP) (benchConn, error) { return dialBenchPoll(ctx, clients(src), base, user) }
 	}
 	return func(user string, src net.IP) (benchConn, error) {
 		d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 256}
 		if src != nil {
 			d.NetDial = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}).Dial
 		}
-		c, _, err := d.DialContext(ctx, "ws://"+host+"/ws/yxd/"+url.PathEscape(user), nil)
+		c, _, err := d.DialContext(ctx, wsBase(base)+"/ws/yxd/"+url.PathEscape(user), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -91,9 +93,9 @@ type benchSSE struct {
 	cancel context.CancelFunc
 }
 
-func dialBenchSSE(ctx context.Context, hc *http.Client, host, user string) (benchConn, error) {
+func dialBenchSSE(ctx context.Context, hc *http.Client, base, user string) (benchConn, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/sse?user="+url.QueryEscape(user), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse?user="+url.QueryEscape(user), nil)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -156,9 +158,9 @@ type benchPollAnswer struct {
 	Cursor string `json:"cursor"`
 }
 
-func dialBenchPoll(ctx context.Context, hc *http.Client, host, user string) (benchConn, error) {
+func dialBenchPoll(ctx context.Context, hc *http.Client, base, user string) (benchConn, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	b := &benchPoll{ctx: ctx, cancel: cancel, hc: hc, base: "http://" + host + "/poll?user=" + url.QueryEscape(user)}
+	b := &benchPoll{ctx: ctx, cancel: cancel, hc: hc, base: base + "/poll?user=" + url.QueryEscape(user)}
 	// Without a cursor a poll answers at once with the newest one: where this client starts.
 	if _, err := b.poll(); err != nil {
 		cancel()
@@ -218,6 +220,9 @@ func (b *benchPoll) read(take func([]byte)) {
 }
 
 func (b *benchPoll) close() { b.cancel() }
+
+// wsBase is the WebSocket form of an http(s) base URL: ws(s)://host[/path].
+func wsBase(base string) string { return "ws" + strings.TrimPrefix(base, "http") }
 
 // sourceOf is the source address of connection i: spread over 127.0.0.2.. with
 // -sources above 1, so that no one address runs out of ports.

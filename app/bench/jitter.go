@@ -42,15 +42,22 @@ type jitterStats struct {
 	kills      atomic.Int64 // sockets the bench cut
 	reconnects atomic.Int64 // connections opened again, after a kill or the server's close
 	dialErrs   atomic.Int64 // reconnects that failed and were tried again
+	// reconnectsTo counts the reconnects by the instance (index in o.urls) they went to
+	reconnectsTo []atomic.Int64
+	// moved and stayed count the welcomes (ws, sse) after a reconnect by whether the
+	// instance they name is another than the one of the client's previous welcome
+	moved, stayed atomic.Int64
 }
 
 // jitterClient is one client that is killed about every o.jitter and resumes with its
 // cursor by bridge.js's rule: the id of the last message seen, else its first welcome's
-// cursor.
+// cursor. With several instances it reconnects to the next one in o.urls each time.
 type jitterClient struct {
 	*benchClient
-	src    net.IP
-	cursor string
+	src        net.IP
+	cursor     string
+	at         int    // the instance (index in o.urls) it is connected to, or dialling
+	welcomedBy string // the instance its last welcome named (ws, sse)
 
 	mu      sync.Mutex
 	conn    resumeConn
@@ -65,8 +72,9 @@ type jitterClient struct {
 	replay    []time.Duration
 }
 
-// run reads c's connections until stop, dialling again whenever one ends.
-func (c *jitterClient) run(ctx context.Context, o benchOpts, first resumeConn, dial func(string, net.IP, string) (resumeConn, error),
+// run reads c's connections until stop, dialling again whenever one ends, each time
+// to the next of dials (one per instance).
+func (c *jitterClient) run(ctx context.Context, o benchOpts, first resumeConn, dials []resumeDial,
 	a acked, st *jitterStats, got *atomic.Int64) {
 	conn := first
 	for {
@@ -90,9 +98,10 @@ func (c *jitterClient) run(ctx context.Context, o benchOpts, first resumeConn, d
 			}
 		})
 		kill.Reset(o.jitter/2 + rand.N(o.jitter))
-		cur.read(func(ev resumeEvent) { c.see(ev, got) })
+		cur.read(func(ev resumeEvent) { c.see(ev, st, got) })
 		ended.Store(true)
 		kill.Stop()
+		c.at = (c.at + 1) % len(dials) // behind a load balancer it may land elsewhere: here it always does
 		for {
 			if c.isStopped() || ctx.Err() != nil {
 				return
@@ -100,8 +109,9 @@ func (c *jitterClient) run(ctx context.Context, o benchOpts, first resumeConn, d
 			c.catching, c.hello, c.since = true, false, time.Now()
 			c.wantUser, c.wantBcast = a[c.user].Load(), a["*"].Load()
 			var err error
-			if conn, err = dial(c.user, c.src, c.cursor); err == nil {
+			if conn, err = dials[c.at](c.user, c.src, c.cursor); err == nil {
 				st.reconnects.Add(1)
+				st.reconnectsTo[c.at].Add(1)
 				break
 			}
 			st.dialErrs.Add(1)
@@ -115,9 +125,19 @@ func (c *jitterClient) run(ctx context.Context, o benchOpts, first resumeConn, d
 }
 
 // see applies bridge.js's cursor rule, counts a message, and ends a timed catch-up.
-func (c *jitterClient) see(ev resumeEvent, got *atomic.Int64) {
+func (c *jitterClient) see(ev resumeEvent, st *jitterStats, got *atomic.Int64) {
 	if ev.hello {
 		c.hello = true
+		if ev.instance != "" {
+			switch c.welcomedBy {
+			case "":
+			case ev.instance:
+				st.stayed.Add(1)
+			default:
+				st.moved.Add(1)
+			}
+			c.welcomedBy = ev.instance
+		}
 		if c.cursor == "" {
 			c.cursor = ev.cursor
 		}
@@ -127,7 +147,7 @@ func (c *jitterClient) see(ev resumeEvent, got *atomic.Int64) {
 	if ev.body != nil {
 		c.take(ev.body, got)
 	}
-	if c.catching && c.hello && c.lastSeq[c.user] >= c.wantUser && c.lastSeq["*"] >= c.wantBcast {
+	if c.catching && c.hello && c.upTo(c.user) >= c.wantUser && c.upTo("*") >= c.wantBcast {
 		c.catching = false
 		c.replay = append(c.replay, time.Since(c.since))
 	}
@@ -170,6 +190,15 @@ func jitterReport(w io.Writer, o benchOpts, js []*jitterClient, st *jitterStats)
 	slices.Sort(rep)
 	fmt.Fprintf(w, "jitter        a socket killed about every %s: %d kills, %d reconnects, %d failed dials retried\n",
 		o.jitter, st.kills.Load(), st.reconnects.Load(), st.dialErrs.Load())
+	if len(o.urls) > 1 {
+		for k, base := range o.urls {
+			fmt.Fprintf(w, "instance %d   %s took %d reconnects (each to the instance after the one it left)\n", k, base, st.reconnectsTo[k].Load())
+		}
+		if o.transport != "poll" {
+			fmt.Fprintf(w, "welcomes      %d reconnects welcomed by another instance than the one left, %d by the same one\n",
+				st.moved.Load(), st.stayed.Load())
+		}
+	}
 	fmt.Fprintf(w, "replay        p50 %s  p99 %s  max %s  over %d caught-up reconnects\n",
 		pctOf(rep, 0.5).Round(time.Microsecond), pctOf(rep, 0.99).Round(time.Microsecond), pctOf(rep, 1).Round(time.Microsecond), len(rep))
 	fmt.Fprintf(w, "              (%s)\n", replayDefinition)
@@ -184,23 +213,23 @@ func pctOf(sorted []time.Duration, p float64) time.Duration {
 }
 
 // dialJitter opens every client's first connection (without a cursor, as a first
-// visit), one after another, before anything is published, with dial, which is also
-// how they reconnect.
-func dialJitter(o benchOpts, clients []*benchClient, connsOf map[string]int,
-	dial func(string, net.IP, string) (resumeConn, error)) ([]*jitterClient, error) {
+// visit), client i to instance i mod N, one after another, before anything is
+// published, with dials (one per instance), which is also how they reconnect.
+func dialJitter(o benchOpts, clients []*benchClient, connsOf map[string]int, dials []resumeDial) ([]*jitterClient, error) {
 	js := make([]*jitterClient, o.conns)
 	for i := range o.conns {
 		user := fmt.Sprintf("u%d", i%o.users)
 		src := sourceOf(o, i)
-		conn, err := dial(user, src, "")
+		at := i % len(dials)
+		conn, err := dials[at](user, src, "")
 		if err != nil {
 			for _, c := range js[:i] {
 				c.stop()
 			}
-			return nil, fmt.Errorf("bench: connection %d: %w", i, err)
+			return nil, fmt.Errorf("bench: connection %d (to %s): %w", i, o.urls[at], err)
 		}
-		clients[i] = &benchClient{user: user, lastSeq: map[string]int64{}}
-		js[i] = &jitterClient{benchClient: clients[i], src: src, conn: conn}
+		clients[i] = newBenchClient(o, user)
+		js[i] = &jitterClient{benchClient: clients[i], src: src, conn: conn, at: at}
 		connsOf[user]++
 	}
 	return js, nil

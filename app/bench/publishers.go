@@ -53,20 +53,31 @@ func concurrentPublisher(ctx context.Context, pub func(context.Context, []byte) 
 	return publish, wait
 }
 
-// seenSet is which sequence numbers of one stream a client received, for
-// -publishers above 1, where messages may arrive out of order.
-type seenSet []uint64
+// seenSet is which sequence numbers of one stream a client received, where messages
+// may arrive out of order (-publishers above 1, or several -url instances each
+// dispatching what it consumed).
+type seenSet struct {
+	bits []uint64
+	upTo int64 // every sequence number 1..upTo has been seen
+}
 
 // add marks seq and reports whether it was new.
 func (s *seenSet) add(seq int64) bool {
-	i := int(seq / 64)
-	for len(*s) <= i {
-		*s = append(*s, 0)
-	}
-	bit := uint64(1) << (seq % 64)
-	if (*s)[i]&bit != 0 {
+	if s.has(seq) {
 		return false
 	}
-	(*s)[i] |= bit
+	i := int(seq / 64)
+	for len(s.bits) <= i {
+		s.bits = append(s.bits, 0)
+	}
+	s.bits[i] |= uint64(1) << (seq % 64)
+	for s.has(s.upTo + 1) {
+		s.upTo++
+	}
 	return true
+}
+
+func (s *seenSet) has(seq int64) bool {
+	i := int(seq / 64)
+	return i < len(s.bits) && s.bits[i]&(uint64(1)<<(seq%64)) != 0
 }

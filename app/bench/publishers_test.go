@@ -15,4 +15,13 @@ func TestSeenSetCountsEachOnce(t *testing.T) {
 			t.Fatalf("%d, a repeat, reported as new", seq)
 		}
 	}
+	if s.upTo != 1 {
+		t.Fatalf("upTo %d with 1 and 5 seen but not 2, want 1", s.upTo)
+	}
+	for _, seq := range []int64{3, 2, 4} {
+		s.add(seq)
+	}
+	if s.upTo != 5 {
+		t.Fatalf("upTo %d with 1..5 seen, want 5", s.upTo)
+	}
 }

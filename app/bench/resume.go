@@ -17,9 +17,10 @@ import (
 // resumeEvent is what a resumable client reads: its greeting (hello, with the
 // welcome's cursor), a message (body and its id), or a bare new resume point.
 type resumeEvent struct {
-	hello  bool   // the connection is up: the welcome (ws, sse) or the first poll answer
-	cursor string // welcome: the newest id at connect; otherwise the resume point from here on
-	body   []byte // a message's body, nil for anything else
+	hello    bool   // the connection is up: the welcome (ws, sse) or the first poll answer
+	instance string // the welcome's: the instance that took the connection (poll: "")
+	cursor   string // welcome: the newest id at connect; otherwise the resume point from here on
+	body     []byte // a message's body, nil for anything else
 }
 
 // resumeConn is one connection of a client that resumes: read hands each event to
@@ -30,21 +31,26 @@ type resumeConn interface {
 	close()
 }
 
-// resumeDialer opens o.transport connections the way bridge.js does: bridge.v1 on a
-// WebSocket (?since=), Last-Event-ID on SSE, cursor on poll (the first poll after a
-// (re)connect with wait=0). Ids are opaque to it: it only hands them back.
-func resumeDialer(ctx context.Context, o benchOpts, host string) func(user string, src net.IP, cursor string) (resumeConn, error) {
+// resumeDial opens one connection of a client that resumes: user's, from src when
+// set, from cursor when not empty.
+type resumeDial func(user string, src net.IP, cursor string) (resumeConn, error)
+
+// resumeDialer opens o.transport connections to the server at base (one of o.urls) the
+// way bridge.js does: bridge.v1 on a WebSocket (?since=), Last-Event-ID on SSE, cursor
+// on poll (the first poll after a (re)connect with wait=0). Ids are opaque to it: it
+// only hands them back.
+func resumeDialer(ctx context.Context, o benchOpts, base string) resumeDial {
 	switch o.transport {
 	case "sse":
 		clients := benchHTTPClients(o)
 		return func(user string, src net.IP, cursor string) (resumeConn, error) {
-			return dialResumeSSE(ctx, clients(src), host, user, cursor)
+			return dialResumeSSE(ctx, clients(src), base, user, cursor)
 		}
 	case "poll":
 		clients := benchHTTPClients(o)
 		return func(user string, src net.IP, cursor string) (resumeConn, error) {
 			ctx, cancel := context.WithCancel(ctx)
-			return &resumePoll{ctx: ctx, cancel: cancel, hc: clients(src), base: "http://" + host + "/poll?user=" + url.QueryEscape(user), cursor: cursor}, nil
+			return &resumePoll{ctx: ctx, cancel: cancel, hc: clients(src), base: base + "/poll?user=" + url.QueryEscape(user), cursor: cursor}, nil
 		}
 	}
 	return func(user string, src net.IP, cursor string) (resumeConn, error) {
@@ -57,7 +63,7 @@ func resumeDialer(ctx context.Context, o benchOpts, host string) func(user strin
 		if cursor != "" {
 			q.Set("since", cursor)
 		}
-		c, _, err := d.DialContext(ctx, "ws://"+host+"/ws?"+q.Encode(), nil)
+		c, _, err := d.DialContext(ctx, wsBase(base)+"/ws?"+q.Encode(), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -69,10 +75,11 @@ type resumeWS struct{ c *websocket.Conn }
 
 // v1Frame is the part of a bridge.v1 frame the bench reads.
 type v1Frame struct {
-	Type   string          `json:"type"`
-	ID     string          `json:"id"`
-	Cursor string          `json:"cursor"`
-	Data   json.RawMessage `json:"data"`
+	Type     string          `json:"type"`
+	ID       string          `json:"id"`
+	Cursor   string          `json:"cursor"`
+	Instance string          `json:"instance"`
+	Data     json.RawMessage `json:"data"`
 }
 
 func (r resumeWS) read(see func(resumeEvent)) {
@@ -87,7 +94,7 @@ func (r resumeWS) read(see func(resumeEvent)) {
 		}
 		switch f.Type {
 		case "welcome":
-			see(resumeEvent{hello: true, cursor: f.Cursor})
+			see(resumeEvent{hello: true, instance: f.Instance, cursor: f.Cursor})
 		case "message":
 			see(resumeEvent{cursor: f.ID, body: f.Data}) // the bench's bodies are JSON: data is the body
 		}
@@ -104,13 +111,13 @@ type resumeSSE struct {
 	cancel context.CancelFunc
 }
 
-func dialResumeSSE(ctx context.Context, hc *http.Client, host, user, cursor string) (resumeConn, error) {
+func dialResumeSSE(ctx context.Context, hc *http.Client, base, user, cursor string) (resumeConn, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	q := url.Values{"user": {user}}
 	if cursor != "" {
 		q.Set("lastEventId", cursor)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/sse?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/sse?"+q.Encode(), nil)
 	if err != nil {
 		cancel()
 		return nil, err
@@ -144,7 +151,7 @@ func (r *resumeSSE) read(see func(resumeEvent)) {
 			case event == "welcome":
 				var f v1Frame
 				if json.Unmarshal(data, &f) == nil {
-					see(resumeEvent{hello: true, cursor: f.Cursor})
+					see(resumeEvent{hello: true, instance: f.Instance, cursor: f.Cursor})
 				}
 			case event == "" && data != nil:
 				see(resumeEvent{cursor: id, body: data})
