@@ -20,6 +20,10 @@
 #   BINS    the pushbridge binaries to compare (default /tmp/pbq), each named in the
 #           results by its file name; every setup runs with each, one after the other
 #   PREFETCH  BRIDGE_PREFETCH for the servers (default: the server's default)
+#   DELAY   with mode redis, the servers reach Redis through app/bench/delayproxy
+#           (built into $DIR), which delivers every chunk DELAY later each way (e.g.
+#           250us: a 0.5 ms round trip, Redis in another zone); the bench's
+#           -redis-stats still reads Redis directly
 #   PROFILE=1 the first instance serves pprof (BRIDGE_PPROF): 2 s into publishing, an
 #           8 s CPU profile ($DIR/<run>.cpu.pprof), then RabbitMQ's channel and queue
 #           figures and Redis's INFO commandstats ($DIR/<run>.stats)
@@ -44,6 +48,8 @@ CONNS=${CONNS:-1000}
 DURATION=${DURATION:-10s}
 PREFETCH=${PREFETCH:-}
 PROFILE=${PROFILE:-}
+DELAY=${DELAY:-}
+PROXY_PORT=${PROXY_PORT:-26461}
 KEEP_REDIS=${KEEP_REDIS:-}
 
 mkdir -p "$DIR"
@@ -96,6 +102,27 @@ stop_redises() {
 	done
 }
 
+# server_redis_url is redis_url, through the delay proxy when DELAY is set.
+server_redis_url() {
+	if [ "$1" = redis ] && [ -n "$DELAY" ]; then
+		echo "redis://127.0.0.1:$PROXY_PORT/0"
+	else
+		redis_url "$1"
+	fi
+}
+
+start_proxy() {
+	[ -n "$DELAY" ] || return 0
+	go build -o "$DIR/delayproxy" ./app/bench/delayproxy || die "building app/bench/delayproxy (run from the repository)"
+	"$DIR/delayproxy" -listen "127.0.0.1:$PROXY_PORT" -target "127.0.0.1:$REDIS_PORT" -delay "$DELAY" >"$DIR/delayproxy.log" 2>&1 &
+	PROXY_PID=$!
+	for _ in $(seq 50); do
+		redis-cli -p "$PROXY_PORT" ping >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	die "delay proxy on $PROXY_PORT does not answer"
+}
+
 redis_url() {
 	case $1 in
 	redis) echo "redis://127.0.0.1:$REDIS_PORT/0" ;;
@@ -112,7 +139,7 @@ start_server() {
 	[ -n "$PREFETCH" ] && env+=(BRIDGE_PREFETCH="$PREFETCH")
 	[ -n "$PROFILE" ] && [ "${name##*.}" = a ] && env+=(BRIDGE_PPROF=127.0.0.1:0)
 	if [ "$mode" != mem ]; then
-		env+=(REDIS_URL="$(redis_url "$mode")" BRIDGE_REDIS_PREFIX="$prefix")
+		env+=(REDIS_URL="$(server_redis_url "$mode")" BRIDGE_REDIS_PREFIX="$prefix")
 	fi
 	env "${env[@]}" "$BIN" >"$DIR/$name.out" 2>"$DIR/$name.log" &
 	PIDS+=($!)
@@ -228,11 +255,13 @@ run() {
 	echo
 }
 
-trap 'stop_servers; stop_redises' EXIT
+PROXY_PID=
+trap 'stop_servers; [ -n "$PROXY_PID" ] && kill "$PROXY_PID"; stop_redises' EXIT
 for BIN in $BINS; do
 	[ -x "$BIN" ] || die "$BIN: build it first (go build -o /tmp/pbq .)"
 done
 start_redises
+start_proxy
 for round in $(seq "$ROUNDS"); do
 	for kind in $KINDS; do
 		for mode in $MODES; do
