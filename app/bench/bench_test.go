@@ -52,25 +52,7 @@ func TestBenchRefusesAnUnknownTransport(t *testing.T) {
 func TestBenchJitter(t *testing.T) {
 	for _, tr := range []string{"ws", "sse", "poll"} {
 		t.Run(tr, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			args := []string{"pushbridge", "bench", "-transport", tr, "-conns", "20", "-users", "10",
-				"-rate", "200", "-duration", "2s", "-broadcast-every", "10", "-jitter", "300ms"}
-			if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
-				t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
-			}
-			m := regexp.MustCompile(`deliveries +(\d+) of (\d+) expected`).FindStringSubmatch(out.String())
-			if m == nil || m[1] != m[2] || m[1] == "0" {
-				t.Fatalf("deliveries not all counted:\n%s", out.String())
-			}
-			for _, want := range []string{"lost          0\n", "duplicates    0\n", "100.000 % delivered"} {
-				if !bytes.Contains(out.Bytes(), []byte(want)) {
-					t.Errorf("output lacks %q:\n%s", want, out.String())
-				}
-			}
-			k := regexp.MustCompile(`(\d+) kills, (\d+) reconnects`).FindStringSubmatch(out.String())
-			if k == nil || k[1] == "0" || k[2] == "0" {
-				t.Fatalf("no socket was killed and resumed, so nothing was tested:\n%s", out.String())
-			}
+			runJitter(t, []string{"-transport", tr})
 		})
 	}
 }
@@ -110,18 +92,8 @@ func TestBenchJitterOverTwoInstances(t *testing.T) {
 				"BRIDGE_USER_RATE": "1000000", "BRIDGE_USER_BURST": "1000000"}
 			maps.Copy(env, rds.Env)
 			a, b := apptest.Start(t, env), apptest.Start(t, env)
-			var out, errOut bytes.Buffer
-			args := []string{"pushbridge", "bench", "-url", a.URL + "," + b.URL, "-transport", tr, "-conns", "20", "-users", "10",
-				"-rate", "200", "-duration", "2s", "-broadcast-every", "10", "-jitter", "300ms"}
-			if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
-				t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
-			}
-			m := regexp.MustCompile(`deliveries +(\d+) of (\d+) expected`).FindStringSubmatch(out.String())
-			if m == nil || m[1] != m[2] || m[1] == "0" {
-				t.Fatalf("deliveries not all counted:\n%s", out.String())
-			}
-			for _, want := range []string{"lost          0\n", "duplicates    0\n", "100.000 % delivered",
-				"instance 0   " + a.URL + " holds 10 clients", "instance 1   " + b.URL + " holds 10 clients"} {
+			out := runJitter(t, []string{"-url", a.URL + "," + b.URL, "-transport", tr})
+			for _, want := range []string{"instance 0   " + a.URL + " holds 10 clients", "instance 1   " + b.URL + " holds 10 clients"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("output lacks %q:\n%s", want, out.String())
 				}
@@ -166,4 +138,31 @@ func TestBenchRefusesABadURLList(t *testing.T) {
 			t.Errorf("%q answered %v, want an error with %q", c.args, err, c.want)
 		}
 	}
+}
+
+// runJitter runs the bench with -jitter 300ms over 20 clients of 10 users plus args,
+// fails the test unless every message was counted once and sockets were killed and
+// resumed, and returns what it printed.
+func runJitter(t *testing.T, args []string) *bytes.Buffer {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append(append([]string{"pushbridge", "bench"}, args...), "-conns", "20", "-users", "10",
+		"-rate", "200", "-duration", "2s", "-broadcast-every", "10", "-jitter", "300ms")
+	if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
+	}
+	m := regexp.MustCompile(`deliveries +(\d+) of (\d+) expected`).FindStringSubmatch(out.String())
+	if m == nil || m[1] != m[2] || m[1] == "0" {
+		t.Fatalf("deliveries not all counted:\n%s", out.String())
+	}
+	for _, want := range []string{"lost          0\n", "duplicates    0\n", "100.000 % delivered"} {
+		if !bytes.Contains(out.Bytes(), []byte(want)) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	k := regexp.MustCompile(`(\d+) kills, (\d+) reconnects`).FindStringSubmatch(out.String())
+	if k == nil || k[1] == "0" || k[2] == "0" {
+		t.Fatalf("no socket was killed and resumed, so nothing was tested:\n%s", out.String())
+	}
+	return &out
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -122,44 +121,22 @@ func TestRabbitLanesKeepEachKeysOrder(t *testing.T) {
 func TestRabbitLaneAckLeavesHeldDeliveryAlone(t *testing.T) {
 	const lanes = 4
 	tp := apptest.NewTopology(t, "k")
-	u, err := url.Parse(apptest.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := apptest.NewProxy(t, u.Host)
-	u.Host = proxy.Addr
-	var (
-		mu        sync.Mutex
-		handled   = map[string][]bool{} // body: Redelivered of each try
-		postCalls int                   // handler calls with deliveries published after the held one
-	)
-	holding, release := make(chan struct{}), make(chan struct{})
-	var held sync.Once
+	h := newHeldRig(t)
+	var postCalls int // handler calls with deliveries published after the held one; under h's lock
 	r := broker.NewRabbit(broker.RabbitConfig{
-		URL: u.String(), Exchange: tp.Exchange, Bindings: []broker.Binding{{Queue: tp.Queues[0], Key: "k"}},
+		URL: h.URL, Exchange: tp.Exchange, Bindings: []broker.Binding{{Queue: tp.Queues[0], Key: "k"}},
 		// Above everything published: the deliveries after the held one stay
 		// unacknowledged until it is settled, and must not stop the flow.
 		Prefetch: 1000, Lanes: lanes, OrderKey: keyBefore, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	err = r.Start(context.Background(), func(_ context.Context, ds []broker.Delivery) []broker.Outcome {
-		mu.Lock()
-		post := false
-		for _, d := range ds {
-			handled[string(d.Body)] = append(handled[string(d.Body)], d.Redelivered)
-			post = post || strings.HasPrefix(string(d.Body), "post")
-		}
-		if post {
-			postCalls++
-		}
-		mu.Unlock()
-		if slices.ContainsFunc(ds, func(d broker.Delivery) bool { return string(d.Body) == "held/0" }) {
-			first := false
-			held.Do(func() { first = true })
-			if first { // the held delivery's first try waits until the connection is cut
-				close(holding)
-				<-release
+	err := r.Start(context.Background(), func(_ context.Context, ds []broker.Delivery) []broker.Outcome {
+		h.record(ds, func() {
+			if slices.ContainsFunc(ds, func(d broker.Delivery) bool { return strings.HasPrefix(string(d.Body), "post") }) {
+				postCalls++
 			}
-		}
+		})
+		// The held delivery's first try waits until the connection is cut.
+		h.hold(slices.ContainsFunc(ds, func(d broker.Delivery) bool { return string(d.Body) == "held/0" }))
 		return make([]broker.Outcome, len(ds)) // all Ack
 	})
 	if err != nil {
@@ -167,19 +144,14 @@ func TestRabbitLaneAckLeavesHeldDeliveryAlone(t *testing.T) {
 	}
 	defer r.Close()
 	apptest.Eventually(t, 10*time.Second, "connected", r.Ready)
-	tries := func(body string) []bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]bool(nil), handled[body]...)
-	}
 	count := func(prefix string) (n int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for b := range handled {
-			if strings.HasPrefix(b, prefix) {
-				n++
+		h.locked(func(handled map[string][]bool) {
+			for b := range handled {
+				if strings.HasPrefix(b, prefix) {
+					n++
+				}
 			}
-		}
+		})
 		return n
 	}
 	publish := func(prefix string, n int) (bodies [][]byte) {
@@ -193,11 +165,7 @@ func TestRabbitLaneAckLeavesHeldDeliveryAlone(t *testing.T) {
 	pre := publish("pre", 50)
 	apptest.Eventually(t, 10*time.Second, "the deliveries before the held one handled", func() bool { return count("pre") == len(pre) })
 	tp.Publish(t, "k", []byte("held/0"), nil)
-	select {
-	case <-holding:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the held delivery was not handed to the handler")
-	}
+	h.awaitHeld(t, "the held delivery")
 	// Waves of deliveries after it, until the other lanes made more handler calls than
 	// there are lanes: then one lane made two, so it had settled a batch of deliveries
 	// after the held one before its second call. About a quarter of each wave shares
@@ -205,9 +173,8 @@ func TestRabbitLaneAckLeavesHeldDeliveryAlone(t *testing.T) {
 	var post [][]byte
 	deadline := time.Now().Add(20 * time.Second)
 	for w := 0; ; w++ {
-		mu.Lock()
-		calls := postCalls
-		mu.Unlock()
+		var calls int
+		h.locked(func(map[string][]bool) { calls = postCalls })
 		if calls > lanes {
 			break
 		}
@@ -219,30 +186,30 @@ func TestRabbitLaneAckLeavesHeldDeliveryAlone(t *testing.T) {
 		apptest.Eventually(t, 10*time.Second, "part of a wave handled", func() bool { return count("post") >= done+10 })
 	}
 
-	proxy.Down()
-	close(release)
+	h.Proxy.Down()
+	h.Release()
 	apptest.Eventually(t, 10*time.Second, "disconnected", func() bool { return !r.Ready() })
-	proxy.Up(t)
-	apptest.Eventually(t, 20*time.Second, "the held delivery handed out again", func() bool { return len(tries("held/0")) == 2 })
-	if got := tries("held/0"); !got[1] {
+	h.Proxy.Up(t)
+	apptest.Eventually(t, 20*time.Second, "the held delivery handed out again", func() bool { return len(h.tries("held/0")) == 2 })
+	if got := h.tries("held/0"); !got[1] {
 		t.Errorf("the held delivery's second try is not marked redelivered: %v", got)
 	}
 	apptest.Eventually(t, 20*time.Second, "every delivery after the held one handled", func() bool { return count("post") == len(post) })
 	r.StopConsuming(context.Background())
 	r.Close()
 
-	mu.Lock()
-	for _, b := range pre {
-		if got := handled[string(b)]; len(got) != 1 {
-			t.Errorf("%s, acked before the cut, handled %d times (redelivered: %v), want once", b, len(got), got)
+	h.locked(func(handled map[string][]bool) {
+		for _, b := range pre {
+			if got := handled[string(b)]; len(got) != 1 {
+				t.Errorf("%s, acked before the cut, handled %d times (redelivered: %v), want once", b, len(got), got)
+			}
 		}
-	}
-	for _, b := range post {
-		if got := handled[string(b)]; slices.Contains(got[1:], false) {
-			t.Errorf("%s handled again without being marked redelivered: %v", b, got)
+		for _, b := range post {
+			if got := handled[string(b)]; slices.Contains(got[1:], false) {
+				t.Errorf("%s handled again without being marked redelivered: %v", b, got)
+			}
 		}
-	}
-	mu.Unlock()
+	})
 	if n := apptest.QueueReady(t, tp.Queues[0]); n != 0 {
 		t.Errorf("queue holds %d after the stop, want 0", n)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -147,41 +146,20 @@ func TestRabbitPoisonWaitsAloneAndIsDeadLettered(t *testing.T) {
 // gone. Every one of a's is handled once and nothing is left in either queue.
 func TestRabbitBatchAckLeavesOtherQueuesAlone(t *testing.T) {
 	tp := apptest.NewTopology(t, "a", "b")
-	u, err := url.Parse(apptest.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := apptest.NewProxy(t, u.Host)
-	u.Host = proxy.Addr
-	var (
-		mu      sync.Mutex
-		handled = map[string][]bool{} // body: Redelivered of each try
-		bigA    int                   // batches of a's with more than one delivery
-	)
-	holding, release := make(chan struct{}), make(chan struct{})
-	var held sync.Once
+	h := newHeldRig(t)
+	var bigA int // batches of a's with more than one delivery; under h's lock
 	r := broker.NewRabbit(broker.RabbitConfig{
-		URL: u.String(), Exchange: tp.Exchange,
+		URL: h.URL, Exchange: tp.Exchange,
 		Bindings: []broker.Binding{{Queue: tp.Queues[0], Key: "a"}, {Queue: tp.Queues[1], Key: "b"}},
 		Prefetch: 64, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	err = r.Start(context.Background(), func(_ context.Context, ds []broker.Delivery) []broker.Outcome {
-		mu.Lock()
-		for _, d := range ds {
-			handled[string(d.Body)] = append(handled[string(d.Body)], d.Redelivered)
-		}
-		if len(ds) > 1 && ds[0].Queue == tp.Queues[0] {
-			bigA++
-		}
-		mu.Unlock()
-		if ds[0].Queue == tp.Queues[1] {
-			first := false
-			held.Do(func() { first = true })
-			if first { // the first batch of b waits until the connection is cut
-				close(holding)
-				<-release
+	err := r.Start(context.Background(), func(_ context.Context, ds []broker.Delivery) []broker.Outcome {
+		h.record(ds, func() {
+			if len(ds) > 1 && ds[0].Queue == tp.Queues[0] {
+				bigA++
 			}
-		}
+		})
+		h.hold(ds[0].Queue == tp.Queues[1])    // the first batch of b waits until the connection is cut
 		return make([]broker.Outcome, len(ds)) // all Ack
 	})
 	if err != nil {
@@ -189,50 +167,41 @@ func TestRabbitBatchAckLeavesOtherQueuesAlone(t *testing.T) {
 	}
 	defer r.Close()
 	apptest.Eventually(t, 10*time.Second, "connected", r.Ready)
-	tries := func(body string) []bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]bool(nil), handled[body]...)
-	}
 
 	tp.Publish(t, "b", []byte("b-held"), nil)
-	select {
-	case <-holding:
-	case <-time.After(10 * time.Second):
-		t.Fatal("queue b's delivery was not handed to the handler")
-	}
+	h.awaitHeld(t, "queue b's delivery")
 	var as [][]byte
 	for i := range 200 {
 		as = append(as, fmt.Appendf(nil, "a-%d", i))
 	}
 	tp.PublishMany(t, "a", as, nil)
-	apptest.Eventually(t, 20*time.Second, "a's 200 handled", func() bool { return len(tries("a-199")) > 0 })
+	apptest.Eventually(t, 20*time.Second, "a's 200 handled", func() bool { return len(h.tries("a-199")) > 0 })
 	// a's batches are acked before their handler is called again; one more a after
 	// them makes sure the last batch's ack went out before the cut.
 	tp.Publish(t, "a", []byte("a-last"), nil)
-	apptest.Eventually(t, 10*time.Second, "a-last handled", func() bool { return len(tries("a-last")) > 0 })
+	apptest.Eventually(t, 10*time.Second, "a-last handled", func() bool { return len(h.tries("a-last")) > 0 })
 
-	proxy.Down()
-	close(release)
+	h.Proxy.Down()
+	h.Release()
 	apptest.Eventually(t, 10*time.Second, "disconnected", func() bool { return !r.Ready() })
-	proxy.Up(t)
-	apptest.Eventually(t, 20*time.Second, "b-held handed out again", func() bool { return len(tries("b-held")) == 2 })
-	if got := tries("b-held"); !got[1] {
+	h.Proxy.Up(t)
+	apptest.Eventually(t, 20*time.Second, "b-held handed out again", func() bool { return len(h.tries("b-held")) == 2 })
+	if got := h.tries("b-held"); !got[1] {
 		t.Errorf("b-held's second try not marked redelivered: %v", got)
 	}
 	r.StopConsuming(context.Background())
 	r.Close()
 
-	mu.Lock()
-	if bigA == 0 {
-		t.Error("every batch of a's held one delivery: the multiple ack was never tried")
-	}
-	for _, b := range as {
-		if got := handled[string(b)]; len(got) != 1 {
-			t.Errorf("%s handled %d times (redelivered: %v), want once", b, len(got), got)
+	h.locked(func(handled map[string][]bool) {
+		if bigA == 0 {
+			t.Error("every batch of a's held one delivery: the multiple ack was never tried")
 		}
-	}
-	mu.Unlock()
+		for _, b := range as {
+			if got := handled[string(b)]; len(got) != 1 {
+				t.Errorf("%s handled %d times (redelivered: %v), want once", b, len(got), got)
+			}
+		}
+	})
 	for _, q := range tp.Queues {
 		if n := apptest.QueueReady(t, q); n != 0 {
 			t.Errorf("queue %s holds %d after the stop, want 0", q, n)
