@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"testing"
 	"time"
 
@@ -24,7 +23,7 @@ func TestBrokerCutMidFlowDeliversExactlyOnce(t *testing.T) {
 		t.Run(map[bool]string{false: "memory", true: "redis"}[withRedis], func(t *testing.T) {
 			const n = 20000
 			tp := apptest.NewTopology(t, "contract")
-			proxy, amqpURL := amqpThroughProxy(t)
+			proxy, amqpURL := apptest.AMQPProxy(t)
 			env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": amqpURL, "BRIDGE_SEND_QUEUE": "8192"}
 			for k, v := range tp.Env {
 				env[k] = v
@@ -141,16 +140,4 @@ func publishIDs(ch *amqp.Channel, exchange, key string, bodies [][]byte) error {
 		}
 	}
 	return nil
-}
-
-// amqpThroughProxy is the test RabbitMQ's URL through a proxy the test can cut.
-func amqpThroughProxy(t *testing.T) (*apptest.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(apptest.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := apptest.NewProxy(t, u.Host)
-	u.Host = proxy.Addr
-	return proxy, u.String()
 }

@@ -14,7 +14,7 @@ import (
 // tabs of one user make one user.online, closing one makes nothing.
 func TestEventsPendingAcrossABrokerCutArePublishedOnce(t *testing.T) {
 	tap := newEventsTap(t)
-	proxy, amqpURL := amqpThroughProxy(t)
+	proxy, amqpURL := apptest.AMQPProxy(t)
 	s, _ := rabbitServer(t, map[string]string{
 		"AMQP_URL": amqpURL, "BRIDGE_EVENTS_EXCHANGE": tap.Exchange, "BRIDGE_OFFLINE_GRACE": "200ms",
 	})

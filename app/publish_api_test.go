@@ -107,7 +107,7 @@ func TestPublishAPIConcurrentRoutableAndUnroutable(t *testing.T) {
 
 func TestPublishAPIWhileBrokerIsDown(t *testing.T) {
 	tp := apptest.NewTopology(t, "contract")
-	proxy, amqpURL := amqpThroughProxy(t)
+	proxy, amqpURL := apptest.AMQPProxy(t)
 	env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": amqpURL, "BRIDGE_API_KEY": testAPIKey}
 	for k, v := range tp.Env {
 		env[k] = v

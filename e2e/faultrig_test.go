@@ -99,7 +99,7 @@ func newRig(t *testing.T, o faultOpts) *rig {
 	}
 	r := &rig{redis: newFaultRedis(t, o.redis), tp: apptest.NewTopology(t, faultKey), opts: o, bFrom: map[*resumer]int{}, start: time.Now()}
 	var amqpURL string
-	r.amqp, amqpURL = amqpProxy(t)
+	r.amqp, amqpURL = apptest.AMQPProxy(t)
 	r.env = map[string]string{
 		"BRIDGE_DEV": "1", "AMQP_URL": amqpURL, "BRIDGE_API_KEY": apiKey,
 		"BRIDGE_PRESENCE_TTL": faultPresenceTTL.String(), "BRIDGE_SHUTDOWN_TIMEOUT": faultShutdownTimeout.String(),
@@ -338,19 +338,6 @@ func instanceID(t *testing.T, p *proc) string {
 		t.Fatalf("probe %s: first frame %s, want a welcome with the instance", p.Name, data)
 	}
 	return f.Instance
-}
-
-// amqpProxy is the test RabbitMQ's URL through a proxy the test can cut: only this
-// test's connections go through it, never the whole node.
-func amqpProxy(t *testing.T) (*apptest.Proxy, string) {
-	t.Helper()
-	u, err := url.Parse(apptest.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := apptest.NewProxy(t, u.Host)
-	u.Host = proxy.Addr
-	return proxy, u.String()
 }
 
 // redisKind is the kind of Redis the run breaks: single or cluster.

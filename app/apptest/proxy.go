@@ -3,6 +3,7 @@ package apptest
 import (
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"testing"
 )
@@ -33,6 +34,19 @@ func NewProxy(t testing.TB, target string) *Proxy {
 		p.wg.Wait()
 	})
 	return p
+}
+
+// AMQPProxy is the test RabbitMQ's URL through a proxy the test can cut: only the
+// test's own connections go through it, never the whole node.
+func AMQPProxy(t testing.TB) (*Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(AMQPURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewProxy(t, u.Host)
+	u.Host = p.Addr
+	return p, u.String()
 }
 
 // Down closes the listener and every connection, as a broker that went away would.

@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -25,13 +24,8 @@ type heldRig struct {
 
 func newHeldRig(t *testing.T) *heldRig {
 	t.Helper()
-	u, err := url.Parse(apptest.AMQPURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := apptest.NewProxy(t, u.Host)
-	u.Host = p.Addr
-	return &heldRig{URL: u.String(), Proxy: p, handled: map[string][]bool{}, holding: make(chan struct{}), release: make(chan struct{})}
+	p, u := apptest.AMQPProxy(t)
+	return &heldRig{URL: u, Proxy: p, handled: map[string][]bool{}, holding: make(chan struct{}), release: make(chan struct{})}
 }
 
 // record notes each delivery of ds; also, if not nil, runs under the same lock.
