@@ -65,11 +65,16 @@ start_redis() {
 	redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
 		--dir "$DIR" --pidfile "$DIR/redis-$port.pid" --logfile "$DIR/redis-$port.log" "$@" ||
 		die "redis-server on $port did not start"
+	await_ping "$port" "redis-server"
+}
+
+# await_ping waits up to 5 s for a PING on port to be answered (what: who should).
+await_ping() {
 	for _ in $(seq 50); do
-		redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+		redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
-	die "redis-server on $port does not answer"
+	die "$2 on $1 does not answer"
 }
 
 start_redises() {
@@ -116,11 +121,7 @@ start_proxy() {
 	go build -o "$DIR/delayproxy" ./app/bench/delayproxy || die "building app/bench/delayproxy (run from the repository)"
 	"$DIR/delayproxy" -listen "127.0.0.1:$PROXY_PORT" -target "127.0.0.1:$REDIS_PORT" -delay "$DELAY" >"$DIR/delayproxy.log" 2>&1 &
 	PROXY_PID=$!
-	for _ in $(seq 50); do
-		redis-cli -p "$PROXY_PORT" ping >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	die "delay proxy on $PROXY_PORT does not answer"
+	await_ping "$PROXY_PORT" "delay proxy"
 }
 
 redis_url() {

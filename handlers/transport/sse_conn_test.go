@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -236,70 +235,59 @@ func TestPutChunkHead(t *testing.T) {
 // broadcasts from Hub.Deliver to conns streams, whose clients count the events' ends
 // (the blank line) in the raw bytes.
 func BenchmarkSSEFanout(b *testing.B) {
-	body := []byte(`{"receiveUserId":"x","amount":1234,"text":"a message of a typical size for a push"}`)
-	const epoch = "benchbench"
-	for _, v1 := range []bool{false, true} {
-		for _, conns := range []int{1, 10, 50} {
-			b.Run(fmt.Sprintf("v1=%v/conns=%d", v1, conns), func(b *testing.B) {
-				hub := newTestHub()
-				opts := SSEOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Heartbeat: time.Hour, Stats: &hub.Stats}
-				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					c := NewSSE(w, r.URL.Query().Get("user"), opts)
-					if err := hub.Attach(context.Background(), quietSSE{c}, "", 0); err != nil {
+	fanoutCases(b, []int{1, 10, 50}, func(b *testing.B, v1 bool, conns int) {
+		hub := newTestHub()
+		opts := SSEOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Heartbeat: time.Hour, Stats: &hub.Stats}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c := NewSSE(w, r.URL.Query().Get("user"), opts)
+			if err := hub.Attach(context.Background(), quietSSE{c}, "", 0); err != nil {
+				b.Error(err)
+				return
+			}
+			if taken, err := c.Hijack(r); !taken || err != nil {
+				b.Errorf("Hijack: %v %v", taken, err)
+				return
+			}
+			go func() {
+				defer hub.Detach(context.Background(), quietSSE{c})
+				_ = c.ServeConn()
+			}()
+		}))
+		b.Cleanup(srv.Close)
+		ncs := make([]net.Conn, conns)
+		for i := range ncs {
+			nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { nc.Close() })
+			fmt.Fprintf(nc, "GET /?user=%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+			ncs[i] = nc
+		}
+		awaitConns(hub, conns)
+		msgs := broadcasts(b.N)
+		var wg sync.WaitGroup
+		for _, nc := range ncs {
+			wg.Go(func() {
+				buf := make([]byte, 64<<10)
+				var last byte
+				for ends := 0; ends < b.N+1; { // the retry hint, then the messages
+					n, err := nc.Read(buf)
+					if err != nil {
 						b.Error(err)
 						return
 					}
-					if taken, err := c.Hijack(r); !taken || err != nil {
-						b.Errorf("Hijack: %v %v", taken, err)
-						return
-					}
-					go func() {
-						defer hub.Detach(context.Background(), quietSSE{c})
-						_ = c.ServeConn()
-					}()
-				}))
-				b.Cleanup(srv.Close)
-				ncs := make([]net.Conn, conns)
-				for i := range ncs {
-					nc, err := net.Dial("tcp", srv.Listener.Addr().String())
-					if err != nil {
-						b.Fatal(err)
-					}
-					b.Cleanup(func() { nc.Close() })
-					fmt.Fprintf(nc, "GET /?user=%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
-					ncs[i] = nc
-				}
-				for hub.Count() < conns {
-					runtime.Gosched()
-				}
-				msgs := make([]*presence.Message, b.N)
-				for i := range msgs {
-					msgs[i] = &presence.Message{Epoch: epoch, Seq: uint64(i) + 1, RoutingKey: "contract", Body: body}
-				}
-				var wg sync.WaitGroup
-				for _, nc := range ncs {
-					wg.Go(func() {
-						buf := make([]byte, 64<<10)
-						var last byte
-						for ends := 0; ends < b.N+1; { // the retry hint, then the messages
-							n, err := nc.Read(buf)
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							for _, c := range buf[:n] {
-								if c == '\n' && last == '\n' {
-									ends++
-								}
-								last = c
-							}
+					for _, c := range buf[:n] {
+						if c == '\n' && last == '\n' {
+							ends++
 						}
-					})
+						last = c
+					}
 				}
-				measureFanout(b, hub, msgs, &wg, conns)
 			})
 		}
-	}
+		measureFanout(b, hub, msgs, &wg, conns)
+	})
 }
 
 // quietSSE is an SSE stream registered without its greeting, as quiet is for WS.

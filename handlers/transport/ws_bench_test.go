@@ -3,6 +3,7 @@ package transport
 import (
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -16,44 +17,78 @@ import (
 // BenchmarkWSDeliver measures messages/s from Hub.Deliver to frames read by clients
 // over loopback: targeted messages spread over conns users, in raw and bridge.v1 mode.
 func BenchmarkWSDeliver(b *testing.B) {
-	for _, v1 := range []bool{false, true} {
-		for _, conns := range []int{1, 50} {
-			b.Run(fmt.Sprintf("v1=%v/conns=%d", v1, conns), func(b *testing.B) {
-				hub := newTestHub()
-				srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Stats: &hub.Stats})
-				clients := make([]*websocket.Conn, conns)
-				for i := range clients {
-					clients[i] = dialUser(b, srv, fmt.Sprint(i))
-				}
-				for hub.Count() < conns { // the server registers each after its handshake
-					runtime.Gosched()
-				}
-				body := []byte(`{"receiveUserId":"x","amount":1234,"text":"a message of a typical size for a push"}`)
-				var wg sync.WaitGroup
-				for i, c := range clients {
-					want := b.N / conns
-					if i < b.N%conns {
-						want++
+	fanoutCases(b, []int{1, 50}, func(b *testing.B, v1 bool, conns int) {
+		hub := newTestHub()
+		srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Stats: &hub.Stats})
+		clients := make([]*websocket.Conn, conns)
+		for i := range clients {
+			clients[i] = dialUser(b, srv, fmt.Sprint(i))
+		}
+		awaitConns(hub, conns)
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			want := b.N / conns
+			if i < b.N%conns {
+				want++
+			}
+			wg.Go(func() {
+				for range want {
+					if _, _, err := c.ReadMessage(); err != nil {
+						b.Error(err)
+						return
 					}
-					wg.Go(func() {
-						for range want {
-							if _, _, err := c.ReadMessage(); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
 				}
-				b.ResetTimer()
-				for i := range b.N {
-					m := &presence.Message{UserID: fmt.Sprint(i % conns), RoutingKey: "contract", Body: body} // not recorded: sent at each connection's cursor
-					hub.Deliver(m)
-				}
-				wg.Wait()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 			})
 		}
+		b.ResetTimer()
+		for i := range b.N {
+			m := &presence.Message{UserID: fmt.Sprint(i % conns), RoutingKey: "contract", Body: benchBody} // not recorded: sent at each connection's cursor
+			hub.Deliver(m)
+		}
+		wg.Wait()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+}
+
+// benchBody is what the hub benchmarks deliver: a body of a typical size for a push.
+var benchBody = []byte(`{"receiveUserId":"x","amount":1234,"text":"a message of a typical size for a push"}`)
+
+// fanoutCases runs fn as a sub-benchmark in raw and bridge.v1 mode at each number of
+// connections.
+func fanoutCases(b *testing.B, conns []int, fn func(b *testing.B, v1 bool, conns int)) {
+	for _, v1 := range []bool{false, true} {
+		for _, n := range conns {
+			b.Run(fmt.Sprintf("v1=%v/conns=%d", v1, n), func(b *testing.B) { fn(b, v1, n) })
+		}
 	}
+}
+
+// awaitConns waits until hub holds n connections: the server registers each after
+// its handshake.
+func awaitConns(hub *presence.Hub, n int) {
+	for hub.Count() < n {
+		runtime.Gosched()
+	}
+}
+
+// dialConns opens n WebSockets to srv, of users 0..n-1, and returns their sockets
+// once hub holds them all.
+func dialConns(b *testing.B, srv *httptest.Server, hub *presence.Hub, n int) []net.Conn {
+	ncs := make([]net.Conn, n)
+	for i := range ncs {
+		ncs[i] = dialUser(b, srv, fmt.Sprint(i)).NetConn()
+	}
+	awaitConns(hub, n)
+	return ncs
+}
+
+// broadcasts are n broadcasts of benchBody, the broadcast stream's seqs 1..n.
+func broadcasts(n int) []*presence.Message {
+	msgs := make([]*presence.Message, n)
+	for i := range msgs {
+		msgs[i] = &presence.Message{Epoch: "benchbench", Seq: uint64(i) + 1, RoutingKey: "contract", Body: benchBody}
+	}
+	return msgs
 }
 
 // BenchmarkWSFanout measures the broadcast path from Hub.Deliver to the sockets of
@@ -64,44 +99,31 @@ func BenchmarkWSDeliver(b *testing.B) {
 // seqs 1, 2, 3 …, so each connection tracks its position and, in bridge.v1, writes
 // its own id into every frame.
 func BenchmarkWSFanout(b *testing.B) {
-	body := []byte(`{"receiveUserId":"x","amount":1234,"text":"a message of a typical size for a push"}`)
-	const epoch = "benchbench"
-	for _, v1 := range []bool{false, true} {
-		for _, conns := range []int{1, 10, 50} {
-			b.Run(fmt.Sprintf("v1=%v/conns=%d", v1, conns), func(b *testing.B) {
-				hub := newTestHub()
-				srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Stats: &hub.Stats})
-				ncs := make([]net.Conn, conns)
-				for i := range ncs {
-					ncs[i] = dialUser(b, srv, fmt.Sprint(i)).NetConn()
+	fanoutCases(b, []int{1, 10, 50}, func(b *testing.B, v1 bool, conns int) {
+		hub := newTestHub()
+		srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Stats: &hub.Stats})
+		ncs := dialConns(b, srv, hub, conns)
+		msgs := broadcasts(b.N)
+		want := 0 // bytes each client reads
+		for _, m := range msgs {
+			want += fanoutFrameLen(m, v1)
+		}
+		var wg sync.WaitGroup
+		for _, nc := range ncs {
+			wg.Go(func() {
+				buf := make([]byte, 64<<10)
+				for got := 0; got < want; {
+					n, err := nc.Read(buf)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					got += n
 				}
-				for hub.Count() < conns {
-					runtime.Gosched()
-				}
-				msgs := make([]*presence.Message, b.N)
-				want := 0 // bytes each client reads
-				for i := range msgs {
-					msgs[i] = &presence.Message{Epoch: epoch, Seq: uint64(i) + 1, RoutingKey: "contract", Body: body}
-					want += fanoutFrameLen(msgs[i], v1)
-				}
-				var wg sync.WaitGroup
-				for _, nc := range ncs {
-					wg.Go(func() {
-						buf := make([]byte, 64<<10)
-						for got := 0; got < want; {
-							n, err := nc.Read(buf)
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							got += n
-						}
-					})
-				}
-				measureFanout(b, hub, msgs, &wg, conns)
 			})
 		}
-	}
+		measureFanout(b, hub, msgs, &wg, conns)
+	})
 }
 
 // fanoutFrameLen is the length of the frame a connection that has every broadcast
@@ -122,23 +144,15 @@ func fanoutFrameLen(m *presence.Message, v1 bool) int {
 // whose broadcasts are far apart. Its CPU profile shows what a wake-up costs
 // (runtime.newstack when the writer outgrows its first stack).
 func BenchmarkWSWake(b *testing.B) {
-	body := []byte(`{"receiveUserId":"x","amount":1234,"text":"a message of a typical size for a push"}`)
-	const epoch, conns = "benchbench", 50
+	const conns = 50
 	hub := newTestHub()
 	srv := wsServer(b, hub, WSOptions{V1: true, Stats: &hub.Stats})
-	ncs := make([]net.Conn, conns)
-	for i := range ncs {
-		ncs[i] = dialUser(b, srv, fmt.Sprint(i)).NetConn()
-	}
-	for hub.Count() < conns {
-		runtime.Gosched()
-	}
-	msgs := make([]*presence.Message, b.N)
+	ncs := dialConns(b, srv, hub, conns)
+	msgs := broadcasts(b.N)
 	want := make([]int64, b.N) // bytes all clients have read once message i is through
 	total := int64(0)
-	for i := range msgs {
-		msgs[i] = &presence.Message{Epoch: epoch, Seq: uint64(i) + 1, RoutingKey: "contract", Body: body}
-		total += int64(conns * fanoutFrameLen(msgs[i], true))
+	for i, m := range msgs {
+		total += int64(conns * fanoutFrameLen(m, true))
 		want[i] = total
 	}
 	// The clients wake the benchmark when the message is through (spinning instead
