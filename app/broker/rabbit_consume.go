@@ -143,8 +143,11 @@ func (r *Rabbit) route(q string, ds <-chan amqp.Delivery, done <-chan struct{}) 
 			x, lane := delivery{Delivery: d}, 0
 			if r.cfg.OrderKey != nil {
 				var key string
+				// Read here even with one lane: the consumer reuses what it found.
 				key, x.decoded = r.cfg.OrderKey(toDelivery(q, d, nil))
-				lane = int(maphash.String(seed, key) % uint64(n))
+				if n > 1 {
+					lane = int(maphash.String(seed, key) % uint64(n))
+				}
 			}
 			select {
 			case bufs[lane] <- x:
