@@ -178,41 +178,41 @@ func (h *Hub) DeliverAll(ms []*Message) int {
 	)
 	out := deliveryScratch.Get().(*[]Delivery)
 	defer deliveryScratch.Put(out)
-	offer := func(c Conn, f *feed, mine []*Message) {
-		n += len(mine)
-		if o := f.offer(c, mine, out); o != offered {
+	offer := func(c Conn, f *feed, sel []*Message) {
+		n += len(sel)
+		if o := f.offer(c, sel, out); o != offered {
 			fix, outcomes = append(fix, pending{c, f}), append(outcomes, o)
 		}
 	}
 	g := groupByUser(ms)
+	var mine []*Message
+	share := func(user string) []*Message { // what of ms user's connections get
+		switch {
+		case len(g.order) == 0, len(g.bcast) == 0 && len(g.order) == 1:
+			return ms // all of it is for everyone it reaches
+		case len(g.bcast) > 0 && !g.users[user]:
+			return g.bcast
+		}
+		mine = g.of(ms, user, mine[:0])
+		return mine
+	}
+	offerUser := func(user string, set map[Conn]*feed) {
+		if len(set) == 0 {
+			return
+		}
+		sel := share(user)
+		for c, f := range set {
+			offer(c, f, sel)
+		}
+	}
 	h.mu.RLock()
 	if len(g.bcast) > 0 {
-		var mine []*Message
 		for user, set := range h.users {
-			sel := g.bcast
-			if g.users[user] {
-				mine = g.of(ms, user, mine[:0])
-				sel = mine
-			}
-			for c, f := range set {
-				offer(c, f, sel)
-			}
+			offerUser(user, set)
 		}
 	} else {
-		var mine []*Message
 		for _, user := range g.order {
-			set := h.users[user]
-			if len(set) == 0 {
-				continue
-			}
-			sel := ms
-			if len(g.order) > 1 {
-				mine = g.of(ms, user, mine[:0])
-				sel = mine
-			}
-			for c, f := range set {
-				offer(c, f, sel)
-			}
+			offerUser(user, h.users[user])
 		}
 	}
 	h.mu.RUnlock()
@@ -237,7 +237,7 @@ type batchGroups struct {
 
 func groupByUser(ms []*Message) batchGroups {
 	var g batchGroups
-	if len(ms) == 1 { // the common case at low rates: nothing to allocate
+	if len(ms) == 1 { // the common case at low rates
 		if ms[0].Broadcast() {
 			g.bcast = ms
 		} else {
