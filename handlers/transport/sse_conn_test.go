@@ -237,7 +237,7 @@ func TestPutChunkHead(t *testing.T) {
 func BenchmarkSSEFanout(b *testing.B) {
 	fanoutCases(b, []int{1, 10, 50}, func(b *testing.B, v1 bool, conns int) {
 		hub := newTestHub()
-		opts := SSEOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Heartbeat: time.Hour, Stats: &hub.Stats}
+		opts := SSEOptions{V1: v1, QueueLen: 1 << 30, QueueBytes: 1 << 40, Heartbeat: time.Hour, Stats: &hub.Stats}
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c := NewSSE(w, r.URL.Query().Get("user"), opts)
 			if err := hub.Attach(context.Background(), quietSSE{c}, "", 0); err != nil {

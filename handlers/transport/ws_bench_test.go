@@ -19,7 +19,7 @@ import (
 func BenchmarkWSDeliver(b *testing.B) {
 	fanoutCases(b, []int{1, 50}, func(b *testing.B, v1 bool, conns int) {
 		hub := newTestHub()
-		srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Stats: &hub.Stats})
+		srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 30, QueueBytes: 1 << 40, Stats: &hub.Stats})
 		clients := make([]*websocket.Conn, conns)
 		for i := range clients {
 			clients[i] = dialUser(b, srv, fmt.Sprint(i))
@@ -101,7 +101,7 @@ func broadcasts(n int) []*presence.Message {
 func BenchmarkWSFanout(b *testing.B) {
 	fanoutCases(b, []int{1, 10, 50}, func(b *testing.B, v1 bool, conns int) {
 		hub := newTestHub()
-		srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 20, QueueBytes: 1 << 30, Stats: &hub.Stats})
+		srv := wsServer(b, hub, WSOptions{V1: v1, QueueLen: 1 << 30, QueueBytes: 1 << 40, Stats: &hub.Stats})
 		ncs := dialConns(b, srv, hub, conns)
 		msgs := broadcasts(b.N)
 		want := 0 // bytes each client reads
