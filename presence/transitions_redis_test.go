@@ -29,6 +29,19 @@ func newTransNode(t *testing.T, rdb redis.UniversalClient, opts RedisOptions, id
 	return n
 }
 
+// transNodes starts instances ids on a fresh prefix of the test Redis, with presence
+// TTL ttl and offline grace grace, all reporting to one log.
+func transNodes(t *testing.T, ttl, grace time.Duration, ids ...string) (*eventLog, []*transNode) {
+	rdb, opts := newTestRedis(t)
+	opts.PresenceTTL = ttl
+	log := &eventLog{}
+	var ns []*transNode
+	for _, id := range ids {
+		ns = append(ns, newTransNode(t, rdb, opts, id, grace, log))
+	}
+	return log, ns
+}
+
 func (n *transNode) entry(user string, tab int) Entry {
 	return Entry{User: user, Instance: n.id, Transport: "ws", Since: n.since.Add(time.Duration(tab))}
 }
@@ -86,12 +99,9 @@ func beatUntil(d time.Duration, cond func() bool, nodes ...*transNode) bool {
 // within the grace, nothing; back later, user.online again. Both instances claim
 // every beat, so the single events show that the claims exclude each other.
 func TestRedisTransitions(t *testing.T) {
-	rdb, opts := newTestRedis(t)
-	opts.PresenceTTL = 3 * time.Second
 	const grace = 300 * time.Millisecond
-	log := &eventLog{}
-	a := newTransNode(t, rdb, opts, "A", grace, log)
-	b := newTransNode(t, rdb, opts, "B", grace, log)
+	log, ns := transNodes(t, 3*time.Second, grace, "A", "B")
+	a, b := ns[0], ns[1]
 	start := time.Now()
 
 	a.connect("u", 1)
@@ -151,13 +161,9 @@ func TestRedisTransitions(t *testing.T) {
 // announced by exactly one of the survivors; a clean stop (Close) hands its users to
 // the survivors the same way.
 func TestRedisTransitionsCrashedInstance(t *testing.T) {
-	rdb, opts := newTestRedis(t)
-	opts.PresenceTTL = 600 * time.Millisecond
-	const grace = 200 * time.Millisecond
-	log := &eventLog{}
-	a := newTransNode(t, rdb, opts, "A", grace, log)
-	b := newTransNode(t, rdb, opts, "B", grace, log)
-	c := newTransNode(t, rdb, opts, "C", grace, log)
+	const ttl, grace = 600 * time.Millisecond, 200 * time.Millisecond
+	log, ns := transNodes(t, ttl, grace, "A", "B", "C")
+	a, b, c := ns[0], ns[1], ns[2]
 	for i := range 5 {
 		a.connect(fmt.Sprint("u", i), i)
 	}
@@ -171,7 +177,6 @@ func TestRedisTransitionsCrashedInstance(t *testing.T) {
 		t.Fatalf("A crashed: %s, want its five users offline", log)
 	}
 	took := time.Since(crashed)
-	ttl := opts.PresenceTTL
 	// Due at A's lease deadline plus the grace, found once the lease is crashGrace
 	// late; the beats here come every 10 ms, so a beat is the scheduling slack.
 	bound := ttl + max(grace, crashGrace(ttl))
@@ -206,12 +211,9 @@ func TestRedisTransitionsCrashedInstance(t *testing.T) {
 func TestRedisTransitionsLapse(t *testing.T) {
 	for _, lapsed := range []bool{true, false} {
 		t.Run(fmt.Sprint("lapsed=", lapsed), func(t *testing.T) {
-			rdb, opts := newTestRedis(t)
-			opts.PresenceTTL = 600 * time.Millisecond
-			const grace = 100 * time.Millisecond
-			log := &eventLog{}
-			a := newTransNode(t, rdb, opts, "A", grace, log)
-			b := newTransNode(t, rdb, opts, "B", grace, log)
+			const ttl, grace = 600 * time.Millisecond, 100 * time.Millisecond
+			log, ns := transNodes(t, ttl, grace, "A", "B")
+			a, b := ns[0], ns[1]
 			a.connect("u", 1)
 			// A pauses past its lease: B takes it for dead and announces u offline.
 			if !beatUntil(10*time.Second, func() bool { return log.len() == 2 }, b) {
@@ -227,7 +229,7 @@ func TestRedisTransitionsLapse(t *testing.T) {
 			if got, want := log.String(), "[user.online u ws user.offline u  user.online u ws]"; got != want {
 				t.Fatalf("after A's beat: %s, want %s", got, want)
 			}
-			if beatUntil(2*grace+opts.PresenceTTL, func() bool { return log.len() > 3 }, a, b) {
+			if beatUntil(2*grace+ttl, func() bool { return log.len() > 3 }, a, b) {
 				t.Fatalf("A back: %s, want nothing more", log)
 			}
 		})
