@@ -72,7 +72,7 @@ func TestIdempotencyKeyPublishesOnce(t *testing.T) {
 			t.Fatalf("client got %q, want the end (a second copy came first?)", f.Data)
 		}
 		// Published once, not published twice and deduplicated by the consumer.
-		if acked, dups := metric(t, s, "pushbridge_deliveries_acked_total"), metric(t, s, "pushbridge_deliveries_duplicate_total"); acked != 3 || dups != 0 {
+		if acked, dups := counted(t, "pushbridge_deliveries_acked_total", 3, s), metric(t, s, "pushbridge_deliveries_duplicate_total"); acked != 3 || dups != 0 {
 			t.Errorf("acked %v with %v duplicates, want 3 (two keys, the end) and 0", acked, dups)
 		}
 	})
@@ -127,7 +127,7 @@ func TestIdempotencyKeyAcrossInstances(t *testing.T) {
 	if f := c.Next(t, 10*time.Second); string(f.Data) != `{"receiveUserId":"9","end":true}` {
 		t.Fatalf("client got %q, want the end (a second copy came first?)", f.Data)
 	}
-	acked := metric(t, a, "pushbridge_deliveries_acked_total") + metric(t, b, "pushbridge_deliveries_acked_total")
+	acked := counted(t, "pushbridge_deliveries_acked_total", 3, a, b)
 	dups := metric(t, a, "pushbridge_deliveries_duplicate_total") + metric(t, b, "pushbridge_deliveries_duplicate_total")
 	if acked != 3 || dups != 0 {
 		t.Errorf("acked %v with %v duplicates over both instances, want 3 and 0 (a key published more than once)", acked, dups)

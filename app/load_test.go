@@ -57,7 +57,7 @@ func TestManyMessagesToManyUsersInOrder(t *testing.T) {
 				}
 			}
 		}
-		if got := metric(t, s, "pushbridge_deliveries_acked_total"); got != loadMessages {
+		if got := counted(t, "pushbridge_deliveries_acked_total", loadMessages, s); got != loadMessages {
 			t.Errorf("deliveries acked: got %v, want %d", got, loadMessages)
 		}
 		s.Stop(t)

@@ -105,11 +105,8 @@ func TestPoisonMessageAmongGoodOnes(t *testing.T) {
 			// The end broadcast is acked after its hand-off, which may be after the
 			// clients read it: the count is awaited, then must be exact.
 			want := float64(poisonWarmUp + 2*poisonGood + 2)
-			apptest.Eventually(t, 10*time.Second, "every delivery acked", func() bool {
-				return metric(t, s, "pushbridge_deliveries_acked_total") >= want
-			})
-			if metric(t, s, "pushbridge_deliveries_acked_total") != want {
-				t.Errorf("acked %v, want %v (the prime, the good ones, the end)", metric(t, s, "pushbridge_deliveries_acked_total"), want)
+			if acked := counted(t, "pushbridge_deliveries_acked_total", want, s); acked != want {
+				t.Errorf("acked %v, want %v (the prime, the good ones, the end)", acked, want)
 			}
 			t.Logf("%s queues, %d good messages at %d/s to %d WebSockets: latency without a poison message p50 %v p99 %v max %v; with one p50 %v p99 %v max %v; the poison dead-lettered %v after it was published",
 				qt, poisonGood, poisonRate, poisonUsers, pct(without, 50), pct(without, 99), without[len(without)-1],

@@ -32,7 +32,7 @@ func TestUnusableBodiesAreRejectedAndLaterOnesArrive(t *testing.T) {
 		if got := metric(t, s, "pushbridge_deliveries_rejected_total"); got != 2 {
 			t.Errorf("rejected: got %v, want 2", got)
 		}
-		if got := metric(t, s, "pushbridge_deliveries_acked_total"); got != 2 {
+		if got := counted(t, "pushbridge_deliveries_acked_total", 2, s); got != 2 {
 			t.Errorf("acked: got %v, want 2", got)
 		}
 		s.Stop(t)
