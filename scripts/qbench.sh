@@ -13,6 +13,10 @@
 #
 #   KINDS   tput: 1 instance, -rate $TPUT_RATE (above what one queue takes): deliveries/s
 #                 is what the queue sustains
+#           drain: 1 instance, $DRAIN messages queued while it cannot reach RabbitMQ
+#                 (its AMQP_URL is the bench's -gate, opened once they are queued):
+#                 deliveries/s is what it drains a full queue at, with no publisher
+#                 taking the same cores
 #           lat:  2 instances (1 in memory, which cannot share), clients on the first,
 #                 -rate $LAT_RATE: p50/p99 publish-to-read
 #   MODES   mem redis cluster
@@ -24,12 +28,13 @@
 #           (built into $DIR), which delivers every chunk DELAY later each way (e.g.
 #           250us: a 0.5 ms round trip, Redis in another zone); the bench's
 #           -redis-stats still reads Redis directly
-#   PROFILE=1 the first instance serves pprof (BRIDGE_PPROF): 2 s into publishing, an
+#   PROFILE=1 the first instance serves pprof (BRIDGE_PPROF): 2 s into publishing (or
+#           draining), an
 #           8 s CPU profile ($DIR/<run>.cpu.pprof), then RabbitMQ's channel and queue
 #           figures and Redis's INFO commandstats ($DIR/<run>.stats)
 #
-# Results: one line per run appended to $DIR/results.tsv, each run's bench output and
-# server logs in $DIR/<run>.*.
+# Results: one line per run appended to $DIR/results.tsv, each run's bench output,
+# server logs and final /metrics in $DIR/<run>.*.
 set -u
 
 BINS=${BINS:-/tmp/pbq}
@@ -44,6 +49,8 @@ MODES=${MODES:-"mem redis cluster"}
 ROUNDS=${ROUNDS:-3}
 TPUT_RATE=${TPUT_RATE:-15000}
 LAT_RATE=${LAT_RATE:-5000}
+DRAIN=${DRAIN:-200000}
+GATE_PORT=${GATE_PORT:-26471}
 CONNS=${CONNS:-1000}
 DURATION=${DURATION:-10s}
 PREFETCH=${PREFETCH:-}
@@ -131,11 +138,12 @@ redis_url() {
 	esac
 }
 
-# start_server NAME QUEUE MODE PREFIX: starts one instance, waits until /readyz
-# answers 200, sets PORT_OF to its port.
+# start_server NAME QUEUE MODE PREFIX [AMQP_URL]: starts one instance, waits until
+# /readyz answers 200 (not with its own AMQP_URL: the drain's gate is closed), sets
+# PORT_OF to its port.
 start_server() {
-	local name=$1 q=$2 mode=$3 prefix=$4
-	local env=(PORT=0 BRIDGE_DEV=1 BRIDGE_SEND_QUEUE=4096 AMQP_URL="$AMQP" BRIDGE_EXCHANGE="$EXCHANGE"
+	local name=$1 q=$2 mode=$3 prefix=$4 amqp=${5:-$AMQP}
+	local env=(PORT=0 BRIDGE_DEV=1 BRIDGE_SEND_QUEUE=4096 AMQP_URL="$amqp" BRIDGE_EXCHANGE="$EXCHANGE"
 		BRIDGE_BINDINGS="$q=contract")
 	[ -n "$PREFETCH" ] && env+=(BRIDGE_PREFETCH="$PREFETCH")
 	[ -n "$PROFILE" ] && [ "${name##*.}" = a ] && env+=(BRIDGE_PPROF=127.0.0.1:0)
@@ -151,11 +159,12 @@ start_server() {
 		sleep 0.1
 	done
 	[ -n "$port" ] || { echo "qbench: $name did not start: $DIR/$name.log" >&2; return 1; }
+	PORT_OF=$port
+	[ "$amqp" = "$AMQP" ] || return 0
 	for _ in $(seq 100); do
 		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ] && break
 		sleep 0.1
 	done
-	PORT_OF=$port
 }
 
 stop_servers() {
@@ -179,7 +188,7 @@ profile() {
 	local id=$1 mode=$2 q=$3 addr
 	addr=$(sed -n 's/.*pprof listening.*addr=\([0-9.:]*\).*/\1/p' "$DIR/$id.a.log")
 	for _ in $(seq 600); do
-		grep -q '^publishing' "$DIR/$id.bench" 2>/dev/null && break
+		grep -Eq '^(publishing|gate open)' "$DIR/$id.bench" 2>/dev/null && break
 		sleep 0.1
 	done
 	sleep 2
@@ -213,8 +222,16 @@ run() {
 	fi
 	local load0
 	load0=$(cut -d' ' -f1 /proc/loadavg)
-	local port port2=""
-	start_server "$id.a" "$q" "$mode" "$prefix" || { stop_servers; return 1; }
+	local port port2="" gate=() amqp=$AMQP
+	if [ "$kind" = drain ]; then
+		# The queue is declared (and bound) by an instance that then stops; the one
+		# measured reaches RabbitMQ through the gate the bench opens once it is full.
+		start_server "$id.declare" "$q" "$mode" "$prefix" || { stop_servers; return 1; }
+		stop_servers
+		amqp="amqp://guest:guest@127.0.0.1:$GATE_PORT/"
+		gate=(-drain "$DRAIN" -gate "127.0.0.1:$GATE_PORT")
+	fi
+	start_server "$id.a" "$q" "$mode" "$prefix" "$amqp" || { stop_servers; return 1; }
 	port=$PORT_OF
 	if [ "$instances" = 2 ]; then
 		start_server "$id.b" "$q" "$mode" "$prefix" || { stop_servers; return 1; }
@@ -229,12 +246,13 @@ run() {
 		prof=$!
 	fi
 	"$BIN" bench -url "http://127.0.0.1:$port" -amqp-url "$AMQP" -exchange "$EXCHANGE" \
-		-conns "$CONNS" -rate "$rate" -duration "$DURATION" -sources 4 "${stats[@]}" >"$DIR/$id.bench" 2>&1
+		-conns "$CONNS" -rate "$rate" -duration "$DURATION" -sources 4 "${stats[@]}" "${gate[@]}" >"$DIR/$id.bench" 2>&1
 	[ -n "$prof" ] && wait "$prof"
 	local load1
 	load1=$(cut -d' ' -f1 /proc/loadavg)
 	local batches=0 acked=0 p b a
 	for p in $port $port2; do
+		curl -s "http://127.0.0.1:$p/metrics" >>"$DIR/$id.metrics"
 		b=$(metric "$p" pushbridge_delivery_batches_total)
 		a=$(metric "$p" pushbridge_deliveries_acked_total)
 		batches=$(awk -v x="$batches" -v y="${b:-0}" 'BEGIN { print x + y }')

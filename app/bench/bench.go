@@ -46,6 +46,8 @@ type benchOpts struct {
 	pushbridgeBin, minimalBin           string
 	pid                                 int // the server's process, for its RSS (0: unknown)
 	publishers                          int
+	drain                               int    // -drain: messages queued before the gate opens (0: publish at -rate)
+	gate                                string // -gate: where the server reaches RabbitMQ, opened after the drain's messages are queued
 }
 
 // benchBody is what the bench publishes: who it is for, a per-user sequence number and
@@ -94,6 +96,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&o.minimalBin, "minimal", "", "with -compare: the minimal server's binary (empty: go build it from this repository)")
 	fs.IntVar(&o.pid, "pid", 0, "the -url server's process id (one -url only): report its RSS per idle connection too, from /proc (-compare knows its servers')")
 	fs.StringVar(&o.redisURL, "redis-url", getenv("REDIS_URL"), "the servers' Redis, for -redis-stats (and the in-process server's REDIS_URL)")
+	fs.IntVar(&o.drain, "drain", 0, "queue this many messages (targeted, as with -rate) while the server cannot reach RabbitMQ, then let it drain them: "+
+		"deliveries/s is what one consumer takes from a full queue, without a publisher on the same machine. Needs -amqp-url and -gate, the server's AMQP_URL naming the -gate address")
+	fs.StringVar(&o.gate, "gate", "", "with -drain: host:port to forward to -amqp-url's broker once the messages are queued; nothing listens there before (a server started with its AMQP_URL there connects when it opens)")
 	fs.BoolVar(&o.redisStats, "redis-stats", false, "print Redis commands and CPU per message: INFO commandstats and cpu of -redis-url around the run, less an idle interval of -duration measured first")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -115,6 +120,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if o.publishers < 1 || o.publishers > maxPublishers || (o.publishers > 1 && (o.jitter > 0 || o.amqpURL != "")) {
 		return fmt.Errorf("bench: -publishers must be 1..%d, and 1 with -jitter (its catch-up is by order) or -amqp-url", maxPublishers)
+	}
+	if (o.drain > 0) != (o.gate != "") || o.drain < 0 || (o.drain > 0 && (o.amqpURL == "" || o.jitter > 0 || o.compare)) {
+		return errors.New("bench: -drain N and -gate host:port go together, with -amqp-url, without -jitter or -compare")
 	}
 	if o.redisStats && o.redisURL == "" {
 		return errors.New("bench: -redis-stats needs -redis-url or REDIS_URL")
@@ -224,6 +232,8 @@ type benchClient struct {
 	received int64
 	dups     int64
 	lat      []time.Duration
+	first    int64 // unix ns of the first and last message received
+	last     int64
 	seen     map[string]*seenSet // by stream, when messages may come out of order (-publishers); nil: by order
 }
 
@@ -322,44 +332,60 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 	if err != nil {
 		return nil, err
 	}
+	closePub = sync.OnceFunc(closePub)
 	defer closePub()
 	waitPub := func() error { return nil }
 	if o.publishers > 1 {
 		pub, waitPub = concurrentPublisher(ctx, pub, o.publishers)
 		defer waitPub()
 	}
-	fmt.Fprintf(stdout, "publishing %d msg/s for %s ...\n", o.rate, o.duration)
 	st.killing.Store(true)
 	var expected, sent int64
 	seq := map[string]int64{}
 	pad := strings.Repeat("x", o.size)
+	publish := func() error {
+		b := benchBody{T: time.Now().UnixNano(), Pad: pad}
+		stream := "*"
+		if o.broadcastEvery > 0 && (sent+1)%int64(o.broadcastEvery) == 0 {
+			expected += int64(o.conns)
+		} else {
+			b.User = fmt.Sprintf("u%d", sent%int64(o.users))
+			stream = b.User
+			expected += int64(connsOf[b.User])
+		}
+		seq[stream]++
+		b.Seq = seq[stream]
+		body, _ := json.Marshal(b)
+		if err := pub(ctx, body); err != nil {
+			return fmt.Errorf("bench: publish: %w", err)
+		}
+		a[stream].Store(b.Seq)
+		sent++
+		return nil
+	}
 	start := time.Now()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for time.Since(start) < o.duration {
-		<-tick.C
-		due := int64(time.Since(start).Seconds()*float64(o.rate)) - sent
-		for range due {
-			if time.Since(start) >= o.duration {
-				break // publishes that fell behind are not made up after the end
+	if o.drain > 0 {
+		fmt.Fprintf(stdout, "queueing %d messages behind the closed gate %s ...\n", o.drain, o.gate)
+		for sent < int64(o.drain) {
+			if err := publish(); err != nil {
+				return nil, err
 			}
-			b := benchBody{T: time.Now().UnixNano(), Pad: pad}
-			stream := "*"
-			if o.broadcastEvery > 0 && (sent+1)%int64(o.broadcastEvery) == 0 {
-				expected += int64(o.conns)
-			} else {
-				b.User = fmt.Sprintf("u%d", sent%int64(o.users))
-				stream = b.User
-				expected += int64(connsOf[b.User])
+		}
+	} else {
+		fmt.Fprintf(stdout, "publishing %d msg/s for %s ...\n", o.rate, o.duration)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for time.Since(start) < o.duration {
+			<-tick.C
+			due := int64(time.Since(start).Seconds()*float64(o.rate)) - sent
+			for range due {
+				if time.Since(start) >= o.duration {
+					break // publishes that fell behind are not made up after the end
+				}
+				if err := publish(); err != nil {
+					return nil, err
+				}
 			}
-			seq[stream]++
-			b.Seq = seq[stream]
-			body, _ := json.Marshal(b)
-			if err := pub(ctx, body); err != nil {
-				return nil, fmt.Errorf("bench: publish: %w", err)
-			}
-			a[stream].Store(b.Seq)
-			sent++
 		}
 	}
 	if err := waitPub(); err != nil {
@@ -367,9 +393,20 @@ func runBench(ctx context.Context, o benchOpts, stdout io.Writer) (*benchResult,
 	}
 	pubDone := time.Since(start)
 	st.killing.Store(false) // what was published must now arrive: no more kills
-	deadline := time.Now().Add(benchGrace)
-	for got.Load() < expected && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	if o.drain > 0 {
+		closePub() // every message confirmed: all are queued before the gate opens
+		closeGate, err := openGate(o.gate, o.amqpURL)
+		if err != nil {
+			return nil, err
+		}
+		defer closeGate()
+		fmt.Fprintf(stdout, "gate open: draining ...\n")
+		awaitDrain(&got, expected)
+	} else {
+		deadline := time.Now().Add(benchGrace)
+		for got.Load() < expected && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	elapsed := time.Since(start)
 	for _, c := range conns {
@@ -426,6 +463,10 @@ func (bc *benchClient) take(data []byte, got *atomic.Int64) {
 	bc.lastSeq[stream] = max(bc.lastSeq[stream], b.Seq)
 	bc.received++
 	bc.lat = append(bc.lat, time.Duration(now-b.T))
+	if bc.first == 0 {
+		bc.first = now
+	}
+	bc.last = now
 	got.Add(1)
 }
 
@@ -455,13 +496,22 @@ func benchReport(w io.Writer, o benchOpts, clients []*benchClient, sent, expecte
 		}
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
+	perSec := float64(received) / elapsed.Seconds()
 	fmt.Fprintf(w, "published     %d messages in %s (%.0f msg/s)\n", sent, pubDone.Round(time.Millisecond), float64(sent)/pubDone.Seconds())
-	fmt.Fprintf(w, "deliveries    %d of %d expected, %.0f/s, %.3f %% delivered\n", received, expected, float64(received)/elapsed.Seconds(),
+	if o.drain > 0 {
+		rate, span, err := drainRate(clients)
+		if err != nil {
+			return nil, err
+		}
+		perSec = rate
+		fmt.Fprintf(w, "drained       in %s from the first delivery to the last (latency below includes the time queued)\n", span.Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "deliveries    %d of %d expected, %.0f/s, %.3f %% delivered\n", received, expected, perSec,
 		100*float64(received)/float64(max(expected, 1)))
 	fmt.Fprintf(w, "lost          %d\nduplicates    %d\n", expected-received, dups)
 	fmt.Fprintf(w, "latency       p50 %s  p90 %s  p99 %s  max %s\n", pct(0.5).Round(time.Microsecond),
 		pct(0.9).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
-	r := &benchResult{perSec: float64(received) / elapsed.Seconds(), p50: pct(0.5).Seconds(), p99: pct(0.99).Seconds(),
+	r := &benchResult{perSec: perSec, p50: pct(0.5).Seconds(), p99: pct(0.99).Seconds(),
 		lost: expected - received, dups: dups}
 	if expected != received || dups > 0 {
 		return r, fmt.Errorf("bench: %d lost, %d duplicated", expected-received, dups)

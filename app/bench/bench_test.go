@@ -3,10 +3,13 @@ package bench_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pushbridge/pushbridge/app"
 	"github.com/pushbridge/pushbridge/app/apptest"
@@ -165,4 +168,55 @@ func runJitter(t *testing.T, args []string) *bytes.Buffer {
 		t.Fatalf("no socket was killed and resumed, so nothing was tested:\n%s", out.String())
 	}
 	return &out
+}
+
+// TestBenchDrain: -drain queues its messages while the server cannot reach RabbitMQ
+// (its AMQP_URL is the closed -gate), then opens the gate: the server drains the full
+// queue, every message arrives once, and the rate is reported from the first delivery
+// to the last. Every delivery the server acked came through the gate after the
+// publish (none could be consumed before).
+func TestBenchDrain(t *testing.T) {
+	tp := apptest.NewTopology(t, "contract")
+	env := map[string]string{"BRIDGE_DEV": "1", "AMQP_URL": apptest.AMQPURL(), "BRIDGE_SEND_QUEUE": "4096"}
+	maps.Copy(env, tp.Env)
+	declare := apptest.Start(t, env) // declares and binds the queue, then goes
+	apptest.Eventually(t, 10*time.Second, "the queue declared", func() bool { return declare.Metric(t, "pushbridge_broker_up") == 1 })
+	declare.Stop(t)
+
+	gate := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(10000)) // below the ephemeral range
+	env["AMQP_URL"] = "amqp://guest:guest@" + gate + "/"
+	s := apptest.Start(t, env)
+	var out, errOut bytes.Buffer
+	args := []string{"pushbridge", "bench", "-url", s.URL, "-amqp-url", apptest.AMQPURL(), "-exchange", tp.Exchange,
+		"-conns", "20", "-users", "10", "-drain", "3000", "-gate", gate}
+	if err := app.Run(context.Background(), args, func(string) string { return "" }, &out, &errOut); err != nil {
+		t.Fatalf("bench: %v:\n%s\n%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"queueing 3000 messages behind the closed gate " + gate, "deliveries    6000 of 6000 expected",
+		"lost          0\n", "duplicates    0\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !regexp.MustCompile(`drained +in \S+ from the first delivery to the last`).MatchString(out.String()) {
+		t.Errorf("no drain time reported:\n%s", out.String())
+	}
+	if n := s.Metric(t, "pushbridge_deliveries_acked_total"); n != 3000 {
+		t.Errorf("the server behind the gate acked %v deliveries, want all 3000", n)
+	}
+}
+
+// TestBenchDrainNeedsAGate: -drain without -gate (or -amqp-url) is refused.
+func TestBenchDrainNeedsAGate(t *testing.T) {
+	for _, args := range [][]string{
+		{"-drain", "10"},
+		{"-drain", "10", "-gate", "127.0.0.1:1"},
+		{"-gate", "127.0.0.1:1", "-amqp-url", "amqp://x/"},
+	} {
+		var out, errOut bytes.Buffer
+		err := app.Run(context.Background(), append([]string{"pushbridge", "bench"}, args...), func(string) string { return "" }, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), "-drain N and -gate host:port go together") {
+			t.Errorf("%v answered %v, want a refusal", args, err)
+		}
+	}
 }
