@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -28,6 +29,9 @@ type RedisDispatcher struct {
 	ns   string // relayNamespace
 	h    *RedisHistory
 	ttl  int64 // presence lease grace, ms
+
+	pubMu   sync.Mutex
+	pubDone chan struct{} // closed when the last relay publish started has ended; nil: none yet
 
 	PublishFailed atomic.Int64 // relay payloads that could not be published (the history and the next beat cover them)
 }
@@ -98,7 +102,7 @@ return {0, e, seq, 1, unpack(live)}
 
 func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
 	b := []Dispatch{{M: m, Key: key}}
-	d.DispatchBatch(ctx, b)
+	<-d.dispatch(ctx, b)
 	return b[0].Dup, b[0].Err
 }
 
@@ -111,9 +115,20 @@ func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) 
 // process's own copy. Each call succeeds or fails on its own; a connection that breaks
 // fails the ones whose reply did not come. A publish that fails fails nothing: the
 // message is in the history, receivers catch up from it.
+//
+// The publish goes out behind the return (docs/redis.md, "Dispatch, publish and
+// dedupe"): the caller acks and takes its next batch while it travels, so a queue's
+// consumer waits for one round trip per batch, not two. Publishes leave in the order
+// of their batches, and at most one is outstanding when DispatchBatch returns: it
+// waits for the one before its own.
 func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
+	_ = d.dispatch(ctx, b)
+}
+
+// dispatch is DispatchBatch; the channel returned is closed when b's publish ended.
+func (d *RedisDispatcher) dispatch(ctx context.Context, b []Dispatch) <-chan struct{} {
 	if len(b) == 0 {
-		return
+		return closed
 	}
 	cmds := make([]*redis.Cmd, len(b))
 	pending := make([]int, len(b))
@@ -123,7 +138,7 @@ func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 	for try := 0; len(pending) > 0 && try < runScriptTries; try++ {
 		pending = d.runCalls(ctx, b, cmds, pending)
 	}
-	var out relayOut
+	out := new(relayOut)
 	for i := range b {
 		var r dispatchReply
 		r, b[i].Err = d.reply(cmds[i], b[i].M)
@@ -135,10 +150,33 @@ func (d *RedisDispatcher) DispatchBatch(ctx context.Context, b []Dispatch) {
 			out.add(b[i].M, r.to)
 		}
 	}
-	if n := d.publish(ctx, &out); n > 0 {
-		d.PublishFailed.Add(int64(n))
+	if !out.any {
+		return closed
 	}
+	d.pubMu.Lock()
+	prev, done := d.pubDone, make(chan struct{})
+	d.pubDone = done
+	d.pubMu.Unlock()
+	// Not cut by the caller's end (a consumer stopping): what was recorded is still
+	// announced; go-redis's own timeouts bound the wait.
+	pctx := context.WithoutCancel(ctx)
+	go func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		if n := d.publish(pctx, out); n > 0 {
+			d.PublishFailed.Add(int64(n))
+		}
+	}()
+	if prev != nil {
+		<-prev
+	}
+	return done
 }
+
+// closed is a closed channel: nothing to wait for.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // runCalls sends the calls of b named by pending in one pipeline (on a cluster,
 // go-redis splits it per node) into cmds, and returns those answered NOSCRIPT, whose

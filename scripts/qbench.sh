@@ -17,8 +17,9 @@
 #                 (its AMQP_URL is the bench's -gate, opened once they are queued):
 #                 deliveries/s is what it drains a full queue at, with no publisher
 #                 taking the same cores
-#           lat:  2 instances (1 in memory, which cannot share), clients on the first,
-#                 -rate $LAT_RATE: p50/p99 publish-to-read
+#           lat:  $LAT_INSTANCES instances (default 2; 1 in memory, which cannot
+#                 share), clients on the first, -rate $LAT_RATE: p50/p99
+#                 publish-to-read
 #   MODES   mem redis cluster
 #   ROUNDS  runs of each setup (default 3)
 #   BINS    the pushbridge binaries to compare (default /tmp/pbq), each named in the
@@ -49,6 +50,7 @@ MODES=${MODES:-"mem redis cluster"}
 ROUNDS=${ROUNDS:-3}
 TPUT_RATE=${TPUT_RATE:-15000}
 LAT_RATE=${LAT_RATE:-5000}
+LAT_INSTANCES=${LAT_INSTANCES:-2}
 DRAIN=${DRAIN:-200000}
 GATE_PORT=${GATE_PORT:-26471}
 CONNS=${CONNS:-1000}
@@ -218,7 +220,7 @@ run() {
 	local rate=$TPUT_RATE instances=1
 	if [ "$kind" = lat ]; then
 		rate=$LAT_RATE
-		[ "$mode" != mem ] && instances=2
+		[ "$mode" != mem ] && instances=$LAT_INSTANCES
 	fi
 	local load0
 	load0=$(cut -d' ' -f1 /proc/loadavg)
