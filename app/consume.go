@@ -56,7 +56,7 @@ func NewConsumer(c ConsumerConfig) *Consumer {
 		disp: c.Dispatcher, events: c.Events, maxBytes: c.MaxBytes, log: c.Log, wrote: c.Wrote,
 		DispatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushbridge_dispatch_seconds",
-			Help:    "Time to hand off one batch of broker deliveries (record, look up, publish), before they are acked.",
+			Help:    "Time to hand off one batch of broker deliveries (record, look up; with Redis the relay publish goes out behind, only the previous batch's waited for), before they are acked.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // 100 µs to ~3 s
 		}),
 	}
