@@ -2,6 +2,7 @@ package app
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -103,4 +104,26 @@ func byTransport(hub *presence.Hub, transport string) prometheus.Collector {
 		Name: "pushbridge_transport_connections", Help: "Client connections held by this instance, by transport.",
 		ConstLabels: prometheus.Labels{"transport": transport},
 	}, func() float64 { return float64(hub.CountOf(transport)) })
+}
+
+// relayLag is pushbridge_relay_lag_seconds: how long after its record each message
+// reached this instance's hub through the relay.
+type relayLag struct{ h prometheus.Histogram }
+
+func newRelayLag() relayLag {
+	return relayLag{prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "pushbridge_relay_lag_seconds",
+		Help: "Time from a message's record (by the dispatching instance's clock, to the millisecond) to the relay handing it to this instance's hub: the rest of the dispatch, the publish and the pub/sub hop, or the in-process hand-off.",
+		// 1 ms to ~4 s: the record time is kept in milliseconds.
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 13),
+	})}
+}
+
+func (l relayLag) observe(ms []*presence.Message) {
+	now := time.Now().UnixMilli()
+	for _, m := range ms {
+		if m.Time > 0 {
+			l.h.Observe(float64(max(now-m.Time, 0)) / 1000)
+		}
+	}
 }

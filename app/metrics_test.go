@@ -22,6 +22,10 @@ func TestMetricsAreDocumented(t *testing.T) {
 	if n := metric(t, s, "pushbridge_dispatch_seconds_count"); n < 1 {
 		t.Errorf("pushbridge_dispatch_seconds_count = %v after a delivery, want at least 1", n)
 	}
+	// The relay hands the message to the hub before the hub sends it: counted by now.
+	if n := metric(t, s, "pushbridge_relay_lag_seconds_count"); n != 1 {
+		t.Errorf("pushbridge_relay_lag_seconds_count = %v after one relayed message, want 1", n)
+	}
 	for tr, want := range map[string]float64{"ws": 1, "sse": 1, "poll": 0} {
 		if got := metric(t, s, `pushbridge_transport_connections{transport="`+tr+`"}`); got != want {
 			t.Errorf("%s connections: %v, want %v", tr, got, want)

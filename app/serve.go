@@ -64,9 +64,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	b := newBroker(cfg, log)
 	events, trans, ob := newEvents(ctx, cfg, be, b, log)
 	defer ob.stop()
+	lag := newRelayLag()
 	hub := presence.NewHub(presence.HubConfig{
 		Instance: cfg.InstanceID, History: be.history, Directory: be.dir, Log: log,
 		Events: events, Receipts: be.receipts, ReceiptTTL: cfg.HistoryTTL, Transitions: trans,
+		Relayed: lag.observe,
 	})
 	lc, err := startShared(ctx, cfg, be, hub, ob.transitionsBeat(), log)
 	if err != nil {
@@ -88,7 +90,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Idempotency: be.idem,
 		Inbound:     cfg.Inbound, InboundKeys: cfg.InboundKeys, ConsumedKeys: bindingKeys(cfg.Bindings), Auth: auth, Ready: ready, Draining: draining.Load, Log: log,
 		Limits:     limitsOf(cfg),
-		Metrics:    newMetrics(hub, consumer, b, be, gate, cfg.Dev, ob.collectors()...),
+		Metrics:    newMetrics(hub, consumer, b, be, gate, cfg.Dev, append(ob.collectors(), lag.h)...),
 		MetricsKey: cfg.MetricsKey,
 		Hijacking:  gate.hijacking,
 	})

@@ -70,6 +70,9 @@ type HubConfig struct {
 	// Transitions hears every connection that attaches and detaches, for user.online
 	// and user.offline; nil: none.
 	Transitions Transitions
+	// Relayed sees each batch the relay hands over, before it is delivered (the
+	// relay-lag metric); nil: none.
+	Relayed func(ms []*Message)
 }
 
 // Hub is the registry of this instance's connections, keyed by user. Sending never
@@ -88,6 +91,7 @@ type Hub struct {
 	receipts   Receipts
 	receiptTTL time.Duration
 	trans      Transitions // nil: none
+	relayed    func(ms []*Message)
 
 	mu    sync.RWMutex
 	users map[string]map[Conn]*feed
@@ -110,7 +114,7 @@ func NewHub(c HubConfig) *Hub {
 	}
 	return &Hub{
 		instance: c.Instance, history: c.History, dir: c.Directory, log: c.Log,
-		events: c.Events, receipts: c.Receipts, receiptTTL: c.ReceiptTTL, trans: c.Transitions,
+		events: c.Events, receipts: c.Receipts, receiptTTL: c.ReceiptTTL, trans: c.Transitions, relayed: c.Relayed,
 		users: make(map[string]map[Conn]*feed), kinds: make(map[string]int), listening: make(chan struct{}),
 	}
 }

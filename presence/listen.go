@@ -7,7 +7,12 @@ import "context"
 // missed messages: the connections are caught up from the history before the live
 // messages that follow (the relay waits for its subscribed callback to return).
 func (h *Hub) Listen(ctx context.Context, relay Relay) error {
-	return relay.Run(ctx, func(ms []*Message) { h.DeliverAll(ms) }, func() { h.subscribed(ctx) })
+	return relay.Run(ctx, func(ms []*Message) {
+		if h.relayed != nil {
+			h.relayed(ms)
+		}
+		h.DeliverAll(ms)
+	}, func() { h.subscribed(ctx) })
 }
 
 // Listening is closed once the relay listens: a message dispatched after that reaches
