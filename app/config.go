@@ -125,7 +125,7 @@ var settings = []setting{
 		c.Bindings, err = broker.ParseBindings(v)
 		return err
 	}},
-	{"BRIDGE_PREFETCH", "prefetch", "64", "unacknowledged deliveries per queue", intTo(func(c *Config) *int { return &c.Prefetch }, 1, 65535)},
+	{"BRIDGE_PREFETCH", "prefetch", "256", "unacknowledged deliveries per queue", intTo(func(c *Config) *int { return &c.Prefetch }, 1, 65535)},
 	{"BRIDGE_QUEUE_LANES", "queue-lanes", "1", "batches of one queue handed off at once; a user's messages (and all broadcasts) stay in one lane, in queue order (1: one batch at a time)", intTo(func(c *Config) *int { return &c.QueueLanes }, 1, 64)},
 	{"BRIDGE_JWT_SECRET", "jwt-secret", "", "HS256 secret for client tokens", func(c *Config, v string) error { c.JWTSecret = v; return nil }},
 	{"BRIDGE_JWT_PUBLIC_KEY_FILE", "jwt-public-key-file", "", "PEM public key (RS256/ES256) for client tokens", func(c *Config, v string) error {
