@@ -21,19 +21,7 @@ func BenchmarkRedisDispatchBatch(b *testing.B) {
 			opts = opts.withDefaults()
 			ctx := context.Background()
 			const users = 1000
-			for i := range 2 {
-				o := opts
-				o.Instance = fmt.Sprintf("pb-%d", i)
-				if _, err := NewRedisInstances(rdb, o).Beat(ctx, Instance{ID: o.Instance, Started: time.Now()}); err != nil {
-					b.Fatal(err)
-				}
-				d := NewRedisDirectory(rdb, o)
-				for u := i; u < users; u += 2 {
-					if err := d.Add(ctx, Entry{User: "u" + strconv.Itoa(u), Instance: o.Instance, Transport: "ws", Since: time.Now()}); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
+			spreadUsers(b, ctx, rdb, opts, 2, users)
 			disp := NewRedisDispatcher(rdb, opts)
 			batch := make([]Dispatch, size)
 			n := 0

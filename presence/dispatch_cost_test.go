@@ -22,21 +22,7 @@ func TestDispatchCommandsPerMessage(t *testing.T) {
 		rdb := privateRedis(t)
 		opts := RedisOptions{Prefix: "bridge:cost:", PresenceTTL: time.Minute}.withDefaults()
 		ctx := testCtx(t)
-		for i := range instances {
-			o := opts
-			o.Instance = fmt.Sprintf("pb-%02d", i)
-			if _, err := NewRedisInstances(rdb, o).Beat(ctx, Instance{ID: o.Instance, Started: time.Now()}); err != nil {
-				t.Fatal(err)
-			}
-			d := NewRedisDirectory(rdb, o)
-			for u := range users { // every user on one instance; the others hold other users
-				if u%instances == i {
-					if err := d.Add(ctx, Entry{User: "u" + strconv.Itoa(u), Instance: o.Instance, Transport: "ws", Since: time.Now()}); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-		}
+		spreadUsers(t, ctx, rdb, opts, instances, users)
 		disp := NewRedisDispatcher(rdb, opts)
 		// Steady state: the script loaded, each user's stream made (a stream's first
 		// message costs three more: its DEL, the stream's and the meta's PEXPIRE).
@@ -91,4 +77,24 @@ func commandCalls(t *testing.T, ctx context.Context, rdb redis.UniversalClient) 
 		total += n
 	}
 	return total
+}
+
+// spreadUsers makes instances live instances (pb-00, pb-01, …) under opts and puts
+// users u0…u<users-1> on them, user u on instance u mod instances: every user on one
+// instance, the others holding other users.
+func spreadUsers(tb testing.TB, ctx context.Context, rdb redis.UniversalClient, opts RedisOptions, instances, users int) {
+	tb.Helper()
+	for i := range instances {
+		o := opts
+		o.Instance = fmt.Sprintf("pb-%02d", i)
+		if _, err := NewRedisInstances(rdb, o).Beat(ctx, Instance{ID: o.Instance, Started: time.Now()}); err != nil {
+			tb.Fatal(err)
+		}
+		d := NewRedisDirectory(rdb, o)
+		for u := i; u < users; u += instances {
+			if err := d.Add(ctx, Entry{User: "u" + strconv.Itoa(u), Instance: o.Instance, Transport: "ws", Since: time.Now()}); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 }
