@@ -34,6 +34,7 @@ func TestContractsOnRedisCluster(t *testing.T) {
 		{"DispatchBatch", TestDispatchBatchContract},
 		{"DispatchFailsOnlyTheBrokenCall", TestRedisDispatchBatchFailsOnlyTheBrokenCall},
 		{"DispatchRefusesAStreamOfAnotherType", TestRedisDispatchRefusesAStreamOfAnotherType},
+		{"DispatchSplitsBigBatches", TestRedisDispatchSplitsBigBatches},
 		{"RelayIsSharded", testRelayIsSharded},
 		{"Transitions", TestRedisTransitions},
 		{"TransitionsCrashedInstance", TestRedisTransitionsCrashedInstance},

@@ -53,52 +53,74 @@ const (
 	dedupeRecord = "record" // recorded for later redeliveries, not checked
 )
 
-// dispatchScript: KEYS: meta, stream, [dedupe key]. ARGV: candidate epoch, now ms,
-// size, history TTL ms, meta TTL ms, routing key, body, dedupe mode, dedupe window ms,
-// lease grace ms, message-id, correlation-id. Returns {dup, epoch, seq, publish, instance…}: publish is 0 for a
-// duplicate of an epoch that is gone (nothing to send again), and the instances are
-// those whose presence lease (plus the grace) is still running; the fields of the
-// others are deleted on the way.
+// dispatchScript dispatches the messages of one call, in order (docs/redis.md,
+// "Scripts"): per message it appends it, checks or records its dedupe key, and reads
+// the live instances from the user's presence fields; the fields of instances whose
+// lease (plus the grace) ended are deleted on the way. KEYS: per message meta, stream,
+// dedupe key (the meta again when there is none). ARGV: candidate epoch, now ms, size,
+// history TTL ms, meta TTL ms, dedupe window ms, lease grace ms; then per message
+// dedupe mode, routing key, body, message-id, correlation-id. Returns per message
+// {dup, epoch, seq, publish, instance…}, or an error of that message alone (its
+// code first: WRONGTYPE …): publish is 0 for a duplicate of an epoch that is gone
+// (nothing to send again).
 var dispatchScript = newRunScript(historyLua + leaseLua + `
-local now, grace = tonumber(ARGV[2]), tonumber(ARGV[10])
-local h = redis.call('HGETALL', KEYS[1])
-local e, s, x, y, r = nil, 0, 0, 0, nil
-local live, dead = {}, {}
-for i = 1, #h, 2 do
-  local f, v = h[i], h[i + 1]
-  if f == 'e' then e = v
-  elseif f == 's' then s = tonumber(v)
-  elseif f == 'x' then x = tonumber(v)
-  elseif f == 'y' then y = tonumber(v)
-  elseif f == 'r' then r = v
-  elseif string.sub(f, 1, 2) == 'i:' then
-    local d = deadline(v)
-    if d and d + grace >= now then live[#live + 1] = string.sub(f, 3) else dead[#dead + 1] = f end
+local cand, now, size, httl, mttl, win, grace = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local function one(meta, stream, dd, mode, rk, body, mid, cid)
+  local h = redis.call('HGETALL', meta)
+  local e, s, x, y, r = nil, 0, 0, 0, nil
+  local live, dead = {}, {}
+  for i = 1, #h, 2 do
+    local f, v = h[i], h[i + 1]
+    if f == 'e' then e = v
+    elseif f == 's' then s = tonumber(v)
+    elseif f == 'x' then x = tonumber(v)
+    elseif f == 'y' then y = tonumber(v)
+    elseif f == 'r' then r = v
+    elseif string.sub(f, 1, 2) == 'i:' then
+      local d = deadline(v)
+      if d and d + grace >= now then live[#live + 1] = string.sub(f, 3) else dead[#dead + 1] = f end
+    end
   end
-end
-if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
-local e, fresh, run, prev = runEpoch(e, r, ARGV[1])
-if fresh then s = 0 end
-local mode = ARGV[8]
-if mode == 'check' then
-  local old = redis.call('SET', KEYS[3], e .. '-' .. fmt(s + 1), 'NX', 'PX', ARGV[9], 'GET')
-  if old then
-    local oe, os = string.match(old, '^(%w*)-(%d+)$')
-    if fresh or oe ~= e or not os then return {1, oe or '', tonumber(os or '0'), 0} end
-    return {1, oe, tonumber(os), 1, unpack(live)}
+  if #dead > 0 then redis.call('HDEL', meta, unpack(dead)) end
+  local e, fresh, run, prev = runEpoch(e, r, cand)
+  if fresh then s = 0 end
+  if mode == 'check' then
+    local old = redis.call('SET', dd, e .. '-' .. fmt(s + 1), 'NX', 'PX', win, 'GET')
+    if old then
+      local oe, os = string.match(old, '^(%w*)-(%d+)$')
+      if fresh or oe ~= e or not os then return {1, oe or '', tonumber(os or '0'), 0} end
+      return {1, oe, tonumber(os), 1, unpack(live)}
+    end
+  elseif mode == 'record' then
+    redis.call('SET', dd, e .. '-' .. fmt(s + 1), 'PX', win)
   end
-elseif mode == 'record' then
-  redis.call('SET', KEYS[3], e .. '-' .. fmt(s + 1), 'PX', ARGV[9])
+  local ok, seq = pcall(appendEntry, meta, stream, e, s, x, y, fresh, run, prev, now, size, httl, mttl, rk, body, mid, cid)
+  if not ok then
+    -- Nothing was appended: a redelivery must not be taken for a duplicate.
+    if mode ~= '' then redis.call('DEL', dd) end
+    error(seq, 0)
+  end
+  return {0, e, seq, 1, unpack(live)}
 end
-local ok, seq = pcall(appendEntry, KEYS[1], KEYS[2], e, s, x, y, fresh, run, prev, now, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[11], ARGV[12])
-if not ok then
-  -- Nothing was appended: a redelivery must not be taken for a duplicate.
-  if mode ~= '' then redis.call('DEL', KEYS[3]) end
-  -- The error's code (WRONGTYPE …) stays first, so the caller can tell what it was.
-  return redis.error_reply(tostring(seq.err or seq))
+local out = {}
+for j = 0, #KEYS / 3 - 1 do
+  local a = 8 + 5 * j
+  local ok, r = pcall(one, KEYS[3 * j + 1], KEYS[3 * j + 2], KEYS[3 * j + 3], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+  -- A message Redis refuses (a key of another type) fails alone; the error's code
+  -- (WRONGTYPE …) stays first, so the caller can tell what it was.
+  if not ok then r = redis.error_reply(tostring(type(r) == 'table' and r.err or r)) end
+  out[j + 1] = r
 end
-return {0, e, seq, 1, unpack(live)}
+return out
 `)
+
+// A call carries at most maxCallMessages messages and, past its first message, at
+// most maxCallBytes of bodies: a script runs alone on its Redis process, so a call
+// is kept to about a millisecond and a megabyte.
+const (
+	maxCallMessages = 128
+	maxCallBytes    = 1 << 20
+)
 
 func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) (bool, error) {
 	b := []Dispatch{{M: m, Key: key}}
@@ -106,15 +128,17 @@ func (d *RedisDispatcher) Dispatch(ctx context.Context, m *Message, key string) 
 	return b[0].Dup, b[0].Err
 }
 
-// DispatchBatch sends the script calls of b in one pipeline, then publishes what they
-// recorded in a second: one payload per destination instance, and one on the
-// broadcast channel, each holding its messages in the order of b. Each call names,
-// by hash, the copy of the script loaded on the Redis process serving its stream
-// (runScript); calls a process answered NOSCRIPT (it restarted, was restored, took
-// over from a master, or lost its scripts) ran nothing and are sent again with that
-// process's own copy. Each call succeeds or fails on its own; a connection that breaks
-// fails the ones whose reply did not come. A publish that fails fails nothing: the
-// message is in the history, receivers catch up from it.
+// DispatchBatch sends the messages of b in script calls of many messages each (one
+// per batch on one Redis server; on a cluster, one per stream, as a script's keys
+// must share a slot), all in one pipeline, then publishes what they recorded: one
+// payload per destination instance, and one on the broadcast channel, each holding
+// its messages in the order of b. Each call names, by hash, the copy of the script
+// loaded on the Redis process serving its streams (runScript); calls a process
+// answered NOSCRIPT (it restarted, was restored, took over from a master, or lost its
+// scripts) ran nothing and are sent again with that process's own copy. Each message
+// succeeds or fails on its own; a connection that breaks fails the calls whose reply
+// did not come. A publish that fails fails nothing: the message is in the history,
+// receivers catch up from it.
 //
 // The publish goes out behind the return (docs/redis.md, "Dispatch, publish and
 // dedupe"): the caller acks and takes its next batch while it travels, so a queue's
@@ -130,24 +154,26 @@ func (d *RedisDispatcher) dispatch(ctx context.Context, b []Dispatch) <-chan str
 	if len(b) == 0 {
 		return closed
 	}
-	cmds := make([]*redis.Cmd, len(b))
-	pending := make([]int, len(b))
-	for i := range b {
+	calls := d.calls(b)
+	pending := make([]int, len(calls))
+	for i := range calls {
 		pending[i] = i
 	}
 	for try := 0; len(pending) > 0 && try < runScriptTries; try++ {
-		pending = d.runCalls(ctx, b, cmds, pending)
+		pending = d.runCalls(ctx, calls, pending)
+	}
+	rs := make([]dispatchReply, len(b))
+	for _, c := range calls {
+		d.replies(c, b, rs)
 	}
 	out := new(relayOut)
 	for i := range b {
-		var r dispatchReply
-		r, b[i].Err = d.reply(cmds[i], b[i].M)
-		b[i].Dup = r.dup
-		if b[i].Err == nil && !r.dup && !b[i].M.Broadcast() {
-			b[i].Instances = len(r.to)
+		b[i].Dup = rs[i].dup
+		if b[i].Err == nil && !rs[i].dup && !b[i].M.Broadcast() {
+			b[i].Instances = len(rs[i].to)
 		}
-		if b[i].Err == nil && r.publish {
-			out.add(b[i].M, r.to)
+		if b[i].Err == nil && rs[i].publish {
+			out.add(b[i].M, rs[i].to)
 		}
 	}
 	if !out.any {
@@ -178,25 +204,76 @@ func (d *RedisDispatcher) dispatch(ctx context.Context, b []Dispatch) <-chan str
 // closed is a closed channel: nothing to wait for.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// runCalls sends the calls of b named by pending in one pipeline (on a cluster,
-// go-redis splits it per node) into cmds, and returns those answered NOSCRIPT, whose
-// stale copies are forgotten so the next round loads the right ones.
-func (d *RedisDispatcher) runCalls(ctx context.Context, b []Dispatch, cmds []*redis.Cmd, pending []int) []int {
+// dispatchCall is one call of the dispatch script: the messages of a batch it
+// carries, in batch order, with their keys and arguments.
+type dispatchCall struct {
+	at   []int // indexes in the batch
+	keys []string
+	args []any
+	size int // bytes of the bodies
+	hash string
+	cmd  *redis.Cmd
+}
+
+// calls splits b into script calls. On one Redis server a call takes the messages in
+// batch order until it is full (maxCallMessages, maxCallBytes); the calls run in
+// that order on one connection. On a cluster the keys of a call must share a slot:
+// each stream's messages go in calls of their own, in batch order, and a stream's
+// calls reach its master in that order. Every message gets the time of the batch.
+func (d *RedisDispatcher) calls(b []Dispatch) []*dispatchCall {
+	now := d.h.now().UnixMilli()
+	common := []any{nil, now, d.h.size, d.h.ttl.Milliseconds(), d.h.metaTTL.Milliseconds(), DedupeWindow.Milliseconds(), d.ttl}
+	var calls []*dispatchCall
+	open := map[string]*dispatchCall{} // the call taking a stream's messages; "" on one server
+	byStream := isCluster(d.rdb)
+	for i := range b {
+		m := b[i].M
+		m.Time = now
+		tag := ""
+		if byStream {
+			tag = d.keys.tag(m.UserID)
+		}
+		c := open[tag]
+		if c == nil || len(c.at) == maxCallMessages || c.size+len(m.Body) > maxCallBytes {
+			c = &dispatchCall{args: append(make([]any, 0, len(common)+5), common...)}
+			c.args[0] = NewEpoch()
+			open[tag] = c
+			calls = append(calls, c)
+		}
+		meta := d.keys.meta(m.UserID)
+		dd, mode := meta, dedupeNone
+		if b[i].Key != "" {
+			dd, mode = d.keys.dedupe(m.UserID, hashKey(b[i].Key)), dedupeCheck
+			if b[i].RecordOnly {
+				mode = dedupeRecord
+			}
+		}
+		c.at = append(c.at, i)
+		c.size += len(m.Body)
+		c.keys = append(c.keys, meta, d.keys.stream(m.UserID), dd)
+		c.args = append(c.args, mode, m.RoutingKey, m.Body, m.MessageID, m.CorrelationID)
+	}
+	return calls
+}
+
+// runCalls sends the calls named by pending in one pipeline (on a cluster, go-redis
+// splits it per node), and returns those answered NOSCRIPT, whose stale copies are
+// forgotten so the next round loads the right ones.
+func (d *RedisDispatcher) runCalls(ctx context.Context, calls []*dispatchCall, pending []int) []int {
 	pipe := d.rdb.Pipeline()
-	hashes := make([]string, len(b))
 	failed := map[string]error{}
 	sent := 0
 	for _, i := range pending {
-		keys, args := d.args(&b[i])
-		h, err := dispatchScript.hash(ctx, d.rdb, keys[0], failed)
+		c := calls[i]
+		h, err := dispatchScript.hash(ctx, d.rdb, c.keys[0], failed)
 		if err != nil {
-			cmds[i] = redis.NewCmd(ctx)
-			cmds[i].SetErr(err)
+			c.cmd = redis.NewCmd(ctx)
+			c.cmd.SetErr(err)
 			continue
 		}
-		hashes[i] = h
-		cmds[i] = evalSha(ctx, h, keys, args)
-		_ = pipe.Process(ctx, noRetryCmd{cmds[i]})
+		c.hash = h
+		c.cmd = evalSha(ctx, h, c.keys, c.args)
+		_ = pipe.Process(ctx, noRetryCmd{c.cmd})
 		sent++
 	}
 	if sent > 0 {
@@ -205,12 +282,13 @@ func (d *RedisDispatcher) runCalls(ctx context.Context, b []Dispatch, cmds []*re
 	var again []int
 	reloaded := false
 	for _, i := range pending {
-		if err := cmds[i].Err(); err != nil && !reloaded && !isNoScript(err) {
+		err := calls[i].cmd.Err()
+		if err != nil && !reloaded && !isNoScript(err) {
 			reloadSlotsAfter(ctx, d.rdb, err)
 			reloaded = true
 		}
-		if isNoScript(cmds[i].Err()) {
-			dispatchScript.forget(hashes[i])
+		if isNoScript(err) {
+			dispatchScript.forget(calls[i].hash)
 			again = append(again, i)
 		}
 	}
@@ -269,21 +347,6 @@ func (d *RedisDispatcher) publish(ctx context.Context, o *relayOut) int {
 	return failed
 }
 
-// args are the dispatch script's keys and arguments for x.
-func (d *RedisDispatcher) args(x *Dispatch) ([]string, []any) {
-	keys, args := d.h.appendArgs(x.M)
-	x.M.Time = args[1].(int64)
-	mode := dedupeNone
-	if x.Key != "" {
-		keys = append(keys, d.keys.dedupe(x.M.UserID, hashKey(x.Key)))
-		mode = dedupeCheck
-		if x.RecordOnly {
-			mode = dedupeRecord
-		}
-	}
-	return keys, append(args, mode, DedupeWindow.Milliseconds(), d.ttl, x.M.MessageID, x.M.CorrelationID)
-}
-
 // hashKey names a dedupe key in Redis: the first 16 bytes of its SHA-256, hex, so a
 // key of any length or bytes makes a short, safe key name.
 func hashKey(key string) string {
@@ -298,14 +361,30 @@ type dispatchReply struct {
 	to      []string // the live instances holding the user
 }
 
-// reply reads the script's answer into m's position.
-func (d *RedisDispatcher) reply(cmd *redis.Cmd, m *Message) (dispatchReply, error) {
-	vals, err := cmd.Slice()
-	if err != nil {
+// replies reads the answers of c into the messages of b it carried, and their
+// replies into rs.
+func (d *RedisDispatcher) replies(c *dispatchCall, b []Dispatch, rs []dispatchReply) {
+	vals, err := c.cmd.Slice()
+	if err == nil && len(vals) != len(c.at) {
+		err = fmt.Errorf("%d replies for %d messages", len(vals), len(c.at))
+	}
+	for j, i := range c.at {
+		if err != nil {
+			b[i].Err = fmt.Errorf("dispatch: %w", err)
+			continue
+		}
+		rs[i], b[i].Err = reply(vals[j], b[i].M)
+	}
+}
+
+// reply reads the script's answer about one message into m's position.
+func reply(v any, m *Message) (dispatchReply, error) {
+	if err, ok := v.(error); ok {
 		return dispatchReply{}, fmt.Errorf("dispatch: %w", err)
 	}
+	vals, _ := v.([]any)
 	if len(vals) < 4 {
-		return dispatchReply{}, fmt.Errorf("dispatch: unexpected reply %v", vals)
+		return dispatchReply{}, fmt.Errorf("dispatch: unexpected reply %v", v)
 	}
 	if err := setPos(m, vals[1:3], m.Time); err != nil {
 		return dispatchReply{}, fmt.Errorf("dispatch: %w", err)

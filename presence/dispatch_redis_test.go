@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -168,4 +169,53 @@ func TestRedisDispatchCountsFailedPublishes(t *testing.T) {
 	if len(w.Msgs) != 2 || string(w.Msgs[1].Body) != string(m.Body) {
 		t.Fatalf("the history holds %d messages, want both", len(w.Msgs))
 	}
+}
+
+// TestRedisDispatchSplitsBigBatches: a batch longer than a script call takes (by
+// count, maxCallMessages, and by bytes, maxCallBytes) goes out in several calls, and
+// each stream is still numbered and relayed in batch order, its dedupe keys checked
+// across the calls.
+func TestRedisDispatchSplitsBigBatches(t *testing.T) {
+	rdb, opts := newTestRedis(t)
+	opts.Instance = "A"
+	ctx := testCtx(t)
+	dir := NewRedisDirectory(rdb, opts)
+	for _, u := range []string{"u", "w"} {
+		if err := dir.Add(ctx, Entry{User: u, Instance: "A", Transport: "ws", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa := startRelay(t, NewRedisRelay(rdb, opts, nil))
+	d := NewRedisDispatcher(rdb, opts)
+	big := make([]byte, maxCallBytes/3)
+	var b []Dispatch
+	for i := range 3*maxCallMessages + 40 { // over a call's count on each stream
+		m := &Message{UserID: []string{"u", "w", ""}[i%3], Body: []byte(strconv.Itoa(i))}
+		if i%50 == 7 {
+			m.Body = append(big[:len(big):len(big)], m.Body...)
+		}
+		b = append(b, Dispatch{M: m, Key: "id-" + strconv.Itoa(i)})
+	}
+	b = append(b, Dispatch{M: &Message{UserID: "u", Body: []byte("again")}, Key: "id-0"}) // a duplicate of the first
+	if calls := d.calls(b); len(calls) < 4 {
+		t.Fatalf("%d messages in %d script calls, want them split", len(b), len(calls))
+	}
+	d.DispatchBatch(ctx, b)
+	last := map[string]uint64{}
+	var want []*Message
+	for i, x := range b[:len(b)-1] {
+		if x.Err != nil || x.Dup {
+			t.Fatalf("item %d: dup %v, err %v", i, x.Dup, x.Err)
+		}
+		if x.M.Seq != last[x.M.UserID]+1 {
+			t.Fatalf("item %d (stream %q) numbered %d after %d: not in batch order", i, x.M.UserID, x.M.Seq, last[x.M.UserID])
+		}
+		last[x.M.UserID] = x.M.Seq
+		want = append(want, x.M)
+	}
+	if dup := b[len(b)-1]; dup.Err != nil || !dup.Dup || dup.M.Pos() != b[0].M.Pos() {
+		t.Fatalf("the redelivery at the end: dup %v at %v, err %v; want a duplicate of %v", dup.Dup, dup.M.Pos(), dup.Err, b[0].M.Pos())
+	}
+	// The broadcast channel and the instance's own are apart: each stream in order.
+	sameStreams(t, pa.nextN(t, len(want)), want...)
 }

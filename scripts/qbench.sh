@@ -189,7 +189,7 @@ metric() { # metric PORT NAME
 profile() {
 	local id=$1 mode=$2 q=$3 addr
 	addr=$(sed -n 's/.*pprof listening.*addr=\([0-9.:]*\).*/\1/p' "$DIR/$id.a.log")
-	for _ in $(seq 600); do
+	for _ in $(seq 6000); do # queueing a drain can take minutes
 		grep -Eq '^(publishing|gate open)' "$DIR/$id.bench" 2>/dev/null && break
 		sleep 0.1
 	done
