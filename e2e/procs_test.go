@@ -125,7 +125,16 @@ func startProcUnder(t *testing.T, name string, env map[string]string, wrapper ..
 		_ = p.cmd.Wait()
 		close(p.exited)
 	}()
-	t.Cleanup(func() { p.stop(t) })
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() { // the server's side of what went wrong
+			log := p.stderr.String()
+			if len(log) > 8<<10 {
+				log = "…" + log[len(log)-8<<10:]
+			}
+			t.Logf("%s's log (its end):\n%s", name, log)
+		}
+	})
 	select {
 	case pt := <-port:
 		p.Addr = "127.0.0.1:" + pt
