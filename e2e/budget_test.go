@@ -44,7 +44,7 @@ func TestPollHammerGets429(t *testing.T) {
 		"BRIDGE_USER_RATE": strconv.Itoa(budgetRate), "BRIDGE_USER_BURST": strconv.Itoa(budgetBurst),
 		// The window arrives at the victim live, all at once: with the default queue of
 		// 256 a victim whose reads lag (a loaded machine) was closed as a slow client
-		// (1006, 2 in 178 runs beside two busy loops), which is not what this test is about.
+		// (1006, 2 in 185 runs beside two busy loops), which is not what this test is about.
 		"BRIDGE_SEND_QUEUE": strconv.Itoa(2 * hammerWindow),
 	})
 	p := startProc(t, "hammered", env)

@@ -20,8 +20,12 @@ import (
 // to one; the rest must not). The figures are logged; commands are counted, not timed.
 func TestDispatchCommandsPerMessage(t *testing.T) {
 	const users, perUser = 20, 20
+	type setup struct {
+		instances int
+		batched   bool
+	}
 	type cost struct{ all, publish float64 }
-	costs := map[string]cost{}
+	costs := map[setup]cost{}
 	for _, instances := range []int{2, 20} {
 		rdb := privateRedis(t)
 		opts := RedisOptions{Prefix: "bridge:cost:", PresenceTTL: time.Minute}.withDefaults()
@@ -74,7 +78,7 @@ func TestDispatchCommandsPerMessage(t *testing.T) {
 				how = fmt.Sprintf("in batches of %d", users)
 			}
 			c := cost{float64(calls) / float64(n), float64(pubs) / float64(n)}
-			costs[fmt.Sprint(instances, batched)] = c
+			costs[setup{instances, batched}] = c
 			t.Logf("%d live instances, %s: %d commands for %d targeted messages = %.2f per message (%.2f of them publishes)", instances, how, calls, n, c.all, c.publish)
 		}
 		if disp.PublishFailed.Load() != 0 {
@@ -82,7 +86,7 @@ func TestDispatchCommandsPerMessage(t *testing.T) {
 		}
 	}
 	for _, batched := range []bool{false, true} {
-		c2, c20 := costs[fmt.Sprint(2, batched)], costs[fmt.Sprint(20, batched)]
+		c2, c20 := costs[setup{2, batched}], costs[setup{20, batched}]
 		if c2.all > 6 || c20.all > 6 || c2.publish > 1 || c20.publish > 1 {
 			t.Errorf("batched %v: commands per targeted message %.2f at 2 instances, %.2f at 20 (publishes %.2f, %.2f); want at most 6, publishes at most 1",
 				batched, c2.all, c20.all, c2.publish, c20.publish)

@@ -164,7 +164,7 @@ func (d *RedisDispatcher) dispatch(ctx context.Context, b []Dispatch) <-chan str
 	}
 	rs := make([]dispatchReply, len(b))
 	for _, c := range calls {
-		d.replies(c, b, rs)
+		replies(c, b, rs)
 	}
 	out := new(relayOut)
 	for i := range b {
@@ -363,7 +363,7 @@ type dispatchReply struct {
 
 // replies reads the answers of c into the messages of b it carried, and their
 // replies into rs.
-func (d *RedisDispatcher) replies(c *dispatchCall, b []Dispatch, rs []dispatchReply) {
+func replies(c *dispatchCall, b []Dispatch, rs []dispatchReply) {
 	vals, err := c.cmd.Slice()
 	if err == nil && len(vals) != len(c.at) {
 		err = fmt.Errorf("%d replies for %d messages", len(vals), len(c.at))
